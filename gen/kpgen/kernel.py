@@ -1,0 +1,227 @@
+"""Probe a kernel build directory (KDIR) for what the generated C must fit.
+
+Everything the templates branch on is decided here from the kernel's own files
+(.config, Module.symvers and headers), never from version numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KernelError
+
+# Options the core cannot work without, with what each one is for.
+REQUIRED_OPTIONS: dict[str, str] = {
+    "CONFIG_MODULES": "loadable modules",
+    "CONFIG_MODULE_UNLOAD": "unloading patch modules",
+    "CONFIG_KALLSYMS_ALL": "resolving functions and data by name",
+    "CONFIG_KPROBES": "finding kallsyms_lookup_name",
+    "CONFIG_DYNAMIC_FTRACE": "hooking functions",
+    "CONFIG_HAVE_RELIABLE_STACKTRACE": "the activeness safety check",
+}
+# At least one of these: the handler changes the instruction pointer.
+FTRACE_IP_OPTIONS = ("CONFIG_DYNAMIC_FTRACE_WITH_ARGS", "CONFIG_DYNAMIC_FTRACE_WITH_REGS")
+# Exports the generated C calls directly (the rest it finds through kallsyms).
+REQUIRED_EXPORTS = (
+    "register_ftrace_function",
+    "unregister_ftrace_function",
+    "ftrace_set_filter_ip",
+    "stop_machine",
+    "register_kprobe",
+    "unregister_kprobe",
+    "sprint_symbol",
+)
+
+
+@dataclass(frozen=True)
+class KernelFeatures:
+    """What the core's C must look like for one kernel."""
+
+    has_ibt: bool
+    ftrace_with_args: bool
+    ftrace_ip_setter: str
+    ksym_cb_has_mod: bool
+    module_ksym_takes_modname: bool
+
+    @property
+    def ksym_cb_params(self) -> str:
+        mod = "struct module *, " if self.ksym_cb_has_mod else ""
+        return f"void *, const char *, {mod}unsigned long"
+
+    @property
+    def ftrace_ops_flags(self) -> list[str]:
+        flags = ["FTRACE_OPS_FL_IPMODIFY", "FTRACE_OPS_FL_PERMANENT"]
+        if not self.ftrace_with_args:
+            flags.append("FTRACE_OPS_FL_SAVE_REGS")
+        return flags
+
+    def summary(self) -> str:
+        """One deterministic line for generated headers and `kpgen doctor`."""
+        return (
+            f"ibt={'y' if self.has_ibt else 'n'} "
+            f"ftrace-args={'y' if self.ftrace_with_args else 'n'} "
+            f"ip-setter={self.ftrace_ip_setter} "
+            f"kallsyms-callback={'mod' if self.ksym_cb_has_mod else 'nomod'}"
+        )
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A probed kernel build directory."""
+
+    kdir: Path
+    release: str
+    config: dict[str, str]
+    exports: dict[str, str]  # symbol -> module that exports it ("vmlinux" for the kernel)
+    features: KernelFeatures
+
+    def enabled(self, option: str) -> bool:
+        return self.config.get(option) in ("y", "m")
+
+    @property
+    def vmlinuz(self) -> Path:
+        return Path("/boot") / f"vmlinuz-{self.release}"
+
+
+def default_kdir() -> Path:
+    """The newest installed /lib/modules/*/build, as `kpgen generate` uses by default."""
+    dirs = [p for p in Path("/lib/modules").glob("*/build") if p.is_dir()]
+    if not dirs:
+        raise KernelError(
+            "no kernel build directory found under /lib/modules/*/build: install the "
+            "headers (apt-get install linux-headers-amd64) or pass --kdir DIR"
+        )
+    return max(dirs, key=lambda p: _version_key(p.parent.name))
+
+
+def _version_key(release: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", release))
+
+
+def find_kdir(release_glob: str) -> Path | None:
+    """The build dir of the installed release matching a glob, newest first."""
+    dirs = [p for p in Path("/lib/modules").glob(f"{release_glob}/build") if p.is_dir()]
+    return max(dirs, key=lambda p: _version_key(p.parent.name)) if dirs else None
+
+
+def parse_config(text: str) -> dict[str, str]:
+    config: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            config[key] = value.strip('"')
+    return config
+
+
+def parse_symvers(text: str) -> dict[str, str]:
+    """Module.symvers: CRC, symbol, module, export type, namespace (tab-separated)."""
+    exports: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 4:
+            exports[fields[1]] = fields[2]
+    return exports
+
+
+def header_roots(kdir: Path) -> list[Path]:
+    """Directories whose include/ and arch/ trees make up this kernel's headers.
+
+    Debian splits them: the build dir holds generated files and a Makefile that
+    includes the common source tree, also reachable as /lib/modules/<rel>/source.
+    """
+    roots = [kdir]
+    makefile = kdir / "Makefile"
+    if makefile.is_file():
+        m = re.match(r"\s*include\s+(\S+)/Makefile\s*$", makefile.read_text(errors="replace"))
+        if m:
+            roots.append(Path(m.group(1)))
+    if kdir.name == "build":
+        roots.append(kdir.parent / "source")
+    seen: list[Path] = []
+    for root in roots:
+        if root.is_dir() and root.resolve() not in [s.resolve() for s in seen]:
+            seen.append(root)
+    return seen
+
+
+def _read_header(roots: list[Path], rel: str) -> str:
+    for root in roots:
+        path = root / rel
+        if path.is_file():
+            return path.read_text(errors="replace")
+    raise KernelError(
+        f"header {rel} not found under {', '.join(str(r) for r in roots)}: "
+        "the kernel headers are incomplete; reinstall the headers package"
+    )
+
+
+def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
+    ftrace_h = _read_header(roots, "arch/x86/include/asm/ftrace.h")
+    if "ftrace_regs_set_instruction_pointer" in ftrace_h:
+        setter = "ftrace_regs_set_instruction_pointer"
+    elif "ftrace_instruction_pointer_set" in ftrace_h:
+        setter = "ftrace_instruction_pointer_set"
+    else:
+        raise KernelError(
+            "arch/x86/include/asm/ftrace.h defines no way to set the instruction pointer "
+            "from an ftrace callback: this kernel's ftrace is not supported"
+        )
+    kallsyms_h = _read_header(roots, "include/linux/kallsyms.h")
+    m = re.search(r"int kallsyms_on_each_symbol\(int \(\*fn\)\(([^)]*)\)", kallsyms_h)
+    if not m:
+        raise KernelError("include/linux/kallsyms.h declares no kallsyms_on_each_symbol()")
+    module_h = _read_header(roots, "include/linux/module.h")
+    m2 = re.search(r"int module_kallsyms_on_each_symbol\(([^;]*)\);", module_h)
+    if not m2:
+        raise KernelError("include/linux/module.h declares no module_kallsyms_on_each_symbol()")
+    return KernelFeatures(
+        has_ibt=config.get("CONFIG_X86_KERNEL_IBT") == "y",
+        ftrace_with_args=config.get("CONFIG_DYNAMIC_FTRACE_WITH_ARGS") == "y",
+        ftrace_ip_setter=setter,
+        ksym_cb_has_mod="struct module" in m.group(1),
+        module_ksym_takes_modname="const char *modname" in m2.group(1),
+    )
+
+
+def probe(kdir: Path) -> Kernel:
+    """Read and check a kernel build directory; raise KernelError naming what is wrong."""
+    kdir = Path(kdir)
+    if not kdir.is_dir():
+        raise KernelError(
+            f"kernel build directory {kdir} does not exist: install the headers "
+            "(apt-get install linux-headers-amd64) or pass --kdir DIR"
+        )
+    missing = [
+        name
+        for name in (".config", "Module.symvers", "Makefile", "include/generated/utsrelease.h")
+        if not (kdir / name).is_file()
+    ]
+    if missing:
+        raise KernelError(
+            f"{kdir} is not a prepared kernel build directory (missing {', '.join(missing)}): "
+            "pass the build dir of installed headers, e.g. /lib/modules/<release>/build"
+        )
+    uts = (kdir / "include/generated/utsrelease.h").read_text(errors="replace")
+    m = re.search(r'UTS_RELEASE\s+"([^"]+)"', uts)
+    if not m:
+        raise KernelError(f"{kdir}/include/generated/utsrelease.h has no UTS_RELEASE")
+    release = m.group(1)
+    config = parse_config((kdir / ".config").read_text(errors="replace"))
+    if config.get("CONFIG_X86_64") != "y":
+        raise KernelError(f"{kdir}/.config: only x86_64 kernels are supported")
+    lacking = [f"{opt} ({why})" for opt, why in REQUIRED_OPTIONS.items() if config.get(opt) != "y"]
+    if not any(config.get(o) == "y" for o in FTRACE_IP_OPTIONS):
+        lacking.append(" or ".join(FTRACE_IP_OPTIONS) + " (redirecting calls)")
+    if lacking:
+        raise KernelError(
+            f"{kdir}/.config lacks options the core needs: {'; '.join(lacking)}. "
+            "Use a kernel built with them (Debian's linux-image-amd64 has them all)"
+        )
+    exports = parse_symvers((kdir / "Module.symvers").read_text(errors="replace"))
+    absent = [s for s in REQUIRED_EXPORTS if s not in exports]
+    if absent:
+        raise KernelError(f"{kdir}/Module.symvers does not export {', '.join(absent)}")
+    features = probe_features(config, header_roots(kdir))
+    return Kernel(kdir=kdir, release=release, config=config, exports=exports, features=features)

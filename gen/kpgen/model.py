@@ -1,0 +1,75 @@
+"""The validated model the templates render: every derived name is computed here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .kernel import KernelFeatures
+from .spec import FunctionSpec, PatchSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def display_path(path: Path) -> str:
+    """A path for generated headers: repo-relative, else the last two parts; never absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return Path(*path.parts[-2:]).as_posix()
+
+
+def c_string(text: str) -> str:
+    """Escape text for a C string literal.
+
+    >>> c_string('say "hi" \\\\ bye')
+    'say \\\\"hi\\\\" \\\\\\\\ bye'
+    """
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def c_comment(text: str) -> str:
+    """Make text safe inside a /* */ comment.
+
+    >>> c_comment("a */ b")
+    'a * / b'
+    """
+    return text.replace("*/", "* /").replace("/*", "/ *")
+
+
+@dataclass(frozen=True)
+class CoreModel:
+    features: KernelFeatures
+    hash_bits: int = 10
+    max_stack_entries: int = 128
+    unregister_tries: int = 50
+
+
+@dataclass(frozen=True)
+class PatchModel:
+    name: str
+    description_c: str
+    description_comment: str
+    sources: tuple[str, ...]
+    source_paths: tuple[Path, ...]
+    functions: tuple[FunctionSpec, ...]
+    spec_label: str
+    core_relpath: str
+
+
+def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path) -> PatchModel:
+    """The model of one patch module rendered into out_dir, built against core_dir."""
+    description = spec.description or f"live patch {spec.name}"
+    core_rel = os.path.relpath(Path(core_dir).resolve(), Path(out_dir).resolve())
+    return PatchModel(
+        name=spec.name,
+        description_c=c_string(description),
+        description_comment=c_comment(description),
+        sources=tuple(p.name for p in spec.sources),
+        source_paths=spec.sources,
+        functions=spec.functions,
+        spec_label=display_path(spec.path),
+        core_relpath=Path(core_rel).as_posix(),
+    )

@@ -1,0 +1,102 @@
+"""The only Jinja2 user: render models into files, all or nothing, writing only what changed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .errors import UsageError
+from .model import REPO_ROOT, CoreModel, PatchModel
+
+TEMPLATES = REPO_ROOT / "templates"
+MARKER = "kpgen-generated-file"
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: Path  # relative to the output directory
+    content: bytes
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.globals["marker"] = MARKER
+    return env
+
+
+def _render(env: jinja2.Environment, template: str, **ctx: object) -> bytes:
+    text = env.get_template(template).render(source=f"templates/{template}", **ctx)
+    return text.encode("utf-8")
+
+
+def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
+    env = environment()
+    ctx = {"k": core.features, "hash_bits": core.hash_bits, "max_stack_entries": core.max_stack_entries,
+           "unregister_tries": core.unregister_tries}
+    return [
+        OutputFile(Path(subdir) / "kpatch.h", _render(env, "core/kpatch.h.j2", **ctx)),
+        OutputFile(Path(subdir) / "kpatch.c", _render(env, "core/kpatch.c.j2", **ctx)),
+        OutputFile(Path(subdir) / "Kbuild", _render(env, "core/Kbuild.j2", **ctx)),
+    ]
+
+
+def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:
+    env = environment()
+    files = [
+        OutputFile(Path(subdir) / f"{patch.name}.c", _render_patch(env, "patch/patch.c.j2", patch)),
+        OutputFile(Path(subdir) / "Kbuild", _render_patch(env, "patch/Kbuild.j2", patch)),
+    ]
+    # The developer's sources travel with the module, byte for byte.
+    for src in patch.source_paths:
+        files.append(OutputFile(Path(subdir) / src.name, src.read_bytes()))
+    return files
+
+
+def _render_patch(env: jinja2.Environment, template: str, patch: PatchModel) -> bytes:
+    text = env.get_template(template).render(source=patch.spec_label, patch=patch)
+    return text.encode("utf-8")
+
+
+def write(out_dir: Path, files: list[OutputFile]) -> list[Path]:
+    """Write files under out_dir, leaving unchanged ones untouched; return the paths written.
+
+    Everything was rendered before this is called, and the directories are checked
+    first, so a bad output directory leaves nothing half-written.
+    """
+    out_dir = Path(out_dir)
+    dirs = sorted({(out_dir / f.path).parent for f in files})
+    for d in dirs:
+        probe = d
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"output directory {d} is not writable ({probe} is not a writable directory): "
+                             "choose another -o DIR or fix its permissions")
+    written: list[Path] = []
+    for f in files:
+        target = out_dir / f.path
+        if target.is_file() and target.read_bytes() == f.content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(f.content)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written

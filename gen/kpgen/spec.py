@@ -1,0 +1,220 @@
+"""Read and validate patch specs (TOML): every error names the file, the key and the fix.
+
+A spec describes one patch module:
+
+    name = "fix_cmdline"
+    description = "Show a marker in /proc/cmdline"
+    sources = ["fix.c"]
+
+    [[function]]
+    target = "cmdline_proc_show"
+    object = "vmlinux"
+    replacement = "fix_cmdline_proc_show"
+    sympos = 0
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+OBJECT_RE = re.compile(r"[a-z0-9_][a-z0-9_-]*\Z")
+MODULE_NAME_MAX = 55  # MODULE_NAME_LEN - 1 on 64-bit kernels
+KSYM_NAME_MAX = 127
+MAX_SPEC_BYTES = 64 * 1024
+MAX_SOURCE_BYTES = 1024 * 1024
+
+TOP_KEYS = {"name", "description", "sources", "function"}
+FUNC_KEYS = {"target", "object", "replacement", "sympos"}
+
+C_KEYWORDS = frozenset(
+    """auto break case char const continue default do double else enum extern float for goto
+    if inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while _Bool _Complex _Imaginary asm typeof""".split()
+)
+# Names the generated code or the core defines: a replacement must not take them.
+RESERVED_PREFIXES = ("kpatch_", "__")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    target: str
+    object: str
+    replacement: str
+    sympos: int
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    path: Path
+    name: str
+    description: str
+    sources: tuple[Path, ...]
+    functions: tuple[FunctionSpec, ...]
+
+
+class SpecError(UsageError):
+    """A spec is wrong: the message names the file, the key and the fix."""
+
+    def __init__(self, path: Path, key: str, problem: str, fix: str):
+        self.path, self.key = path, key
+        where = f"{path}: key '{key}'" if key else f"{path}"
+        super().__init__(f"{where}: {problem}; {fix}")
+
+
+def _strip_c_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", text)
+
+
+def defines_function(c_text: str, name: str) -> bool:
+    """Whether C source text holds a definition (not just a declaration) of `name`."""
+    body = _strip_c_comments(c_text)
+    pattern = rf"(?<![A-Za-z0-9_]){re.escape(name)}\s*\([^;{{}}]*\)\s*\{{"
+    return re.search(pattern, body) is not None
+
+
+def _check_ident(path: Path, key: str, value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise SpecError(path, key, f"must be a string, got {type(value).__name__}", f"write {key} = \"...\"")
+    if not IDENT_RE.match(value) or len(value) > KSYM_NAME_MAX:
+        raise SpecError(path, key, f"{value!r} is not a C identifier", f"give the {what} as a plain C name")
+    if value in C_KEYWORDS:
+        raise SpecError(path, key, f"{value!r} is a C keyword", f"choose another {what}")
+    return value
+
+
+def load(path: Path) -> PatchSpec:
+    """Parse and validate one spec file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read the spec ({exc.strerror})", "check the path") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(path, "", f"the spec is {len(raw)} bytes", f"keep it under {MAX_SPEC_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"not UTF-8 (byte {exc.start})", "save the spec as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(path, "", f"TOML syntax error: {exc}", "fix the TOML syntax") from None
+    return validate(path, data)
+
+
+def validate(path: Path, data: dict) -> PatchSpec:
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise SpecError(path, unknown[0], "unknown key", f"use only {', '.join(sorted(TOP_KEYS))}")
+    for key in ("name", "sources", "function"):
+        if key not in data:
+            raise SpecError(path, key, "missing", f"add the required key '{key}'")
+
+    name = data["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MODULE_NAME_MAX:
+        raise SpecError(
+            path, "name", f"{name!r} is not a valid module name",
+            f"use lower-case letters, digits and '_', starting with a letter, at most {MODULE_NAME_MAX} characters",
+        )
+    if name == "kpatch" or name.startswith("kpatch_") or name in C_KEYWORDS:
+        raise SpecError(path, "name", f"{name!r} is reserved", "choose another module name")
+
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(path, "description", "must be a string", 'write description = "..."')
+    if len(description) > 200 or any(not ch.isprintable() for ch in description):
+        raise SpecError(path, "description", "must be one printable line of at most 200 characters",
+                        "shorten it and remove control characters")
+
+    sources = _validate_sources(path, name, data["sources"])
+    functions = _validate_functions(path, data["function"])
+
+    texts = {src: src.read_text(encoding="utf-8") for src in sources}
+    for i, func in enumerate(functions):
+        if not any(defines_function(t, func.replacement) for t in texts.values()):
+            raise SpecError(
+                path, f"function[{i}].replacement",
+                f"{func.replacement!r} is not defined in {', '.join(s.name for s in sources)}",
+                "define the replacement function in one of the sources, or fix its name",
+            )
+    return PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions)
+
+
+def _validate_sources(path: Path, name: str, value: object) -> tuple[Path, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise SpecError(path, "sources", "must be a non-empty list of file names", 'write sources = ["fix.c"]')
+    result: list[Path] = []
+    for i, rel in enumerate(value):
+        key = f"sources[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.c", rel):
+            raise SpecError(path, key, f"{rel!r} is not a plain .c file name beside the spec",
+                            "put the C file in the spec's directory and name it like fix.c")
+        if rel == f"{name}.c":
+            raise SpecError(path, key, f"{rel!r} would clash with the generated {name}.c", "rename the source file")
+        src = path.parent / rel
+        if src in result:
+            raise SpecError(path, key, f"{rel!r} is listed twice", "list each source once")
+        if not src.is_file():
+            raise SpecError(path, key, f"{src} does not exist", "create it or fix the file name")
+        size = src.stat().st_size
+        if size > MAX_SOURCE_BYTES:
+            raise SpecError(path, key, f"{src} is {size} bytes", f"keep sources under {MAX_SOURCE_BYTES} bytes")
+        try:
+            src.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(path, key, f"{src} is not UTF-8 (byte {exc.start})", "save it as UTF-8") from None
+        result.append(src)
+    return tuple(result)
+
+
+def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        raise SpecError(path, "function", "must be one or more [[function]] tables",
+                        "add a [[function]] table with target and replacement")
+    funcs: list[FunctionSpec] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    replacements: dict[str, int] = {}
+    for i, table in enumerate(value):
+        prefix = f"function[{i}]"
+        unknown = sorted(set(table) - FUNC_KEYS)
+        if unknown:
+            raise SpecError(path, f"{prefix}.{unknown[0]}", "unknown key", f"use only {', '.join(sorted(FUNC_KEYS))}")
+        for key in ("target", "replacement"):
+            if key not in table:
+                raise SpecError(path, f"{prefix}.{key}", "missing", f"add {key} = \"...\" to the table")
+        target = _check_ident(path, f"{prefix}.target", table["target"], "function to replace")
+        replacement = _check_ident(path, f"{prefix}.replacement", table["replacement"], "replacement function")
+        if replacement.startswith(RESERVED_PREFIXES):
+            raise SpecError(path, f"{prefix}.replacement", f"{replacement!r} uses a reserved prefix",
+                            "do not start replacement names with 'kpatch_' or '__'")
+        if replacement == target:
+            raise SpecError(path, f"{prefix}.replacement", "has the same name as the target",
+                            "give the replacement its own name, e.g. fix_" + target)
+        obj = table.get("object", "vmlinux")
+        if not isinstance(obj, str) or not OBJECT_RE.match(obj) or len(obj) > MODULE_NAME_MAX:
+            raise SpecError(path, f"{prefix}.object", f"{obj!r} is not 'vmlinux' or a module name",
+                            "write object = \"vmlinux\" or the name of the kernel module")
+        obj = obj.replace("-", "_")
+        sympos = table.get("sympos", 0)
+        if not isinstance(sympos, int) or isinstance(sympos, bool) or not 0 <= sympos <= 65535:
+            raise SpecError(path, f"{prefix}.sympos", f"{sympos!r} is not a whole number from 0 to 65535",
+                            "write sympos = N, counting same-named symbols from 1 (0: the name is unique)")
+        key3 = (obj, target, sympos)
+        if key3 in seen:
+            raise SpecError(path, f"{prefix}.target", f"{target!r} in {obj} is already replaced by function[{seen[key3]}]",
+                            "replace each function once per spec")
+        if replacement in replacements:
+            raise SpecError(path, f"{prefix}.replacement", f"{replacement!r} already replaces function[{replacements[replacement]}]",
+                            "give each target its own replacement")
+        seen[key3] = i
+        replacements[replacement] = i
+        funcs.append(FunctionSpec(target=target, object=obj, replacement=replacement, sympos=sympos))
+    return tuple(funcs)

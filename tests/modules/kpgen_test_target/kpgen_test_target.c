@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kpgen_test_target: a module whose functions the boot tests patch.
+ *
+ * /proc/kpgen_test_target accepts two commands:
+ *   "sleep"  the writer sleeps inside kpgen_test_target_sleep() until woken;
+ *            the function's return value is stored as "last"
+ *   "wake"   wakes every sleeper
+ * Reading it shows "last=<value>": 1 from the original function.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+
+static DECLARE_WAIT_QUEUE_HEAD(kpgen_test_wq);
+static unsigned long kpgen_test_wake_seq;
+static int kpgen_test_last;
+
+/* Sleeps until the next "wake"; a task in here makes patching it unsafe. */
+static noinline int kpgen_test_target_sleep(void)
+{
+	unsigned long seq = READ_ONCE(kpgen_test_wake_seq);
+
+	if (wait_event_interruptible(kpgen_test_wq,
+				     READ_ONCE(kpgen_test_wake_seq) != seq))
+		return -EINTR;
+	return 1;
+}
+
+static int kpgen_test_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "last=%d\n", READ_ONCE(kpgen_test_last));
+	return 0;
+}
+
+static int kpgen_test_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, kpgen_test_show, NULL);
+}
+
+static ssize_t kpgen_test_write(struct file *file, const char __user *ubuf,
+				size_t count, loff_t *ppos)
+{
+	char buf[8];
+	size_t len = min(count, sizeof(buf) - 1);
+
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = '\0';
+
+	if (sysfs_streq(buf, "sleep")) {
+		WRITE_ONCE(kpgen_test_last, kpgen_test_target_sleep());
+	} else if (sysfs_streq(buf, "wake")) {
+		WRITE_ONCE(kpgen_test_wake_seq, kpgen_test_wake_seq + 1);
+		wake_up_all(&kpgen_test_wq);
+	} else {
+		return -EINVAL;
+	}
+	return count;
+}
+
+static const struct proc_ops kpgen_test_proc_ops = {
+	.proc_open = kpgen_test_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+	.proc_write = kpgen_test_write,
+};
+
+static int __init kpgen_test_init(void)
+{
+	if (!proc_create("kpgen_test_target", 0600, NULL, &kpgen_test_proc_ops))
+		return -ENOMEM;
+	return 0;
+}
+
+static void __exit kpgen_test_exit(void)
+{
+	remove_proc_entry("kpgen_test_target", NULL);
+}
+
+module_init(kpgen_test_init);
+module_exit(kpgen_test_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Target functions for kpgen's boot tests");
