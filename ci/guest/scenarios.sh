@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Guest side of kpgen's boot tests: runs every scenario in one boot and reports TAP.
+#
+#   scenarios.sh TREE RESULTS        run all scenarios
+#   scenarios.sh --one NAME TREE     run one scenario (used by the loop below)
+#
+# TREE is a build tree made by the host (core/, patches/<name>/, modules/<name>/, each with
+# its .ko); RESULTS is a directory the host can read back (scenarios.tap, dmesg.txt).
+# Each scenario runs in its own `bash -e` with an ERR trap that names the failing command,
+# and every patch module is unloaded after it, so one failure does not cascade.
+set -u
+
+SYS=/sys/kernel/kpatch
+TRACING=/sys/kernel/tracing
+SAMPLES="cmdline_a cmdline_b meminfo"
+PATCHES="$SAMPLES test_busy test_missing"
+
+# --- helpers -------------------------------------------------------------------------------
+
+ko() {
+	case $1 in
+	kpatch) echo "$TREE/core/kpatch.ko" ;;
+	kpgen_test_target) echo "$TREE/modules/kpgen_test_target/kpgen_test_target.ko" ;;
+	*) echo "$TREE/patches/$1/$1.ko" ;;
+	esac
+}
+
+# Succeeds when the sample's replacement is what the kernel runs now.
+visible() {
+	case $1 in
+	cmdline_a | cmdline_b) grep -q "^kpgen sample $1:" /proc/cmdline ;;
+	meminfo) grep -q "^kpgen sample meminfo:" /proc/meminfo ;;
+	*) return 2 ;;
+	esac
+}
+
+original_cmdline() { grep -q "virtme" /proc/cmdline; }
+
+# `not CMD` fails (and so stops the scenario under -e) when CMD succeeds.
+not() {
+	if "$@"; then
+		echo "expected to fail: $*" >&2
+		return 1
+	fi
+}
+
+loaded() { grep -q "^$1 " /proc/modules; }
+load() { insmod "$(ko "$1")"; }
+enabled() { [ "$(cat "$SYS/$1/enabled")" = "$2" ]; }
+
+unload() {
+	echo 0 >"$SYS/$1/enabled"
+	rmmod "$1"
+}
+
+mark() { echo "<5>kpgen-test: $1" >/dev/kmsg; }
+
+# Kernel log lines (raw, with <level> prefixes) since the scenario began.
+log_since_mark() {
+	dmesg -r | sed -n "/kpgen-test: begin $SCENARIO\$/,\$p"
+}
+
+# kpatch's own messages since the scenario began, as "<level>text".
+kpatch_log() {
+	log_since_mark | sed -n 's/^<\([0-9]*\)>\[[^]]*\] kpatch: /<\1>/p'
+}
+
+# Whether kpatch logged exactly this line ("<level>text") since the scenario began.
+logged() { kpatch_log | grep -qxF "$1"; }
+
+# Whether any kpatch message since the scenario began contains this text.
+mentioned() { kpatch_log | grep -qF "$1"; }
+
+# The contract every sample keeps: its check fails before load, passes after, fails after unload.
+contract() {
+	not visible "$1"
+	load "$1"
+	visible "$1"
+	enabled "$1" 1
+	unload "$1"
+	not visible "$1"
+	not loaded "$1"
+	[ ! -e "$SYS/$1" ]
+}
+
+# --- scenarios (each line `scenario NAME` below is one reported test) ----------------------
+
+core_loads() {
+	load kpatch
+	[ -d "$SYS" ]
+	[ -z "$(ls "$SYS")" ]
+}
+
+cmdline_a_contract() { contract cmdline_a; }
+cmdline_b_contract() { contract cmdline_b; }
+meminfo_contract() { contract meminfo; }
+
+stack_a_then_b_shows_b() {
+	load cmdline_a
+	visible cmdline_a
+	load cmdline_b
+	visible cmdline_b
+	not visible cmdline_a
+}
+
+unload_b_shows_a() {
+	load cmdline_a
+	load cmdline_b
+	visible cmdline_b
+	unload cmdline_b
+	visible cmdline_a
+	unload cmdline_a
+	original_cmdline
+}
+
+unload_a_first_keeps_b() {
+	load cmdline_a
+	load cmdline_b
+	unload cmdline_a
+	visible cmdline_b
+	unload cmdline_b
+	not visible cmdline_b
+	original_cmdline
+}
+
+sysfs_enabled_round_trip() {
+	load cmdline_a
+	enabled cmdline_a 1
+	echo 0 >"$SYS/cmdline_a/enabled"
+	enabled cmdline_a 0
+	original_cmdline
+	echo 1 >"$SYS/cmdline_a/enabled"
+	enabled cmdline_a 1
+	visible cmdline_a
+	# writing the current state again changes nothing
+	echo 1 >"$SYS/cmdline_a/enabled"
+	visible cmdline_a
+	local bad
+	for bad in 2 -1 yes " 1x" 10; do
+		not sh -c "printf '%s' '$bad' > $SYS/cmdline_a/enabled" 2>/dev/null
+	done
+	enabled cmdline_a 1
+	visible cmdline_a
+	unload cmdline_a
+}
+
+rmmod_active_refused() {
+	load cmdline_a
+	not rmmod cmdline_a 2>/dev/null
+	loaded cmdline_a
+	enabled cmdline_a 1
+	visible cmdline_a
+	unload cmdline_a
+	not loaded cmdline_a
+}
+
+missing_target_fails_cleanly() {
+	local before
+	before=$(cat "$TRACING/enabled_functions")
+	not load test_missing 2>/dev/null
+	not loaded test_missing
+	[ ! -e "$SYS/test_missing" ]
+	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	logged "<3>function 'kpgen_no_such_function' not found in vmlinux"
+	logged "<3>cannot load patch module 'test_missing': -2"
+	not mentioned "loaded patch module 'test_missing'"
+}
+
+busy_task_gets_ebusy() {
+	local before sleeper out i
+	load kpgen_test_target
+	before=$(cat "$TRACING/enabled_functions")
+	# the sleeper must not hold this scenario's output pipe open
+	bash -c 'echo sleep > /proc/kpgen_test_target' </dev/null >/dev/null 2>&1 &
+	sleeper=$!
+	for i in $(seq 100); do
+		grep -q kpgen_test_target_sleep "/proc/$sleeper/stack" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q kpgen_test_target_sleep "/proc/$sleeper/stack"
+
+	# a task sleeps in the target: the load fails with EBUSY and changes nothing
+	out=$(insmod "$(ko test_busy)" 2>&1) && { echo "insmod succeeded: $out" >&2; false; }
+	echo "$out" | grep -q "Device or resource busy"
+	not loaded test_busy
+	[ ! -e "$SYS/test_busy" ]
+	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_sleep'"
+	not mentioned "loaded patch module 'test_busy'"
+	grep -q kpgen_test_target_sleep "/proc/$sleeper/stack"
+
+	# once the task has left, the same load succeeds
+	echo wake >/proc/kpgen_test_target
+	wait "$sleeper"
+	grep -qx "last=1" /proc/kpgen_test_target
+	load test_busy
+	timeout 20 bash -c 'echo sleep > /proc/kpgen_test_target'
+	grep -qx "last=2" /proc/kpgen_test_target
+
+	# the patched module is pinned while the patch is active
+	not rmmod kpgen_test_target 2>/dev/null
+	unload test_busy
+	rmmod kpgen_test_target
+}
+
+notice_messages_in_order() {
+	load cmdline_a
+	echo 0 >"$SYS/cmdline_a/enabled"
+	echo 1 >"$SYS/cmdline_a/enabled"
+	unload cmdline_a
+	local got want
+	got=$(kpatch_log | grep "patch module 'cmdline_a'")
+	want=$(printf '%s\n' \
+		"<5>loaded patch module 'cmdline_a'" \
+		"<5>disabled patch module 'cmdline_a'" \
+		"<5>enabled patch module 'cmdline_a'" \
+		"<5>disabled patch module 'cmdline_a'" \
+		"<5>unloaded patch module 'cmdline_a'")
+	if [ "$got" != "$want" ]; then
+		printf 'got:\n%s\nwant:\n%s\n' "$got" "$want" >&2
+		false
+	fi
+}
+
+core_unloads_clean() {
+	rmmod kpatch
+	[ ! -e "$SYS" ]
+	[ -z "$(cat "$TRACING/enabled_functions")" ]
+}
+
+# --- driver --------------------------------------------------------------------------------
+
+# Unload whatever a failed scenario left behind, newest first.
+cleanup() {
+	local m
+	for m in $(echo "$PATCHES" | tr ' ' '\n' | tac); do
+		if loaded "$m"; then
+			echo 0 >"$SYS/$m/enabled" 2>/dev/null
+			rmmod "$m" 2>/dev/null
+		fi
+	done
+	if [ -e /proc/kpgen_test_target ]; then
+		echo wake >/proc/kpgen_test_target 2>/dev/null
+	fi
+	if loaded kpgen_test_target; then
+		rmmod kpgen_test_target 2>/dev/null
+	fi
+	return 0
+}
+
+if [ "${1:-}" = --one ]; then
+	SCENARIO=$2
+	TREE=$3
+	trap 'echo "line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
+	set -eE -o pipefail
+	"$SCENARIO"
+	exit 0
+fi
+
+TREE=$1
+RESULTS=$2
+SCENARIO_TIMEOUT=${KPGEN_SCENARIO_TIMEOUT:-180}
+tap=$RESULTS/scenarios.tap
+: >"$tap"
+count=0
+failed=0
+
+scenario() {
+	local name=$1 out rc
+	count=$((count + 1))
+	mark "begin $name"
+	out=$(timeout "$SCENARIO_TIMEOUT" bash "$0" --one "$name" "$TREE" 2>&1)
+	rc=$?
+	if [ "$name" != core_unloads_clean ]; then
+		cleanup
+	fi
+	if [ $rc -eq 0 ]; then
+		echo "ok $count - $name" | tee -a "$tap"
+	else
+		failed=$((failed + 1))
+		echo "not ok $count - $name" | tee -a "$tap"
+		if [ $rc -eq 124 ]; then
+			echo "#   timed out after $SCENARIO_TIMEOUT s" | tee -a "$tap"
+		fi
+		printf '%s\n' "$out" | sed 's/^/#   /' | tee -a "$tap"
+	fi
+	mark "end $name"
+}
+
+scenario core_loads
+scenario cmdline_a_contract
+scenario cmdline_b_contract
+scenario meminfo_contract
+scenario stack_a_then_b_shows_b
+scenario unload_b_shows_a
+scenario unload_a_first_keeps_b
+scenario sysfs_enabled_round_trip
+scenario rmmod_active_refused
+scenario missing_target_fails_cleanly
+scenario busy_task_gets_ebusy
+scenario notice_messages_in_order
+scenario core_unloads_clean
+
+echo "1..$count" | tee -a "$tap"
+dmesg >"$RESULTS/dmesg.txt"
+echo "# kernel $(uname -r): $((count - failed)) passed, $failed failed" | tee -a "$tap"
+[ $failed -eq 0 ]

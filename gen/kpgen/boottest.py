@@ -1,0 +1,135 @@
+"""Boot tests: build everything for one kernel, boot it once, run every guest scenario.
+
+Used by the pytest boot tests, `kpgen boot-test` and `kpgen demo`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import elfcheck, generate, kbuild, kernel as kmod, spec, splat, vm
+from .errors import KernelError
+from .model import REPO_ROOT
+
+MATRIX = REPO_ROOT / "ci" / "kernels.toml"
+GUEST_SCRIPT = REPO_ROOT / "ci" / "guest" / "scenarios.sh"
+TEST_PATCHES = REPO_ROOT / "tests" / "patches"
+TEST_MODULES = REPO_ROOT / "tests" / "modules"
+BUILD_ROOT = REPO_ROOT / "build"
+
+TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)")
+
+
+@dataclass(frozen=True)
+class MatrixKernel:
+    name: str
+    release_glob: str
+    packages: tuple[str, ...]
+
+    def kdir(self) -> Path:
+        found = kmod.find_kdir(self.release_glob)
+        if found is None:
+            raise KernelError(
+                f"kernel {self.name} ({self.release_glob}) is not installed: run `make provision` "
+                f"(apt-get install {' '.join(self.packages)})"
+            )
+        return found
+
+
+def matrix(path: Path = MATRIX) -> list[MatrixKernel]:
+    data = tomllib.loads(path.read_text())
+    return [MatrixKernel(k["name"], k["release"], tuple(k["packages"])) for k in data["kernel"]]
+
+
+def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
+    """The scenarios the guest script runs, in order: its `scenario NAME` lines."""
+    return re.findall(r"^scenario (\w+)$", script.read_text(), flags=re.M)
+
+
+def test_specs() -> list[Path]:
+    return sorted(TEST_PATCHES.glob("*/*.toml"))
+
+
+@dataclass
+class BuiltTree:
+    kernel: kmod.Kernel
+    root: Path
+    builds: list[kbuild.BuildResult] = field(default_factory=list)
+    verdicts: list[elfcheck.Verdict] = field(default_factory=list)
+
+
+def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
+    """Generate the core, the samples and the test patches for `kernel` and build them all."""
+    root = Path(root or BUILD_ROOT / kernel.release)
+    if root.exists():
+        shutil.rmtree(root)
+    generate.generate_tree(kernel, root, generate.sample_specs() + test_specs())
+    for mod_dir in sorted(TEST_MODULES.iterdir()):
+        shutil.copytree(mod_dir, root / "modules" / mod_dir.name)
+    tree = BuiltTree(kernel=kernel, root=root)
+    core = root / "core"
+    tree.builds.append(kbuild.build(kernel, core))
+    tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
+    for spec_path in generate.sample_specs() + test_specs():
+        patch = spec.load(spec_path)
+        pdir = root / "patches" / patch.name
+        tree.builds.append(kbuild.build(kernel, pdir, core_dir=core))
+        tree.verdicts.append(
+            elfcheck.check_module(pdir / f"{patch.name}.ko", kernel, core / "Module.symvers",
+                                  tuple(f.replacement for f in patch.functions))
+        )
+    for mod_dir in sorted((root / "modules").iterdir()):
+        tree.builds.append(kbuild.build(kernel, mod_dir))
+    return tree
+
+
+@dataclass
+class BootReport:
+    kernel: kmod.Kernel
+    run: vm.VmResult
+    results: dict[str, bool]
+    tap: str
+    dmesg: str
+    splats: list[str]
+    results_dir: Path
+
+    def summary(self) -> str:
+        passed = sum(self.results.values())
+        return (f"kernel {self.kernel.release}: {passed} passed, {len(self.results) - passed} failed "
+                f"of {len(scenario_names())} scenarios, {len(self.splats)} splat lines, "
+                f"boot {self.run.seconds:.0f} s")
+
+
+def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 900) -> vm.VmRun:
+    command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results_dir.resolve())])
+    return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results_dir.resolve(),),
+                    timeout=timeout)
+
+
+def parse_tap(tap: str) -> dict[str, bool]:
+    results: dict[str, bool] = {}
+    for line in tap.splitlines():
+        m = TAP_RE.match(line)
+        if m:
+            results[m.group(3)] = m.group(1) == "ok"
+    return results
+
+
+def boot(tree: BuiltTree, timeout: int = 900) -> BootReport:
+    """Boot the tree's kernel once and run every scenario; never raises for a failed scenario."""
+    results_dir = tree.root / "results"
+    if results_dir.exists():
+        shutil.rmtree(results_dir)
+    results_dir.mkdir(parents=True)
+    run = vm.run(guest_vm(tree, results_dir, timeout))
+    (results_dir / "console.log").write_text(run.output)
+    tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
+    tap = tap_file.read_text() if tap_file.is_file() else ""
+    dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.is_file() else ""
+    return BootReport(kernel=tree.kernel, run=run, results=parse_tap(tap), tap=tap, dmesg=dmesg,
+                      splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir)

@@ -1,0 +1,167 @@
+"""kpgen's command line: expected errors print one clear message and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__, boottest, elfcheck, generate, kbuild, kernel, spec, vm
+from .errors import KpgenError, UsageError
+
+
+def _kernel(args: argparse.Namespace) -> kernel.Kernel:
+    return kernel.probe(Path(args.kdir) if args.kdir else kernel.default_kdir())
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    written = generate.generate_tree(k, Path(args.output), generate.sample_specs())
+    print(f"kpgen: generated for {k.release} ({k.features.summary()}) into {args.output}: "
+          f"{len(written)} file(s) changed")
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    patch = spec.load(Path(args.spec))
+    out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
+    written = generate.generate_patch(Path(args.spec), out, Path(args.core))
+    print(f"kpgen: patch module {patch.name} in {out}: {len(written)} file(s) changed")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    core = Path(args.core) if args.core else None
+    failed = 0
+    for d in map(Path, args.dirs):
+        if args.dry_run:
+            print(" ".join(kbuild.make_argv(k, d, core if not (d / "kpatch.c").is_file() else None)))
+            continue
+        is_core = (d / "kpatch.c").is_file()
+        result = kbuild.build(k, d, None if is_core else core)
+        for ko in result.modules:
+            symvers = None if is_core else (core or d / "../../core") / "Module.symvers"
+            verdict = elfcheck.check_module(ko, k, symvers)
+            failed += _print_verdict(verdict)
+        for w in result.warnings:
+            print(f"  {w}")
+    return 1 if failed else 0
+
+
+def _print_verdict(verdict: elfcheck.Verdict) -> int:
+    if verdict.ok:
+        print(f"{verdict.path}: ok")
+        return 0
+    for problem in verdict.problems:
+        print(f"{verdict.path}: {problem}")
+    return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    failed = 0
+    for ko in map(Path, args.modules):
+        if not ko.is_file():
+            raise UsageError(f"{ko}: no such module file")
+        symvers = Path(args.core) / "Module.symvers" if args.core else None
+        failed += _print_verdict(elfcheck.check_module(ko, k, symvers))
+    return 1 if failed else 0
+
+
+def _boot_kernels(args: argparse.Namespace) -> list[kernel.Kernel]:
+    if args.kdir:
+        return [kernel.probe(Path(args.kdir))]
+    return [kernel.probe(m.kdir()) for m in boottest.matrix()]
+
+
+def cmd_boot_test(args: argparse.Namespace) -> int:
+    failed = 0
+    for k in _boot_kernels(args):
+        print(f"kpgen: building for {k.release}", flush=True)
+        tree = boottest.build_tree(k)
+        if args.dry_run:
+            print(boottest.guest_vm(tree, tree.root / "results").shell())
+            continue
+        print(f"kpgen: booting {k.release} under QEMU (TCG, this takes a minute)", flush=True)
+        report = boottest.boot(tree)
+        print(report.tap, end="")
+        for line in report.splats:
+            print(f"splat: {line}")
+        print(report.summary())
+        ok = (report.results and all(report.results.values()) and not report.splats
+              and len(report.results) == len(boottest.scenario_names()))
+        failed += not ok
+    return 1 if failed else 0
+
+
+def cmd_vm(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    run = vm.VmRun(kernel_image=k.vmlinuz, command=args.command)
+    if args.dry_run:
+        print(run.shell())
+        return 0
+    result = vm.run(run)
+    print(result.output, end="")
+    return 1 if result.returncode is None else result.returncode
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kpgen", description="Generate, build and boot-test live patch modules.")
+    p.add_argument("--version", action="version", version=f"kpgen {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def kdir_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--kdir", help="kernel build directory (default: newest /lib/modules/*/build)")
+
+    sp = sub.add_parser("generate", help="render the core and the sample patch modules")
+    kdir_opt(sp)
+    sp.add_argument("-o", "--output", default="kmod", help="output directory (default: kmod)")
+    sp.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("patch", help="render one patch module from its spec")
+    sp.add_argument("spec", help="the spec file (TOML)")
+    sp.add_argument("-o", "--output", help="output directory (default: kmod/patches/<name>)")
+    sp.add_argument("--core", default="kmod/core", help="the core's directory (default: kmod/core)")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_patch)
+
+    sp = sub.add_parser("build", help="build module directories with Kbuild, then check them")
+    sp.add_argument("dirs", nargs="+", help="directories made by generate or patch (the core first)")
+    sp.add_argument("--core", help="the core's built directory, for patch modules")
+    sp.add_argument("--dry-run", action="store_true", help="print the make commands only")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("check", help="check built modules (.ko) with pyelftools")
+    sp.add_argument("modules", nargs="+")
+    sp.add_argument("--core", help="the core's built directory: check as patch modules of it")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("boot-test", help="build everything and run the guest scenarios, one boot per kernel")
+    sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
+    sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
+    sp.set_defaults(func=cmd_boot_test)
+
+    sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")
+    sp.add_argument("command")
+    sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_vm)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KpgenError as exc:
+        print(f"kpgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

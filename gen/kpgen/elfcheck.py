@@ -1,0 +1,101 @@
+"""Checks on built modules with pyelftools: modinfo, vermagic, symbols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from .errors import BuildError
+from .kernel import Kernel, parse_symvers
+
+# License strings the kernel treats as GPL-compatible (include/linux/license.h).
+GPL_COMPATIBLE = {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}
+
+
+@dataclass
+class ModuleInfo:
+    path: Path
+    modinfo: dict[str, list[str]]
+    defined_functions: set[str]
+    undefined: set[str]
+
+    def first(self, key: str) -> str | None:
+        values = self.modinfo.get(key)
+        return values[0] if values else None
+
+
+@dataclass
+class Verdict:
+    path: Path
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_module(path: Path) -> ModuleInfo:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            elf = ELFFile(fh)
+            modinfo: dict[str, list[str]] = {}
+            section = elf.get_section_by_name(".modinfo")
+            if section is not None:
+                for entry in section.data().split(b"\0"):
+                    if b"=" in entry:
+                        key, _, value = entry.decode("utf-8", "replace").partition("=")
+                        modinfo.setdefault(key, []).append(value)
+            funcs: set[str] = set()
+            undefined: set[str] = set()
+            symtab = elf.get_section_by_name(".symtab")
+            if isinstance(symtab, SymbolTableSection):
+                for sym in symtab.iter_symbols():
+                    if not sym.name:
+                        continue
+                    if sym["st_shndx"] == "SHN_UNDEF":
+                        undefined.add(sym.name)
+                    elif sym["st_info"]["type"] == "STT_FUNC":
+                        funcs.add(sym.name)
+    except (OSError, ELFError) as exc:
+        raise BuildError(f"{path}: not a readable ELF module ({exc})") from None
+    return ModuleInfo(path=path, modinfo=modinfo, defined_functions=funcs, undefined=undefined)
+
+
+def check_module(
+    path: Path,
+    kernel: Kernel,
+    core_symvers: Path | None = None,
+    replacements: tuple[str, ...] = (),
+) -> Verdict:
+    """Check one .ko; with core_symvers it is checked as a patch module of that core."""
+    info = read_module(path)
+    verdict = Verdict(path=Path(path))
+    vermagic = info.first("vermagic")
+    if vermagic is None:
+        verdict.problems.append("modinfo field 'vermagic' is missing")
+    elif vermagic.split(" ")[0] != kernel.release:
+        verdict.problems.append(f"modinfo field 'vermagic' is {vermagic!r}, not for kernel {kernel.release}")
+    license_ = info.first("license")
+    if license_ not in GPL_COMPATIBLE:
+        verdict.problems.append(f"modinfo field 'license' is {license_!r}, not GPL-compatible")
+    exports = dict(kernel.exports)
+    if core_symvers is not None:
+        if not Path(core_symvers).is_file():
+            verdict.problems.append(f"core symbol list {core_symvers} does not exist: build the core first")
+        else:
+            exports.update(parse_symvers(Path(core_symvers).read_text()))
+        depends = (info.first("depends") or "").split(",")
+        if "kpatch" not in depends:
+            verdict.problems.append(f"modinfo field 'depends' is {info.first('depends')!r}, without 'kpatch'")
+    for sym in sorted(info.undefined):
+        if sym not in exports:
+            verdict.problems.append(f"undefined symbol '{sym}' is exported neither by the kernel nor by the core")
+    for name in replacements:
+        if name not in info.defined_functions:
+            verdict.problems.append(f"replacement '{name}' is not a function defined in the module")
+    return verdict

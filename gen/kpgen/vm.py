@@ -1,0 +1,71 @@
+"""Boot a kernel in QEMU through virtme-ng and run one command in it.
+
+The run is described as data (VmRun); argv() is the exact command, so --dry-run can
+print it and tests can check it without booting anything.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import KpgenError
+
+
+@dataclass(frozen=True)
+class VmRun:
+    kernel_image: Path
+    command: str
+    cpus: int = 2
+    memory: str = "1G"
+    rwdirs: tuple[Path, ...] = ()
+    timeout: int = 900
+    kvm: bool = False
+    vng: str = "vng"
+
+    def argv(self) -> list[str]:
+        argv = [self.vng, "--run", str(self.kernel_image)]
+        if not self.kvm:
+            argv.append("--disable-kvm")
+        argv += ["--cpus", str(self.cpus), "--memory", self.memory]
+        for d in self.rwdirs:
+            argv += ["--rwdir", str(d)]
+        argv += ["--exec", self.command]
+        return argv
+
+    def shell(self) -> str:
+        return shlex.join(self.argv()) + " </dev/null"
+
+
+@dataclass
+class VmResult:
+    returncode: int | None
+    output: str
+    seconds: float
+    timed_out: bool = False
+    argv: list[str] = field(default_factory=list)
+
+
+def run(vm: VmRun) -> VmResult:
+    """Boot, run the command, return its status and the console output.
+
+    stdin is /dev/null: virtme-ng cuts --exec output short when stdin is not a tty.
+    """
+    if not Path(vm.kernel_image).is_file():
+        raise KpgenError(f"kernel image {vm.kernel_image} does not exist: install the linux-image package")
+    argv = vm.argv()
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace", timeout=vm.timeout, check=False,
+        )
+    except FileNotFoundError:
+        raise KpgenError(f"{vm.vng} not found: install virtme-ng (pip install virtme-ng)") from None
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode("utf-8", "replace")
+        return VmResult(None, out, time.monotonic() - start, timed_out=True, argv=argv)
+    return VmResult(proc.returncode, proc.stdout, time.monotonic() - start, argv=argv)
