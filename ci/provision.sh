@@ -1,24 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# The one provisioning script of kpgen: installs everything a fresh Debian 12 machine needs to
-# generate, build and boot-test the modules (apt packages for both target kernels, QEMU and the
-# build tools; the Python package with its test dependencies).  Used by `make provision`,
-# `.ci/run` and the Dockerfile.  Safe to run again: every step is idempotent.
+# The one provisioning script of kpgen.  It installs what a fresh Debian 12 machine needs to
+# generate, build and boot-test the modules: build tools, QEMU, the kernels of
+# ci/kernels.toml (image and headers), and the kpgen Python package with its test tools.
+# `make provision`, `.ci/run` and the Dockerfile all run it.  Idempotent; run as root.
 #
 # Environment:
-#   KPGEN_KERNELS   apt names of the kernel flavours to install (default: the 6.1 and 6.12 ones)
-#   KPGEN_NO_PIP=1  skip the Python package (the Dockerfile installs it in its own layer)
+#   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-kernels=${KPGEN_KERNELS:-"linux-image-amd64 linux-headers-amd64 linux-image-6.12-amd64 linux-headers-6.12-amd64"}
 start=$SECONDS
 
 step() { printf '[provision %4ds] %s\n' "$((SECONDS - start))" "$*"; }
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "provision: must run as root (apt-get install)" >&2
+	echo "provision: run as root (it uses apt-get install)" >&2
 	exit 1
 fi
 
@@ -26,16 +24,25 @@ export DEBIAN_FRONTEND=noninteractive
 step "apt-get update"
 apt-get update -qq
 
-# shellcheck disable=SC2086 # word splitting of the kernel package list is intended
-step "installing build tools, QEMU and kernels: $kernels"
+step "installing build tools, QEMU and Python"
 apt-get install -y -qq --no-install-recommends \
-	build-essential bc bison flex libelf-dev kmod cpio \
-	qemu-system-x86 qemu-utils busybox-static udev \
-	python3 python3-pip python3-venv git make sparse \
-	$kernels >/dev/null
+	build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
+	qemu-system-x86 qemu-utils busybox-static udev procps \
+	python3 python3-pip python3-venv git make >/dev/null
+
+mapfile -t kernels < <(python3 - "$here/ci/kernels.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as fh:
+    for kernel in tomllib.load(fh)["kernel"]:
+        print("\n".join(kernel["packages"]))
+PY
+)
+step "installing kernels: ${kernels[*]}"
+apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	step "installing the kpgen Python package (editable, with test extras)"
-	python3 -m pip install --quiet --disable-pip-version-check -e "$here[test]"
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+		--break-system-packages -e "$here[test]"
 fi
 step "done"

@@ -209,6 +209,8 @@ notice_messages_in_order() {
 	load cmdline_a
 	echo 0 >"$SYS/cmdline_a/enabled"
 	echo 1 >"$SYS/cmdline_a/enabled"
+	# rewriting the current state changes nothing and logs nothing
+	echo 1 >"$SYS/cmdline_a/enabled"
 	unload cmdline_a
 	local got want
 	got=$(kpatch_log | grep "patch module 'cmdline_a'")

@@ -679,6 +679,7 @@ static ssize_t enabled_store(struct kobject *kobj, struct kobj_attribute *attr,
 {
 	struct kpatch_patch *patch = container_of(kobj, struct kpatch_patch,
 						  kobj);
+	bool changed = false;
 	unsigned int enable;
 	int ret;
 
@@ -687,20 +688,20 @@ static ssize_t enabled_store(struct kobject *kobj, struct kobj_attribute *attr,
 		return -EINVAL;
 
 	mutex_lock(&kpatch_mutex);
-	if (!patch->registered)
+	if (!patch->registered) {
 		ret = -ENODEV;
-	else if (patch->enabled == enable)
-		ret = 0;
-	else if (enable)
-		ret = kpatch_enable_patch(patch);
-	else
-		ret = kpatch_disable_patch(patch);
+	} else if (patch->enabled != enable) {
+		ret = enable ? kpatch_enable_patch(patch) :
+			       kpatch_disable_patch(patch);
+		changed = !ret;
+	}
 	mutex_unlock(&kpatch_mutex);
 
 	if (ret)
 		return ret;
-	pr_notice("%s patch module '%s'\n", enable ? "enabled" : "disabled",
-		  patch->mod->name);
+	if (changed)
+		pr_notice("%s patch module '%s'\n",
+			  enable ? "enabled" : "disabled", patch->mod->name);
 	return count;
 }
 

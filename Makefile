@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# kpgen: generate, build and boot-test kpatch-style live patch modules.
+# `make help` lists the targets.
+
+PYTHON ?= python3
+PYTEST ?= $(PYTHON) -m pytest
+# The default kernel: kmod/ holds the generator's output for it.
+KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
+
+.PHONY: help provision install generate check-generated golden build test test-unit \
+	test-kbuild test-vm boot-test demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+provision: ## install everything (apt: kernels, QEMU, build tools; pip: kpgen) - as root
+	bash ci/provision.sh
+
+install: ## install the kpgen Python package only (editable, with test extras)
+	$(PYTHON) -m pip install --quiet --break-system-packages -e '.[test]'
+
+generate: ## regenerate kmod/ for the default kernel (6.1)
+	@test -n "$(KDIR_DEFAULT)" || { echo "no 6.1 kernel headers: run make provision" >&2; exit 1; }
+	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod
+
+check-generated: ## fail if regenerating kmod/ would change it
+	$(PYTEST) -q tests/unit/test_render.py -k kmod_matches
+
+golden: ## refresh the golden files of tests/golden (review the diff!)
+	$(PYTHON) tests/golden/update.py
+
+build: ## build everything for every kernel of ci/kernels.toml, with checks
+	$(PYTEST) -v -m kbuild
+
+test: ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
+	$(PYTEST) -v
+
+test-unit: ## the tests that need no kernel build or boot
+	$(PYTEST) -v -m "not kbuild and not vm"
+
+test-vm: ## the boot tests only
+	$(PYTEST) -v -m vm
+
+boot-test: ## build and boot each kernel once, printing the guest's TAP
+	kpgen boot-test
+
+demo: ## generate, build, boot: patch a function, stack a second patch, unpatch
+	bash ci/demo.sh
+
+clean: ## remove build output
+	rm -rf build .pytest_cache

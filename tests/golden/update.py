@@ -1,0 +1,18 @@
+"""Rewrite the golden files from the current templates (then review `git diff tests/golden`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+
+from test_render import GOLDEN, IBT_FEATURES  # noqa: E402
+
+from kpgen import model, render  # noqa: E402
+
+for f in render.render_core(model.CoreModel(IBT_FEATURES)):
+    target = GOLDEN / "core-ibt" / f.path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(f.content)
+    print(f"wrote {target}")

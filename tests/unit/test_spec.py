@@ -1,0 +1,107 @@
+"""Every class of bad spec is refused with the file, the key and a fix, before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpgen import cli, spec
+
+GOOD_C = "static int fix_show(void)\n{\n\treturn 0;\n}\n"
+GOOD = """\
+name = "fix_demo"
+description = "demo"
+sources = ["fix.c"]
+
+[[function]]
+target = "cmdline_proc_show"
+object = "vmlinux"
+replacement = "fix_show"
+"""
+
+
+def write_spec(tmp_path: Path, text: str, c_text: str = GOOD_C) -> Path:
+    (tmp_path / "fix.c").write_text(c_text)
+    p = tmp_path / "fix.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_spec_loads(tmp_path):
+    s = spec.load(write_spec(tmp_path, GOOD))
+    assert s.name == "fix_demo"
+    assert s.functions[0] == spec.FunctionSpec("cmdline_proc_show", "vmlinux", "fix_show", 0)
+
+
+def test_object_defaults_to_vmlinux_and_dashes_become_underscores(tmp_path):
+    text = GOOD.replace('object = "vmlinux"\n', "")
+    assert spec.load(write_spec(tmp_path, text)).functions[0].object == "vmlinux"
+    text = GOOD.replace('object = "vmlinux"', 'object = "my-mod"')
+    assert spec.load(write_spec(tmp_path, text)).functions[0].object == "my_mod"
+
+
+BAD = [
+    ("syntax", GOOD.replace('name = "fix_demo"', "name = fix_demo"), "", "TOML syntax"),
+    ("unknown top key", 'colour = "red"\n' + GOOD, "colour", "unknown key"),
+    ("unknown function key", GOOD + 'colour = "red"\n', "function[0].colour", "unknown key"),
+    ("missing name", GOOD.replace('name = "fix_demo"\n', ""), "name", "missing"),
+    ("missing sources", GOOD.replace('sources = ["fix.c"]\n', ""), "sources", "missing"),
+    ("missing function", GOOD.split("[[function]]")[0], "function", "missing"),
+    ("missing target", GOOD.replace('target = "cmdline_proc_show"\n', ""), "function[0].target", "missing"),
+    ("missing replacement", GOOD.replace('replacement = "fix_show"\n', ""), "function[0].replacement", "missing"),
+    ("name wrong type", GOOD.replace('"fix_demo"', "3"), "name", "not a valid module name"),
+    ("bad name", GOOD.replace('"fix_demo"', '"Fix-Demo"'), "name", "not a valid module name"),
+    ("reserved name", GOOD.replace('"fix_demo"', '"kpatch"'), "name", "reserved"),
+    ("long name", GOOD.replace('"fix_demo"', '"' + "a" * 60 + '"'), "name", "not a valid module name"),
+    ("sources not list", GOOD.replace('["fix.c"]', '"fix.c"'), "sources", "non-empty list"),
+    ("missing source", GOOD.replace('["fix.c"]', '["gone.c"]'), "sources[0]", "does not exist"),
+    ("source path escape", GOOD.replace('["fix.c"]', '["../fix.c"]'), "sources[0]", "plain .c file"),
+    ("source twice", GOOD.replace('["fix.c"]', '["fix.c", "fix.c"]'), "sources[1]", "listed twice"),
+    ("target not ident", GOOD.replace('"cmdline_proc_show"', '"1bad"'), "function[0].target", "not a C identifier"),
+    ("target keyword", GOOD.replace('"cmdline_proc_show"', '"while"'), "function[0].target", "C keyword"),
+    ("target wrong type", GOOD.replace('"cmdline_proc_show"', "7"), "function[0].target", "must be a string"),
+    ("replacement reserved", GOOD.replace('replacement = "fix_show"', 'replacement = "kpatch_register"'),
+     "function[0].replacement", "reserved prefix"),
+    ("bad object", GOOD.replace('"vmlinux"', '"../x"'), "function[0].object", "not 'vmlinux'"),
+    ("bad sympos", GOOD + "sympos = -1\n", "function[0].sympos", "whole number"),
+    ("sympos bool", GOOD + "sympos = true\n", "function[0].sympos", "whole number"),
+    ("duplicate target", GOOD + '\n[[function]]\ntarget = "cmdline_proc_show"\nreplacement = "fix_show2"\n',
+     "function[1].target", "already replaced"),
+    ("replacement undefined", GOOD.replace('"fix_show"', '"fix_other"'), "function[0].replacement", "not defined"),
+    ("description control chars", GOOD.replace('"demo"', '"a\\u0007b"'), "description", "printable"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_spec(tmp_path, text, key, problem):
+    path = write_spec(tmp_path, text)
+    with pytest.raises(spec.SpecError) as err:
+        spec.load(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert err.value.key == key
+    assert problem in msg
+    assert ";" in msg  # the fix follows the problem
+
+
+def test_declaration_is_not_a_definition(tmp_path):
+    c_text = "static int fix_show(void);\n/* fix_show(void) { */\n"
+    with pytest.raises(spec.SpecError, match="not defined"):
+        spec.load(write_spec(tmp_path, GOOD, c_text))
+
+
+def test_non_utf8_spec(tmp_path):
+    path = write_spec(tmp_path, GOOD)
+    path.write_bytes(b"name = \"\xff\"\n")
+    with pytest.raises(spec.SpecError, match="not UTF-8"):
+        spec.load(path)
+
+
+def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
+    path = write_spec(tmp_path, GOOD.replace('"fix_show"', '"nope"'))
+    out = tmp_path / "out"
+    assert cli.main(["patch", str(path), "-o", str(out), "--core", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "function[0].replacement" in err and str(path) in err
+    assert not out.exists()

@@ -1,0 +1,43 @@
+"""The virtme-ng command is data: its argv is checked without booting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kpgen import boottest, vm
+
+
+def test_argv_uses_tcg_and_rwdirs():
+    run = vm.VmRun(kernel_image=Path("/boot/vmlinuz-x"), command="bash /t/s.sh", rwdirs=(Path("/r"),))
+    assert run.argv() == [
+        "vng", "--run", "/boot/vmlinuz-x", "--disable-kvm", "--cpus", "2", "--memory", "1G",
+        "--rwdir", "/r", "--exec", "bash /t/s.sh",
+    ]
+    assert run.shell().endswith("</dev/null")
+
+
+def test_kvm_is_opt_in():
+    assert "--disable-kvm" not in vm.VmRun(Path("/k"), "true", kvm=True).argv()
+
+
+def test_timeout_is_reported(tmp_path):
+    fake = tmp_path / "slow"
+    fake.write_text("#!/bin/sh\nsleep 5\n")
+    fake.chmod(0o755)
+    image = tmp_path / "vmlinuz"
+    image.write_text("")
+    result = vm.run(vm.VmRun(image, "true", vng=str(fake), timeout=1))
+    assert result.timed_out and result.returncode is None
+
+
+def test_tap_parsing():
+    tap = "ok 1 - a\nnot ok 2 - b\n#   why\n1..2\n"
+    assert boottest.parse_tap(tap) == {"a": True, "b": False}
+
+
+def test_scenario_names_come_from_the_guest_script():
+    names = boottest.scenario_names()
+    assert names[0] == "core_loads" and names[-1] == "core_unloads_clean"
+    text = boottest.GUEST_SCRIPT.read_text()
+    for name in names:
+        assert f"\n{name}() {{" in text
