@@ -15,7 +15,7 @@ set -u
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
 SAMPLES="cmdline_a cmdline_b meminfo"
-PATCHES="$SAMPLES test_busy test_missing"
+PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous"
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -194,14 +194,75 @@ busy_task_gets_ebusy() {
 	# once the task has left, the same load succeeds
 	echo wake >/proc/kpgen_test_target
 	wait "$sleeper"
-	grep -qx "last=1" /proc/kpgen_test_target
+	[ "$(target_field last)" = 1 ]
 	load test_busy
 	timeout 20 bash -c 'echo sleep > /proc/kpgen_test_target'
-	grep -qx "last=2" /proc/kpgen_test_target
+	[ "$(target_field last)" = 2 ]
 
-	# the patched module is pinned while the patch is active
-	not rmmod kpgen_test_target 2>/dev/null
+	# the patch does not pin the module it patches
+	rmmod kpgen_test_target
+	enabled test_busy 1
 	unload test_busy
+}
+
+# Fields of /proc/kpgen_test_target, e.g. `target_field value` prints 1.
+target_field() { tr ' ' '\n' </proc/kpgen_test_target | sed -n "s/^$1=//p"; }
+
+module_target_loaded_before() {
+	load kpgen_test_target
+	[ "$(target_field value)" = 1 ]
+	load test_module_value
+	[ "$(target_field value)" = 2 ]
+	# the module unloads while patched, and is patched again when it comes back
+	rmmod kpgen_test_target
+	logged "<6>patch module 'test_module_value' removed from module 'kpgen_test_target'"
+	enabled test_module_value 1
+	load kpgen_test_target
+	[ "$(target_field value)" = 2 ]
+	logged "<6>patch module 'test_module_value' applied to module 'kpgen_test_target'"
+	unload test_module_value
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+	[ -z "$(cat "$TRACING/enabled_functions")" ]
+}
+
+module_target_loaded_after() {
+	load test_module_value
+	enabled test_module_value 1
+	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	load kpgen_test_target
+	[ "$(target_field value)" = 2 ]
+	grep -q "^kpgen_test_target_value .*kpgen_test_target" "$TRACING/enabled_functions"
+	unload test_module_value
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+}
+
+sympos_selects_duplicate() {
+	load kpgen_test_target
+	[ "$(target_field dup)" = 10,20 ]
+	load test_sympos
+	[ "$(target_field dup)" = 10,22 ]
+	unload test_sympos
+	[ "$(target_field dup)" = 10,20 ]
+	rmmod kpgen_test_target
+}
+
+ambiguous_name_is_refused() {
+	load kpgen_test_target
+	not load test_ambiguous 2>/dev/null
+	logged "<3>function 'kpgen_test_dup' appears 2 times in kpgen_test_target: set sympos to 1..2 to choose one"
+	[ ! -e "$SYS/test_ambiguous" ]
+	rmmod kpgen_test_target
+	# loaded first, the patch waits for the module, then refuses to let it load
+	load test_ambiguous
+	not load kpgen_test_target 2>/dev/null
+	logged "<3>refusing to load module 'kpgen_test_target': patch module 'test_ambiguous' cannot be applied to it (-22)"
+	not loaded kpgen_test_target
+	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	unload test_ambiguous
+	load kpgen_test_target
+	[ "$(target_field dup)" = 10,20 ]
 	rmmod kpgen_test_target
 }
 
@@ -302,6 +363,10 @@ scenario sysfs_enabled_round_trip
 scenario rmmod_active_refused
 scenario missing_target_fails_cleanly
 scenario busy_task_gets_ebusy
+scenario module_target_loaded_before
+scenario module_target_loaded_after
+scenario sympos_selects_duplicate
+scenario ambiguous_name_is_refused
 scenario notice_messages_in_order
 scenario core_unloads_clean
 

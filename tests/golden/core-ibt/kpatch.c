@@ -39,12 +39,16 @@
  *                    |
  *                  rmmod --> kpatch_unregister() --> gone
  *
- * While a patch is enabled the core holds a reference on the patch module,
- * and on every module holding one of its originals, so neither can go away.
+ * While a patch is enabled the core holds a reference on the patch module, so
+ * it cannot go away.  Originals may live in modules: their functions are
+ * switched when the module is coming (before any of its code runs), and
+ * switched back when it is going, so the patch never pins it; a module the
+ * patch cannot be applied to is refused.
  *
- * Locking: kpatch_mutex serialises register, unregister, enable and disable;
- * it protects kpatch_num_registered, every writer of kpatch_func_hash and all
- * calls into ftrace.  The hash itself only changes inside stop_machine(), and
+ * Locking: kpatch_mutex serialises register, unregister, enable, disable and
+ * the module notifier; it protects the list of patches, kpatch_num_registered,
+ * kpatch_nr_applied, every writer of kpatch_func_hash and all calls into
+ * ftrace.  The hash itself only changes inside stop_machine(), and
  * the handler reads it with preemption disabled, so a reader never sees a
  * half-applied patch and no reader is left once stop_machine() returns.
  */
@@ -96,8 +100,14 @@
 static DEFINE_MUTEX(kpatch_mutex);
 static DEFINE_HASHTABLE(kpatch_func_hash, KPATCH_HASH_BITS);
 
-/* Enabled patches; kpatch_ftrace_ops is registered while this is non-zero. */
+/* Registered patches, in the order they were last enabled. */
+static LIST_HEAD(kpatch_patches);
+
+/* Enabled patches. */
 static unsigned int kpatch_num_registered;
+
+/* Functions in kpatch_func_hash; kpatch_ftrace_ops is registered while > 0. */
+static unsigned int kpatch_nr_applied;
 
 static struct kobject *kpatch_root_kobj;
 
@@ -121,8 +131,11 @@ static int (*kpatch_kallsyms_lookup_size_offset)(unsigned long addr,
 static int (*kpatch_stack_trace_save_tsk_reliable)(struct task_struct *tsk,
 						   unsigned long *store,
 						   unsigned int size);
-static struct module *(*kpatch_module_address)(unsigned long addr);
+static struct module *(*kpatch_find_module)(const char *name);
 static struct task_struct *(*kpatch_idle_task)(int cpu);
+
+/* The kernel's init text, freed after boot; zero if kallsyms lacks it. */
+static unsigned long kpatch_init_text_start, kpatch_init_text_end;
 
 struct kpatch_internal {
 	const char *name;
@@ -137,7 +150,7 @@ static const struct kpatch_internal kpatch_internals[] __initconst = {
 	  (void **)&kpatch_kallsyms_lookup_size_offset },
 	{ "stack_trace_save_tsk_reliable",
 	  (void **)&kpatch_stack_trace_save_tsk_reliable },
-	{ "__module_address", (void **)&kpatch_module_address },
+	{ "find_module", (void **)&kpatch_find_module },
 	{ "idle_task", (void **)&kpatch_idle_task },
 };
 
@@ -149,10 +162,18 @@ struct kpatch_range {
 	bool replacement;
 };
 
-/* One apply or removal, as handed to stop_machine(). */
+/*
+ * One switch of some functions of one patch, as handed to stop_machine():
+ * applying them (enable) or removing them.  @check asks for the activeness
+ * check; it is skipped for a module that is coming (none of its code has run
+ * yet) or going (its code is about to be freed).
+ */
 struct kpatch_change {
 	struct kpatch_patch *patch;
 	bool enable;
+	bool check;
+	struct kpatch_func **funcs;
+	unsigned int nr_funcs;
 	struct kpatch_range *ranges;
 	unsigned int nr_ranges;
 
@@ -173,6 +194,28 @@ static bool kpatch_is_vmlinux(const struct kpatch_func *func)
 	return !func->objname || !strcmp(func->objname, "vmlinux");
 }
 
+static bool kpatch_in_module(const struct kpatch_func *func,
+			     const struct module *mod)
+{
+	return !kpatch_is_vmlinux(func) && !strcmp(func->objname, mod->name);
+}
+
+/* Whether the object holding @func is loaded and not going away. */
+static bool kpatch_object_live(const struct kpatch_func *func)
+{
+	struct module *mod;
+	bool live;
+
+	if (kpatch_is_vmlinux(func))
+		return true;
+
+	preempt_disable();
+	mod = kpatch_find_module(func->objname);
+	live = mod && mod->state != MODULE_STATE_GOING;
+	preempt_enable();
+	return live;
+}
+
 /*
  * The address ftrace hooks in a function: its first byte, or the byte after
  * its ENDBR on kernels built with indirect branch tracking.
@@ -187,7 +230,7 @@ static unsigned long kpatch_ftrace_location(unsigned long addr)
 }
 
 /*
- * Returns the newest enabled replacement of the function ftrace hooks at @ip,
+ * Returns the newest applied replacement of the function ftrace hooks at @ip,
  * or NULL.  New entries go to the head of their bucket, so the first match is
  * the newest.  Callers hold kpatch_mutex or run with preemption disabled.
  */
@@ -271,9 +314,8 @@ static int kpatch_find_symbol(const struct kpatch_func *func,
 						      kpatch_lookup_cb, &lookup);
 
 	if (!lookup.count) {
-		pr_err("function '%s' not found in %s%s\n", func->old_name,
-		       kpatch_objname(func),
-		       lookup.objname ? " (is the module loaded?)" : "");
+		pr_err("function '%s' not found in %s\n", func->old_name,
+		       kpatch_objname(func));
 		return -ENOENT;
 	}
 	if (!func->sympos && lookup.count > 1) {
@@ -293,20 +335,24 @@ static int kpatch_find_symbol(const struct kpatch_func *func,
 }
 
 /*
- * Resolves one function for enabling: the original's address, size and
- * ftrace location, the replacement's size, and a reference on the module
- * holding the original.  kpatch_release_func() undoes it.
+ * Resolves one function of a loaded object: the original's address, size and
+ * ftrace location, and the replacement's size.
  */
 static int kpatch_resolve_func(struct kpatch_func *func)
 {
 	unsigned long addr, size, offset;
-	struct module *mod;
 	int ret;
 
 	ret = kpatch_find_symbol(func, &addr);
 	if (ret)
 		return ret;
 
+	if (kpatch_is_vmlinux(func) && addr >= kpatch_init_text_start &&
+	    addr < kpatch_init_text_end) {
+		pr_err("function '%s' is __init code, freed after boot: it cannot be patched\n",
+		       func->old_name);
+		return -EINVAL;
+	}
 	if (!kpatch_kallsyms_lookup_size_offset(addr, &size, &offset) ||
 	    offset) {
 		pr_err("cannot find the size of function '%s'\n",
@@ -325,34 +371,7 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 		return -EINVAL;
 	}
 	func->new_size = size;
-
-	if (kpatch_is_vmlinux(func))
-		return 0;
-
-	preempt_disable();
-	mod = kpatch_module_address(func->old_addr);
-	if (mod && !try_module_get(mod))
-		mod = NULL;
-	preempt_enable();
-	if (!mod) {
-		pr_err("module '%s' is going away\n", func->objname);
-		return -ENODEV;
-	}
-	func->obj_mod = mod;
 	return 0;
-}
-
-static void kpatch_release_func(struct kpatch_func *func)
-{
-	if (func->obj_mod)
-		module_put(func->obj_mod);
-	func->obj_mod = NULL;
-}
-
-static void kpatch_release_funcs(struct kpatch_patch *patch, unsigned int nr)
-{
-	while (nr--)
-		kpatch_release_func(&patch->funcs[nr]);
 }
 
 /* Activeness safety -------------------------------------------------------- */
@@ -378,24 +397,18 @@ static int kpatch_range_find(const void *key, const void *elt)
 
 /*
  * Collects, sorted by address, the code whose effective version the change
- * switches: for each function being patched, the newest enabled replacement
- * or else the original; for each function being unpatched, its replacement
- * if it is the newest one (removing an older one switches nothing).
+ * switches: for each function being applied, the newest applied replacement
+ * or else the original; for each function being removed, its replacement if
+ * it is the newest one (removing an older one switches nothing).
  */
-static int kpatch_collect_ranges(struct kpatch_change *change)
+static void kpatch_collect_ranges(struct kpatch_change *change)
 {
-	struct kpatch_patch *patch = change->patch;
 	struct kpatch_range *range;
 	struct kpatch_func *func, *top;
 	unsigned int i;
 
-	change->ranges = kcalloc(patch->nr_funcs, sizeof(*change->ranges),
-				 GFP_KERNEL);
-	if (!change->ranges)
-		return -ENOMEM;
-
-	for (i = 0; i < patch->nr_funcs; i++) {
-		func = &patch->funcs[i];
+	for (i = 0; i < change->nr_funcs; i++) {
+		func = change->funcs[i];
 		top = kpatch_find_func(func->ip);
 		range = &change->ranges[change->nr_ranges];
 
@@ -415,7 +428,6 @@ static int kpatch_collect_ranges(struct kpatch_change *change)
 
 	sort(change->ranges, change->nr_ranges, sizeof(*change->ranges),
 	     kpatch_range_cmp, NULL);
-	return 0;
 }
 
 static int kpatch_check_task(struct kpatch_change *change,
@@ -479,7 +491,7 @@ out:
 static int kpatch_apply_change(void *data)
 {
 	struct kpatch_change *change = data;
-	struct kpatch_patch *patch = change->patch;
+	struct kpatch_func *func;
 	unsigned int i;
 	int ret;
 
@@ -487,12 +499,12 @@ static int kpatch_apply_change(void *data)
 	if (ret)
 		return ret;
 
-	for (i = 0; i < patch->nr_funcs; i++) {
+	for (i = 0; i < change->nr_funcs; i++) {
+		func = change->funcs[i];
 		if (change->enable)
-			hash_add_rcu(kpatch_func_hash, &patch->funcs[i].node,
-				     patch->funcs[i].ip);
+			hash_add_rcu(kpatch_func_hash, &func->node, func->ip);
 		else
-			hash_del_rcu(&patch->funcs[i].node);
+			hash_del_rcu(&func->node);
 	}
 	return 0;
 }
@@ -519,22 +531,45 @@ static void kpatch_report_busy(const struct kpatch_change *change)
 		       change->busy_pid, range->func->old_name);
 }
 
-/* Enabling and disabling ------------------------------------------------- */
+/* Switching functions ------------------------------------------------------ */
+
+static int kpatch_change_alloc(struct kpatch_change *change, unsigned int max,
+			       gfp_t gfp)
+{
+	change->funcs = kcalloc(max, sizeof(*change->funcs), gfp);
+	if (!change->funcs)
+		return -ENOMEM;
+	if (!change->check)
+		return 0;
+	change->ranges = kcalloc(max, sizeof(*change->ranges), gfp);
+	if (!change->ranges) {
+		kfree(change->funcs);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void kpatch_change_free(struct kpatch_change *change)
+{
+	kfree(change->ranges);
+	kfree(change->funcs);
+}
 
 /*
- * Drops the ftrace filters of the first @nr functions of @patch that no
- * enabled patch needs any more.  Called with kpatch_ftrace_ops unregistered
- * or still filtering other functions, so the filter never becomes empty
- * (which would trace every function) while the ops is live.
+ * Drops the ftrace filters of the first @nr functions of @change that no
+ * applied function needs any more.  Called with kpatch_ftrace_ops unregistered
+ * or still filtering other functions, so its filter never becomes empty
+ * (which would trace every function) while it is live.
  */
-static void kpatch_remove_filters(struct kpatch_patch *patch, unsigned int nr)
+static void kpatch_remove_filters(struct kpatch_change *change,
+				  unsigned int nr)
 {
 	struct kpatch_func *func;
 	unsigned int i;
 	int ret;
 
 	for (i = 0; i < nr; i++) {
-		func = &patch->funcs[i];
+		func = change->funcs[i];
 		if (kpatch_find_func(func->ip))
 			continue;
 		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 1, 0);
@@ -544,16 +579,16 @@ static void kpatch_remove_filters(struct kpatch_patch *patch, unsigned int nr)
 	}
 }
 
-static int kpatch_check_duplicates(struct kpatch_patch *patch)
+static int kpatch_check_duplicates(const struct kpatch_change *change)
 {
 	unsigned int i, j;
 
-	for (i = 0; i < patch->nr_funcs; i++) {
+	for (i = 0; i < change->nr_funcs; i++) {
 		for (j = 0; j < i; j++) {
-			if (patch->funcs[i].ip == patch->funcs[j].ip) {
+			if (change->funcs[i]->ip == change->funcs[j]->ip) {
 				pr_err("function '%s' is replaced twice by patch module '%s'\n",
-				       patch->funcs[i].old_name,
-				       patch->mod->name);
+				       change->funcs[i]->old_name,
+				       change->patch->mod->name);
 				return -EINVAL;
 			}
 		}
@@ -561,36 +596,22 @@ static int kpatch_check_duplicates(struct kpatch_patch *patch)
 	return 0;
 }
 
-static int kpatch_enable_patch(struct kpatch_patch *patch)
+/* Hooks and redirects the resolved functions of @change, or none of them. */
+static int kpatch_apply(struct kpatch_change *change)
 {
-	struct kpatch_change change = { .patch = patch, .enable = true };
-	struct kpatch_func *func;
-	unsigned int resolved, filtered;
+	unsigned int i, filtered;
 	int ret;
 
-	lockdep_assert_held(&kpatch_mutex);
+	if (!change->nr_funcs)
+		return 0;
 
-	if (!try_module_get(patch->mod))
-		return -ENODEV;
-
-	for (resolved = 0; resolved < patch->nr_funcs; resolved++) {
-		func = &patch->funcs[resolved];
-		func->patch = patch;
-		ret = kpatch_resolve_func(func);
-		if (ret)
-			goto err_release;
-	}
-
-	ret = kpatch_check_duplicates(patch);
+	ret = kpatch_check_duplicates(change);
 	if (ret)
-		goto err_release;
+		return ret;
 
-	ret = kpatch_collect_ranges(&change);
-	if (ret)
-		goto err_release;
+	for (filtered = 0; filtered < change->nr_funcs; filtered++) {
+		struct kpatch_func *func = change->funcs[filtered];
 
-	for (filtered = 0; filtered < patch->nr_funcs; filtered++) {
-		func = &patch->funcs[filtered];
 		if (kpatch_find_func(func->ip))
 			continue;
 		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
@@ -601,7 +622,7 @@ static int kpatch_enable_patch(struct kpatch_patch *patch)
 		}
 	}
 
-	if (!kpatch_num_registered) {
+	if (!kpatch_nr_applied) {
 		ret = register_ftrace_function(&kpatch_ftrace_ops);
 		if (ret) {
 			pr_err("cannot register the ftrace handler: %d\n", ret);
@@ -609,63 +630,231 @@ static int kpatch_enable_patch(struct kpatch_patch *patch)
 		}
 	}
 
-	ret = stop_machine(kpatch_apply_change, &change, NULL);
+	if (change->check)
+		kpatch_collect_ranges(change);
+	ret = stop_machine(kpatch_apply_change, change, NULL);
 	if (ret) {
 		if (ret == -EBUSY)
-			kpatch_report_busy(&change);
+			kpatch_report_busy(change);
 		goto err_unregister;
 	}
 
-	kpatch_num_registered++;
-	patch->enabled = true;
-	kfree(change.ranges);
-	add_taint(TAINT_LIVEPATCH, LOCKDEP_STILL_OK);
+	for (i = 0; i < change->nr_funcs; i++)
+		change->funcs[i]->applied = true;
+	kpatch_nr_applied += change->nr_funcs;
 	return 0;
 
 err_unregister:
-	if (!kpatch_num_registered)
+	if (!kpatch_nr_applied)
 		unregister_ftrace_function(&kpatch_ftrace_ops);
 err_filters:
-	kpatch_remove_filters(patch, filtered);
-	kfree(change.ranges);
-err_release:
-	kpatch_release_funcs(patch, resolved);
+	kpatch_remove_filters(change, filtered);
+	return ret;
+}
+
+/* Removes the applied functions of @change, or none of them. */
+static int kpatch_remove(struct kpatch_change *change)
+{
+	unsigned int i;
+	int ret;
+
+	if (!change->nr_funcs)
+		return 0;
+
+	if (change->check)
+		kpatch_collect_ranges(change);
+	ret = stop_machine(kpatch_apply_change, change, NULL);
+	if (ret) {
+		if (ret == -EBUSY)
+			kpatch_report_busy(change);
+		return ret;
+	}
+
+	for (i = 0; i < change->nr_funcs; i++)
+		change->funcs[i]->applied = false;
+	kpatch_nr_applied -= change->nr_funcs;
+	if (!kpatch_nr_applied) {
+		ret = unregister_ftrace_function(&kpatch_ftrace_ops);
+		if (ret)
+			pr_err("cannot unregister the ftrace handler: %d\n",
+			       ret);
+	}
+	kpatch_remove_filters(change, change->nr_funcs);
+	return 0;
+}
+
+/* Enabling and disabling patches ------------------------------------------- */
+
+static int kpatch_enable_patch(struct kpatch_patch *patch)
+{
+	struct kpatch_change change = {
+		.patch = patch, .enable = true, .check = true,
+	};
+	struct kpatch_func *func;
+	unsigned int i;
+	int ret;
+
+	lockdep_assert_held(&kpatch_mutex);
+
+	if (!try_module_get(patch->mod))
+		return -ENODEV;
+
+	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
+	if (ret)
+		goto err_put;
+
+	/* functions of modules not loaded yet are applied when they load */
+	for (i = 0; i < patch->nr_funcs; i++) {
+		func = &patch->funcs[i];
+		func->patch = patch;
+		if (!kpatch_object_live(func))
+			continue;
+		ret = kpatch_resolve_func(func);
+		if (ret)
+			goto err_free;
+		change.funcs[change.nr_funcs++] = func;
+	}
+
+	ret = kpatch_apply(&change);
+	if (ret)
+		goto err_free;
+	kpatch_change_free(&change);
+
+	patch->enabled = true;
+	kpatch_num_registered++;
+	list_move_tail(&patch->list, &kpatch_patches);
+	add_taint(TAINT_LIVEPATCH, LOCKDEP_STILL_OK);
+	return 0;
+
+err_free:
+	kpatch_change_free(&change);
+err_put:
 	module_put(patch->mod);
 	return ret;
 }
 
 static int kpatch_disable_patch(struct kpatch_patch *patch)
 {
-	struct kpatch_change change = { .patch = patch, .enable = false };
+	struct kpatch_change change = {
+		.patch = patch, .enable = false, .check = true,
+	};
+	unsigned int i;
 	int ret;
 
 	lockdep_assert_held(&kpatch_mutex);
 
-	ret = kpatch_collect_ranges(&change);
+	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
+	if (ret)
+		return ret;
+	for (i = 0; i < patch->nr_funcs; i++) {
+		if (patch->funcs[i].applied)
+			change.funcs[change.nr_funcs++] = &patch->funcs[i];
+	}
+	ret = kpatch_remove(&change);
+	kpatch_change_free(&change);
 	if (ret)
 		return ret;
 
-	ret = stop_machine(kpatch_apply_change, &change, NULL);
-	if (ret) {
-		if (ret == -EBUSY)
-			kpatch_report_busy(&change);
-		kfree(change.ranges);
-		return ret;
-	}
-	kfree(change.ranges);
-
-	if (!--kpatch_num_registered) {
-		ret = unregister_ftrace_function(&kpatch_ftrace_ops);
-		if (ret)
-			pr_err("cannot unregister the ftrace handler: %d\n",
-			       ret);
-	}
-	kpatch_remove_filters(patch, patch->nr_funcs);
-	kpatch_release_funcs(patch, patch->nr_funcs);
 	patch->enabled = false;
+	kpatch_num_registered--;
 	module_put(patch->mod);
 	return 0;
 }
+
+/* Modules coming and going ------------------------------------------------- */
+
+/* Applies @patch's functions in @mod, which is coming and has not run yet. */
+static int kpatch_module_coming(struct kpatch_patch *patch, struct module *mod)
+{
+	struct kpatch_change change = { .patch = patch, .enable = true };
+	struct kpatch_func *func;
+	unsigned int i;
+	int ret;
+
+	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
+	if (ret)
+		return ret;
+	for (i = 0; i < patch->nr_funcs; i++) {
+		func = &patch->funcs[i];
+		if (func->applied || !kpatch_in_module(func, mod))
+			continue;
+		ret = kpatch_resolve_func(func);
+		if (ret)
+			goto out;
+		change.funcs[change.nr_funcs++] = func;
+	}
+	ret = kpatch_apply(&change);
+	if (!ret && change.nr_funcs)
+		pr_info("patch module '%s' applied to module '%s'\n",
+			patch->mod->name, mod->name);
+out:
+	kpatch_change_free(&change);
+	return ret;
+}
+
+/*
+ * Removes @patch's functions in @mod, which is going: its exit function has
+ * run, so no check is needed, and this cannot fail.  The patch stays enabled
+ * and applies again if the module comes back.
+ */
+static void kpatch_module_going(struct kpatch_patch *patch, struct module *mod)
+{
+	struct kpatch_change change = { .patch = patch, .enable = false };
+	unsigned int i;
+
+	kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL | __GFP_NOFAIL);
+	for (i = 0; i < patch->nr_funcs; i++) {
+		if (patch->funcs[i].applied &&
+		    kpatch_in_module(&patch->funcs[i], mod))
+			change.funcs[change.nr_funcs++] = &patch->funcs[i];
+	}
+	if (change.nr_funcs && !kpatch_remove(&change))
+		pr_info("patch module '%s' removed from module '%s'\n",
+			patch->mod->name, mod->name);
+	kpatch_change_free(&change);
+}
+
+static int kpatch_module_notify(struct notifier_block *nb,
+				unsigned long action, void *data)
+{
+	struct module *mod = data;
+	struct kpatch_patch *patch;
+	const char *culprit = NULL;
+	int ret = 0;
+
+	if (action != MODULE_STATE_COMING && action != MODULE_STATE_GOING)
+		return NOTIFY_DONE;
+
+	mutex_lock(&kpatch_mutex);
+	list_for_each_entry(patch, &kpatch_patches, list) {
+		if (!patch->enabled)
+			continue;
+		if (action == MODULE_STATE_GOING) {
+			kpatch_module_going(patch, mod);
+			continue;
+		}
+		ret = kpatch_module_coming(patch, mod);
+		if (ret) {
+			culprit = patch->mod->name;
+			break;
+		}
+	}
+	if (ret) {
+		/* the module will not load: undo what the earlier patches did */
+		list_for_each_entry(patch, &kpatch_patches, list) {
+			if (patch->enabled)
+				kpatch_module_going(patch, mod);
+		}
+		pr_err("refusing to load module '%s': patch module '%s' cannot be applied to it (%d)\n",
+		       mod->name, culprit, ret);
+	}
+	mutex_unlock(&kpatch_mutex);
+	return notifier_from_errno(ret);
+}
+
+static struct notifier_block kpatch_module_nb = {
+	.notifier_call = kpatch_module_notify,
+};
 
 /* sysfs: /sys/kernel/kpatch/<patch module>/enabled ------------------------ */
 
@@ -744,9 +933,11 @@ static void kpatch_put_kobj(struct kpatch_patch *patch)
  * kpatch_register() - apply a patch module's replacements
  * @patch:	the patch, describing the patch module and its functions
  *
- * Resolves and hooks every function of @patch and switches them all to their
- * replacements at once, then creates /sys/kernel/kpatch/<module>/.  On error
- * nothing is left: no hook, no hash entry, no sysfs node, no reference.
+ * Creates /sys/kernel/kpatch/<module>/, then resolves and hooks every function
+ * of @patch whose object is loaded and switches them all to their
+ * replacements at once.  Functions of modules not loaded yet are switched
+ * when those modules load.  On error nothing is left: no hook, no hash entry,
+ * no sysfs node, no reference.
  *
  * Return: 0, or a negative errno (-EBUSY when a task is inside a function the
  * patch would switch; the reason is in the kernel log).
@@ -775,15 +966,18 @@ int kpatch_register(struct kpatch_patch *patch)
 		       patch->mod->name, ret);
 		goto err_unlock;
 	}
+	list_add_tail(&patch->list, &kpatch_patches);
 	ret = kpatch_enable_patch(patch);
 	if (ret)
-		goto err_unlock;
+		goto err_list;
 	patch->registered = true;
 	mutex_unlock(&kpatch_mutex);
 
 	pr_notice("loaded patch module '%s'\n", patch->mod->name);
 	return 0;
 
+err_list:
+	list_del(&patch->list);
 err_unlock:
 	mutex_unlock(&kpatch_mutex);
 	kpatch_put_kobj(patch);
@@ -823,6 +1017,7 @@ int kpatch_unregister(struct kpatch_patch *patch)
 		return ret ? ret : -EBUSY;
 	}
 	patch->registered = false;
+	list_del(&patch->list);
 	mutex_unlock(&kpatch_mutex);
 
 	kpatch_put_kobj(patch);
@@ -888,6 +1083,12 @@ static int __init kpatch_find_internals(void)
 			goto out;
 		*kpatch_internals[i].addr = (void *)addr;
 	}
+
+	/* optional: without them, __init functions fail later, in ftrace */
+	kpatch_init_text_start = kpatch_kallsyms_lookup_name("_sinittext");
+	kpatch_init_text_end = kpatch_kallsyms_lookup_name("_einittext");
+	if (!kpatch_init_text_start || !kpatch_init_text_end)
+		kpatch_init_text_start = kpatch_init_text_end = 0;
 out:
 	kfree(buf);
 	return ret;
@@ -906,13 +1107,23 @@ static int __init kpatch_init(void)
 		pr_err("cannot create /sys/kernel/kpatch\n");
 		return -ENOMEM;
 	}
+	ret = register_module_notifier(&kpatch_module_nb);
+	if (ret) {
+		pr_err("cannot register the module notifier: %d\n", ret);
+		goto err_kobj;
+	}
 	pr_notice("core loaded\n");
 	return 0;
+
+err_kobj:
+	kobject_put(kpatch_root_kobj);
+	return ret;
 }
 
 static void __exit kpatch_exit(void)
 {
-	WARN_ON(kpatch_num_registered);
+	WARN_ON(kpatch_num_registered || kpatch_nr_applied);
+	unregister_module_notifier(&kpatch_module_nb);
 	kobject_put(kpatch_root_kobj);
 	pr_notice("core unloaded\n");
 }

@@ -18,13 +18,14 @@
  * struct kpatch_func - one function replaced by a patch module
  * @old_name:	name of the function to replace
  * @objname:	object that holds it: "vmlinux" (or NULL) for the kernel
- *		image, else the name of a loaded kernel module
+ *		image, else the name of a kernel module, which need not be
+ *		loaded yet: its functions are patched whenever it is loaded
  * @sympos:	which of several same-named symbols in @objname, counted
  *		from 1 in kallsyms order; 0 when the name must be unique
  * @new_func:	the replacement, with the same prototype as the original
  *
- * The remaining fields are private to the core, which fills them in while
- * the patch is enabled.
+ * The remaining fields are private to the core: @applied is set while the
+ * function is redirected, the others are filled in when it is resolved.
  */
 struct kpatch_func {
 	const char *old_name;
@@ -37,9 +38,9 @@ struct kpatch_func {
 	unsigned long old_size;
 	unsigned long new_size;
 	unsigned long ip;
-	struct module *obj_mod;
 	struct kpatch_patch *patch;
 	struct hlist_node node;
+	bool applied;
 };
 
 /**
@@ -56,6 +57,7 @@ struct kpatch_patch {
 	unsigned int nr_funcs;
 
 	/* private to the core */
+	struct list_head list;
 	struct kobject kobj;
 	struct completion kobj_released;
 	bool registered;

@@ -6,7 +6,10 @@
  *   "sleep"  the writer sleeps inside kpgen_test_target_sleep() until woken;
  *            the function's return value is stored as "last"
  *   "wake"   wakes every sleeper
- * Reading it shows "last=<value>": 1 from the original function.
+ * Reading it shows "last=L value=V dup=D1,D2": L is 1 from the original
+ * sleep function, V is 1 from kpgen_test_target_value(), and D1, D2 are 10
+ * and 20 from the two functions named kpgen_test_dup() (in this file and in
+ * target_dup.c: kallsyms positions 1 and 2).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -17,9 +20,23 @@
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 
+#include "target.h"
+
 static DECLARE_WAIT_QUEUE_HEAD(kpgen_test_wq);
 static unsigned long kpgen_test_wake_seq;
 static int kpgen_test_last;
+static int kpgen_test_base = 1;
+
+/* Reading a variable keeps the compiler from folding the result into callers. */
+static noinline int kpgen_test_target_value(void)
+{
+	return READ_ONCE(kpgen_test_base);
+}
+
+static noinline int kpgen_test_dup(void)
+{
+	return READ_ONCE(kpgen_test_base) * 10;
+}
 
 /* Sleeps until the next "wake"; a task in here makes patching it unsafe. */
 static noinline int kpgen_test_target_sleep(void)
@@ -34,7 +51,8 @@ static noinline int kpgen_test_target_sleep(void)
 
 static int kpgen_test_show(struct seq_file *m, void *v)
 {
-	seq_printf(m, "last=%d\n", READ_ONCE(kpgen_test_last));
+	seq_printf(m, "last=%d value=%d dup=%d,%d\n", READ_ONCE(kpgen_test_last),
+		   kpgen_test_target_value(), kpgen_test_dup(), kpgen_test_dup2());
 	return 0;
 }
 
