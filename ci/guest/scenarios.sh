@@ -14,7 +14,7 @@ set -u
 
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
-SAMPLES="cmdline_a cmdline_b meminfo"
+SAMPLES="cmdline_a cmdline_b cmdline_ksym meminfo"
 PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous"
 
 # --- helpers -------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ ko() {
 visible() {
 	case $1 in
 	cmdline_a | cmdline_b) grep -q "^kpgen sample $1:" /proc/cmdline ;;
+	# the replacement prints the real command line through an unexported symbol
+	cmdline_ksym) grep -q "^kpgen sample cmdline_ksym: .*virtme" /proc/cmdline ;;
 	meminfo) grep -q "^kpgen sample meminfo:" /proc/meminfo ;;
 	*) return 2 ;;
 	esac
@@ -95,6 +97,7 @@ core_loads() {
 
 cmdline_a_contract() { contract cmdline_a; }
 cmdline_b_contract() { contract cmdline_b; }
+cmdline_ksym_contract() { contract cmdline_ksym; }
 meminfo_contract() { contract meminfo; }
 
 stack_a_then_b_shows_b() {
@@ -355,6 +358,7 @@ scenario() {
 scenario core_loads
 scenario cmdline_a_contract
 scenario cmdline_b_contract
+scenario cmdline_ksym_contract
 scenario meminfo_contract
 scenario stack_a_then_b_shows_b
 scenario unload_b_shows_a

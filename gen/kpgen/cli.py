@@ -25,7 +25,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     patch = spec.load(Path(args.spec))
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
-    written = generate.generate_patch(Path(args.spec), out, Path(args.core))
+    written = generate.generate_patch(_kernel(args), Path(args.spec), out, Path(args.core))
     print(f"kpgen: patch module {patch.name} in {out}: {len(written)} file(s) changed")
     return 0
 

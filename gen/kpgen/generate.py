@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
-from . import render, spec
+from . import kbuild, render, spec
 from .kernel import Kernel
-from .model import REPO_ROOT, CoreModel, patch_model
+from .model import REPO_ROOT, CoreModel, KsymModel, patch_model, system_includes
 
 SAMPLES = REPO_ROOT / "samples"
 
@@ -16,9 +18,50 @@ def sample_specs(root: Path = SAMPLES) -> list[Path]:
     return sorted(root.glob("*/*.toml"))
 
 
+EXPORT_RE = re.compile(rb"^EXPORT_SYMBOL(?:_GPL)?\((\w+)\);", re.M)
+# Defined by modpost in every module's .mod.c.
+MODPOST_SYMBOLS = {"__this_module"}
+
+
+def core_files(kernel: Kernel) -> list[render.OutputFile]:
+    return render.render_core(CoreModel(features=kernel.features))
+
+
+def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
+               core: list[render.OutputFile]) -> list[render.OutputFile]:
+    """Render one patch module, reaching unexported kernel symbols through pointers.
+
+    The module is compiled once in a scratch tree: every undefined symbol that neither
+    the kernel nor the core exports becomes a pointer the core fills in at load time.
+    """
+    model = patch_model(patch, out_dir, core_dir)
+    files = render.render_patch(model, subdir)
+    header = next(f.content for f in core if f.path.name == "kpatch.h")
+    core_c = next(f.content for f in core if f.path.name == "kpatch.c")
+    core_exports = {m.decode() for m in EXPORT_RE.findall(core_c)}
+    undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name)
+    unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
+    sympos = {s.name: s.sympos for s in patch.symbols}
+    for i, sym in enumerate(patch.symbols):
+        if sym.name not in unexported:
+            raise spec.SpecError(patch.path, f"symbol[{i}].name",
+                                 f"{sym.name!r} is not an unexported symbol the sources use",
+                                 "remove the [[symbol]] table, or fix the name")
+    if not unexported:
+        return files
+    texts = [p.read_text(encoding="utf-8") for p in patch.sources]
+    model = replace(
+        model,
+        ksyms=tuple(KsymModel(name, sympos.get(name, 0), name in called) for name in unexported),
+        includes=system_includes(texts),
+    )
+    return render.render_patch(model, subdir)
+
+
 def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[render.OutputFile]:
     """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory."""
-    files = render.render_core(CoreModel(features=kernel.features))
+    core = core_files(kernel)
+    files = list(core)
     names: dict[str, Path] = {}
     for path in specs:
         patch = spec.load(path)
@@ -27,8 +70,7 @@ def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[render.O
                                  "give every patch module its own name")
         names[patch.name] = path
         subdir = f"patches/{patch.name}"
-        model = patch_model(patch, Path(out_dir) / subdir, Path(out_dir) / "core")
-        files += render.render_patch(model, subdir)
+        files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core)
     return files
 
 
@@ -36,8 +78,8 @@ def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[Path
     return render.write(out_dir, plan_tree(kernel, out_dir, specs))
 
 
-def generate_patch(spec_path: Path, out_dir: Path, core_dir: Path) -> list[Path]:
+def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path) -> list[Path]:
     """Render one patch module into out_dir (its own directory)."""
     patch = spec.load(spec_path)
-    model = patch_model(patch, Path(out_dir), Path(core_dir))
-    return render.write(out_dir, render.render_patch(model, "."))
+    files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel))
+    return render.write(out_dir, files)

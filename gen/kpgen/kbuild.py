@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +55,45 @@ def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None) -> Bui
 def clean(kernel: Kernel, module_dir: Path) -> None:
     argv = ["make", "-C", str(kernel.kdir), f"M={Path(module_dir).resolve()}", "clean"]
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+R_X86_64_PLT32 = 4
+
+
+def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, name: str) -> tuple[set[str], set[str]]:
+    """Compile a rendered patch module's object in a scratch tree.
+
+    Returns the object's undefined symbols and, among them, those it calls
+    (PLT32 relocations): what the sources need from the kernel.
+    """
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+
+    with tempfile.TemporaryDirectory(prefix="kpgen-probe-") as tmp:
+        root = Path(tmp)
+        for f in files:
+            (root / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (root / f.path).write_bytes(f.content)
+        (root / "core").mkdir(exist_ok=True)
+        (root / "core" / "kpatch.h").write_bytes(core_header)
+        mod_dir = (root / subdir).resolve()
+        argv = ["make", "-C", str(kernel.kdir), f"M={mod_dir}", f"KPATCH_CORE={root / 'core'}", f"{name}.o"]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-25:])
+            raise BuildError(f"compiling patch module {name} for {kernel.release} failed:\n{tail}")
+        undefined: set[str] = set()
+        called: set[str] = set()
+        with (mod_dir / f"{name}.o").open("rb") as fh:
+            elf = ELFFile(fh)
+            symtab = elf.get_section_by_name(".symtab")
+            for sym in symtab.iter_symbols():
+                if sym.name and sym["st_shndx"] == "SHN_UNDEF":
+                    undefined.add(sym.name)
+            for section in elf.iter_sections():
+                if isinstance(section, RelocationSection):
+                    for rel in section.iter_relocations():
+                        sym = symtab.get_symbol(rel["r_info_sym"])
+                        if sym.name in undefined and rel["r_info_type"] == R_X86_64_PLT32:
+                            called.add(sym.name)
+    return undefined, called

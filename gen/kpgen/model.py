@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,36 @@ class CoreModel:
 
 
 @dataclass(frozen=True)
+class KsymModel:
+    """An unexported kernel symbol the sources use, reached through a pointer."""
+
+    name: str
+    sympos: int
+    is_func: bool
+
+    @property
+    def pointer(self) -> str:
+        return f"kpgen_ksym_{self.name}"
+
+
+INCLUDE_RE = re.compile(r"^\s*#\s*include\s*(<[^>]+>)", re.M)
+
+
+def system_includes(texts: list[str]) -> tuple[str, ...]:
+    """The <...> includes of the sources, in order, each once.
+
+    >>> system_includes(["#include <a.h>\\n#include \\"b.h\\"\\n", "# include <a.h>\\n#include <c.h>"])
+    ('<a.h>', '<c.h>')
+    """
+    seen: list[str] = []
+    for text in texts:
+        for inc in INCLUDE_RE.findall(text):
+            if inc not in seen:
+                seen.append(inc)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
 class PatchModel:
     name: str
     description_c: str
@@ -57,6 +88,8 @@ class PatchModel:
     functions: tuple[FunctionSpec, ...]
     spec_label: str
     core_relpath: str
+    ksyms: tuple[KsymModel, ...] = ()
+    includes: tuple[str, ...] = ()
 
 
 def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path) -> PatchModel:

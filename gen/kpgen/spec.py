@@ -30,8 +30,9 @@ KSYM_NAME_MAX = 127
 MAX_SPEC_BYTES = 64 * 1024
 MAX_SOURCE_BYTES = 1024 * 1024
 
-TOP_KEYS = {"name", "description", "sources", "function"}
+TOP_KEYS = {"name", "description", "sources", "function", "symbol"}
 FUNC_KEYS = {"target", "object", "replacement", "sympos"}
+SYMBOL_KEYS = {"name", "sympos"}
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto
@@ -51,12 +52,21 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class SymbolSpec:
+    """Which of several same-named unexported vmlinux symbols the sources mean."""
+
+    name: str
+    sympos: int
+
+
+@dataclass(frozen=True)
 class PatchSpec:
     path: Path
     name: str
     description: str
     sources: tuple[Path, ...]
     functions: tuple[FunctionSpec, ...]
+    symbols: tuple[SymbolSpec, ...] = ()
 
 
 class SpecError(UsageError):
@@ -136,6 +146,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
 
     sources = _validate_sources(path, name, data["sources"])
     functions = _validate_functions(path, data["function"])
+    symbols = _validate_symbols(path, data.get("symbol", []))
 
     texts = {src: src.read_text(encoding="utf-8") for src in sources}
     for i, func in enumerate(functions):
@@ -145,7 +156,34 @@ def validate(path: Path, data: dict) -> PatchSpec:
                 f"{func.replacement!r} is not defined in {', '.join(s.name for s in sources)}",
                 "define the replacement function in one of the sources, or fix its name",
             )
-    return PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions)
+    return PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions,
+                     symbols=symbols)
+
+
+def _check_sympos(path: Path, key: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise SpecError(path, key, f"{value!r} is not a whole number from 0 to 65535",
+                        "write sympos = N, counting same-named symbols from 1 (0: the name is unique)")
+    return value
+
+
+def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise SpecError(path, "symbol", "must be [[symbol]] tables", "write [[symbol]] with name and sympos")
+    result: list[SymbolSpec] = []
+    for i, table in enumerate(value):
+        prefix = f"symbol[{i}]"
+        unknown = sorted(set(table) - SYMBOL_KEYS)
+        if unknown:
+            raise SpecError(path, f"{prefix}.{unknown[0]}", "unknown key", f"use only {', '.join(sorted(SYMBOL_KEYS))}")
+        if "name" not in table:
+            raise SpecError(path, f"{prefix}.name", "missing", 'add name = "..." to the table')
+        name = _check_ident(path, f"{prefix}.name", table["name"], "kernel symbol")
+        if any(sym.name == name for sym in result):
+            raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each symbol once")
+        sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
+        result.append(SymbolSpec(name=name, sympos=sympos))
+    return tuple(result)
 
 
 def _validate_sources(path: Path, name: str, value: object) -> tuple[Path, ...]:
@@ -203,10 +241,7 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
             raise SpecError(path, f"{prefix}.object", f"{obj!r} is not 'vmlinux' or a module name",
                             "write object = \"vmlinux\" or the name of the kernel module")
         obj = obj.replace("-", "_")
-        sympos = table.get("sympos", 0)
-        if not isinstance(sympos, int) or isinstance(sympos, bool) or not 0 <= sympos <= 65535:
-            raise SpecError(path, f"{prefix}.sympos", f"{sympos!r} is not a whole number from 0 to 65535",
-                            "write sympos = N, counting same-named symbols from 1 (0: the name is unique)")
+        sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         key3 = (obj, target, sympos)
         if key3 in seen:
             raise SpecError(path, f"{prefix}.target", f"{target!r} in {obj} is already replaced by function[{seen[key3]}]",

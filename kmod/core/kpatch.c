@@ -182,11 +182,6 @@ struct kpatch_change {
 	int busy_err;
 };
 
-static const char *kpatch_objname(const struct kpatch_func *func)
-{
-	return func->objname ? func->objname : "vmlinux";
-}
-
 static bool kpatch_is_vmlinux(const struct kpatch_func *func)
 {
 	return !func->objname || !strcmp(func->objname, "vmlinux");
@@ -295,14 +290,20 @@ struct module *mod, unsigned long addr)
 	return lookup->sympos && lookup->count == lookup->sympos;
 }
 
-static int kpatch_find_symbol(const struct kpatch_func *func,
+/*
+ * Finds the address of the @sympos'th symbol @name in @objname (NULL for
+ * vmlinux); @what names the kind of symbol in messages.
+ */
+static int kpatch_find_symbol(const char *what, const char *name,
+			      const char *objname, unsigned long sympos,
 			      unsigned long *addr)
 {
 	struct kpatch_lookup lookup = {
-		.name = func->old_name,
-		.objname = kpatch_is_vmlinux(func) ? NULL : func->objname,
-		.sympos = func->sympos,
+		.name = name,
+		.objname = objname,
+		.sympos = sympos,
 	};
+	const char *obj = objname ? objname : "vmlinux";
 
 	if (!lookup.objname)
 		kpatch_kallsyms_on_each_symbol(kpatch_lookup_cb, &lookup);
@@ -310,20 +311,17 @@ static int kpatch_find_symbol(const struct kpatch_func *func,
 		kpatch_module_kallsyms_on_each_symbol(kpatch_lookup_cb, &lookup);
 
 	if (!lookup.count) {
-		pr_err("function '%s' not found in %s\n", func->old_name,
-		       kpatch_objname(func));
+		pr_err("%s '%s' not found in %s\n", what, name, obj);
 		return -ENOENT;
 	}
-	if (!func->sympos && lookup.count > 1) {
-		pr_err("function '%s' appears %lu times in %s: set sympos to 1..%lu to choose one\n",
-		       func->old_name, lookup.count, kpatch_objname(func),
-		       lookup.count);
+	if (!sympos && lookup.count > 1) {
+		pr_err("%s '%s' appears %lu times in %s: set sympos to 1..%lu to choose one\n",
+		       what, name, lookup.count, obj, lookup.count);
 		return -EINVAL;
 	}
 	if (!lookup.addr) {
-		pr_err("function '%s' has no position %lu in %s: it appears %lu times\n",
-		       func->old_name, func->sympos, kpatch_objname(func),
-		       lookup.count);
+		pr_err("%s '%s' has no position %lu in %s: it appears %lu times\n",
+		       what, name, sympos, obj, lookup.count);
 		return -EINVAL;
 	}
 	*addr = lookup.addr;
@@ -339,7 +337,9 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 	unsigned long addr, size, offset;
 	int ret;
 
-	ret = kpatch_find_symbol(func, &addr);
+	ret = kpatch_find_symbol("function", func->old_name,
+				 kpatch_is_vmlinux(func) ? NULL : func->objname,
+				 func->sympos, &addr);
 	if (ret)
 		return ret;
 
@@ -367,6 +367,28 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 		return -EINVAL;
 	}
 	func->new_size = size;
+	return 0;
+}
+
+/*
+ * Resolves the unexported symbols @patch uses, once, before any of its code
+ * can run.
+ */
+static int kpatch_resolve_syms(struct kpatch_patch *patch)
+{
+	struct kpatch_sym *sym;
+	unsigned long addr;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < patch->nr_syms; i++) {
+		sym = &patch->syms[i];
+		ret = kpatch_find_symbol("symbol", sym->name, NULL, sym->sympos,
+					 &addr);
+		if (ret)
+			return ret;
+		*sym->addr = (void *)addr;
+	}
 	return 0;
 }
 
@@ -943,10 +965,15 @@ int kpatch_register(struct kpatch_patch *patch)
 	unsigned int i;
 	int ret;
 
-	if (!patch || !patch->mod || !patch->funcs || !patch->nr_funcs)
+	if (!patch || !patch->mod || !patch->funcs || !patch->nr_funcs ||
+	    (patch->nr_syms && !patch->syms))
 		return -EINVAL;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (!patch->funcs[i].old_name || !patch->funcs[i].new_func)
+			return -EINVAL;
+	}
+	for (i = 0; i < patch->nr_syms; i++) {
+		if (!patch->syms[i].name || !patch->syms[i].addr)
 			return -EINVAL;
 	}
 
@@ -962,6 +989,9 @@ int kpatch_register(struct kpatch_patch *patch)
 		       patch->mod->name, ret);
 		goto err_unlock;
 	}
+	ret = kpatch_resolve_syms(patch);
+	if (ret)
+		goto err_unlock;
 	list_add_tail(&patch->list, &kpatch_patches);
 	ret = kpatch_enable_patch(patch);
 	if (ret)

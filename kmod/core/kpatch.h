@@ -44,10 +44,29 @@ struct kpatch_func {
 };
 
 /**
+ * struct kpatch_sym - a kernel symbol a patch module uses but the kernel does
+ *		       not export
+ * @name:	its name in vmlinux
+ * @sympos:	which of several same-named symbols, counted from 1 in kallsyms
+ *		order; 0 when the name must be unique
+ * @addr:	where the core stores the symbol's address, before any
+ *		replacement can run
+ * @func:	whether the symbol is a function the module calls through @addr
+ */
+struct kpatch_sym {
+	const char *name;
+	unsigned long sympos;
+	void **addr;
+	bool func;
+};
+
+/**
  * struct kpatch_patch - what a patch module hands to kpatch_register()
  * @mod:	the patch module (THIS_MODULE)
  * @funcs:	the functions it replaces
  * @nr_funcs:	number of entries in @funcs, at least one
+ * @syms:	the unexported kernel symbols it uses, resolved at registration
+ * @nr_syms:	number of entries in @syms
  *
  * The remaining fields are private to the core.
  */
@@ -55,6 +74,8 @@ struct kpatch_patch {
 	struct module *mod;
 	struct kpatch_func *funcs;
 	unsigned int nr_funcs;
+	struct kpatch_sym *syms;
+	unsigned int nr_syms;
 
 	/* private to the core */
 	struct list_head list;
