@@ -15,7 +15,7 @@ set -u
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
 SAMPLES="cmdline_a cmdline_b cmdline_ksym meminfo"
-PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous"
+PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init"
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -269,6 +269,23 @@ ambiguous_name_is_refused() {
 	rmmod kpgen_test_target
 }
 
+untraceable_targets_refused() {
+	local before
+	load kpgen_test_target
+	before=$(cat "$TRACING/enabled_functions")
+	not load test_notrace 2>/dev/null
+	logged "<3>function 'kpgen_test_notrace' cannot be hooked by ftrace (-22): is it notrace or inlined?"
+	not load test_init 2>/dev/null
+	logged "<3>function 'start_kernel' is __init code, freed after boot: it cannot be patched"
+	[ ! -e "$SYS/test_notrace" ]
+	[ ! -e "$SYS/test_init" ]
+	not loaded test_notrace
+	not loaded test_init
+	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	[ "$(target_field notrace)" = 100 ]
+	rmmod kpgen_test_target
+}
+
 notice_messages_in_order() {
 	load cmdline_a
 	echo 0 >"$SYS/cmdline_a/enabled"
@@ -371,6 +388,7 @@ scenario module_target_loaded_before
 scenario module_target_loaded_after
 scenario sympos_selects_duplicate
 scenario ambiguous_name_is_refused
+scenario untraceable_targets_refused
 scenario notice_messages_in_order
 scenario core_unloads_clean
 

@@ -38,6 +38,12 @@ static noinline int kpgen_test_dup(void)
 	return READ_ONCE(kpgen_test_base) * 10;
 }
 
+/* ftrace cannot hook this one: patching it must fail cleanly. */
+static notrace noinline int kpgen_test_notrace(void)
+{
+	return READ_ONCE(kpgen_test_base) * 100;
+}
+
 /* Sleeps until the next "wake"; a task in here makes patching it unsafe. */
 static noinline int kpgen_test_target_sleep(void)
 {
@@ -51,8 +57,9 @@ static noinline int kpgen_test_target_sleep(void)
 
 static int kpgen_test_show(struct seq_file *m, void *v)
 {
-	seq_printf(m, "last=%d value=%d dup=%d,%d\n", READ_ONCE(kpgen_test_last),
-		   kpgen_test_target_value(), kpgen_test_dup(), kpgen_test_dup2());
+	seq_printf(m, "last=%d value=%d dup=%d,%d notrace=%d\n",
+		   READ_ONCE(kpgen_test_last), kpgen_test_target_value(),
+		   kpgen_test_dup(), kpgen_test_dup2(), kpgen_test_notrace());
 	return 0;
 }
 
