@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import elfcheck, generate, kbuild, kernel as kmod, spec, splat, vm
+from . import elfcheck, generate, kbuild, kernel as kmod, snapshot, spec, splat, vm
 from .errors import KernelError
 from .model import REPO_ROOT
 
@@ -131,5 +131,8 @@ def boot(tree: BuiltTree, timeout: int = 900) -> BootReport:
     tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
     tap = tap_file.read_text() if tap_file.is_file() else ""
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.is_file() else ""
+    ks, fs = results_dir / snapshot.KALLSYMS, results_dir / snapshot.FILTERS
+    if ks.is_file() and fs.is_file():
+        snapshot.save(tree.kernel.release, ks.read_text(), fs.read_text())
     return BootReport(kernel=tree.kernel, run=run, results=parse_tap(tap), tap=tap, dmesg=dmesg,
                       splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir)

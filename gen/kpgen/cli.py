@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
-from . import __version__, boottest, elfcheck, generate, kbuild, kernel, spec, vm
+from . import __version__, boottest, elfcheck, generate, kbuild, kernel, scaffold, snapshot, spec, vm
 from .errors import KpgenError, UsageError
 
 
@@ -25,8 +26,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     patch = spec.load(Path(args.spec))
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
-    written = generate.generate_patch(_kernel(args), Path(args.spec), out, Path(args.core))
-    print(f"kpgen: patch module {patch.name} in {out}: {len(written)} file(s) changed")
+    k = _kernel(args)
+    written = generate.generate_patch(k, Path(args.spec), out, Path(args.core))
+    print(f"kpgen: patch module {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
+    if snapshot.load(k.release) is None:
+        print(f"kpgen: no symbol snapshot of {k.release}: targets are checked at load time only "
+              f"(`kpgen snapshot --kdir {k.kdir}` takes one)")
+    else:
+        print(f"kpgen: targets checked against the symbol snapshot of {k.release}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    roots = kernel.header_roots(Path(args.kdir) if args.kdir else kernel.default_kdir())
+    out = Path(args.dir) if args.dir else Path(args.name)
+    for path in scaffold.scaffold(args.name, args.target, args.object, out, roots):
+        print(f"kpgen: wrote {path}")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    with tempfile.TemporaryDirectory(prefix="kpgen-snapshot-") as tmp:
+        script = (f"cut -d' ' -f2- /proc/kallsyms > {tmp}/{snapshot.KALLSYMS} && "
+                  f"cat /sys/kernel/tracing/available_filter_functions > {tmp}/{snapshot.FILTERS}")
+        run = vm.VmRun(kernel_image=k.vmlinuz, command=script, rwdirs=(Path(tmp),))
+        if args.dry_run:
+            print(run.shell())
+            return 0
+        print(f"kpgen: booting {k.release} to read its symbols (TCG: about a minute)", flush=True)
+        result = vm.run(run)
+        ks, fs = Path(tmp) / snapshot.KALLSYMS, Path(tmp) / snapshot.FILTERS
+        if result.returncode != 0 or not ks.is_file() or not fs.is_file():
+            raise KpgenError(f"the guest could not read its symbols (exit {result.returncode}):\n"
+                             + "\n".join(result.output.splitlines()[-15:]))
+        where = snapshot.save(k.release, ks.read_text(), fs.read_text())
+    print(f"kpgen: symbol snapshot of {k.release} saved in {where}")
     return 0
 
 
@@ -65,7 +100,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not ko.is_file():
             raise UsageError(f"{ko}: no such module file")
         symvers = Path(args.core) / "Module.symvers" if args.core else None
-        failed += _print_verdict(elfcheck.check_module(ko, k, symvers))
+        replacements = tuple(f.replacement for f in spec.load(Path(args.spec)).functions) if args.spec else ()
+        failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements))
     return 1 if failed else 0
 
 
@@ -136,8 +172,22 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check", help="check built modules (.ko) with pyelftools")
     sp.add_argument("modules", nargs="+")
     sp.add_argument("--core", help="the core's built directory: check as patch modules of it")
+    sp.add_argument("--spec", help="the module's spec: check that each replacement is a defined function")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("new", help="scaffold a spec and a C file that replace one function")
+    sp.add_argument("name", help="the patch module's name")
+    sp.add_argument("--target", required=True, help="the function to replace")
+    sp.add_argument("--object", default="vmlinux", help="vmlinux (default) or the module holding it")
+    sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_new)
+
+    sp = sub.add_parser("snapshot", help="boot a kernel once and cache its symbols for checking specs")
+    sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_snapshot)
 
     sp = sub.add_parser("boot-test", help="build everything and run the guest scenarios, one boot per kernel")
     sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from . import kbuild, render, spec
+from . import kbuild, render, snapshot, spec
 from .kernel import Kernel
 from .model import REPO_ROOT, CoreModel, KsymModel, patch_model, system_includes
 
@@ -28,11 +28,12 @@ def core_files(kernel: Kernel) -> list[render.OutputFile]:
 
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
-               core: list[render.OutputFile]) -> list[render.OutputFile]:
+               core: list[render.OutputFile], snap: snapshot.Snapshot | None = None) -> list[render.OutputFile]:
     """Render one patch module, reaching unexported kernel symbols through pointers.
 
     The module is compiled once in a scratch tree: every undefined symbol that neither
     the kernel nor the core exports becomes a pointer the core fills in at load time.
+    With a symbol snapshot of the kernel, targets and symbols are checked against it.
     """
     model = patch_model(patch, out_dir, core_dir)
     files = render.render_patch(model, subdir)
@@ -47,6 +48,8 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
             raise spec.SpecError(patch.path, f"symbol[{i}].name",
                                  f"{sym.name!r} is not an unexported symbol the sources use",
                                  "remove the [[symbol]] table, or fix the name")
+    if snap is not None:
+        snapshot.validate(patch, snap, unexported)
     if not unexported:
         return files
     texts = [p.read_text(encoding="utf-8") for p in patch.sources]
@@ -61,6 +64,7 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
 def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[render.OutputFile]:
     """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory."""
     core = core_files(kernel)
+    snap = snapshot.load(kernel.release)
     files = list(core)
     names: dict[str, Path] = {}
     for path in specs:
@@ -70,7 +74,7 @@ def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[render.O
                                  "give every patch module its own name")
         names[patch.name] = path
         subdir = f"patches/{patch.name}"
-        files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core)
+        files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core, snap)
     return files
 
 
@@ -81,5 +85,6 @@ def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[Path
 def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path) -> list[Path]:
     """Render one patch module into out_dir (its own directory)."""
     patch = spec.load(spec_path)
-    files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel))
+    files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel),
+                       snapshot.load(kernel.release))
     return render.write(out_dir, files)

@@ -46,3 +46,28 @@ def test_dmesg_clean(booted, kname):
     report = booted(kname)
     assert report.dmesg, "the guest saved no kernel log"
     assert not report.splats, "kernel log shows splats:\n" + "\n".join(report.splats)
+
+
+@pytest.mark.parametrize("kname", KERNELS)
+def test_snapshot_checks_specs_without_booting(booted, kname, tmp_path):
+    """The boot saved this kernel's symbols; specs are now checked against them before any boot."""
+    from kpgen import generate, snapshot, spec
+    from kpgen.model import REPO_ROOT
+
+    report = booted(kname)
+    snap = snapshot.load(report.kernel.release)
+    assert snap is not None, "the boot did not leave a symbol snapshot"
+    for path in generate.sample_specs():
+        snapshot.validate(spec.load(path), snap)
+    refused = {
+        "test_missing": "does not exist in vmlinux",
+        "test_init": "ftrace cannot hook 'start_kernel'",
+        "test_notrace": "ftrace cannot hook 'kpgen_test_notrace'",
+        "test_ambiguous": "appears 2 times in kpgen_test_target",
+    }
+    for name, problem in refused.items():
+        with pytest.raises(spec.SpecError, match=problem):
+            snapshot.validate(spec.load(REPO_ROOT / f"tests/patches/{name}/{name}.toml"), snap)
+    snapshot.validate(spec.load(REPO_ROOT / "tests/patches/test_sympos/test_sympos.toml"), snap)
+    with pytest.raises(spec.SpecError, match="neither exported nor in vmlinux"):
+        snapshot.validate(spec.load(REPO_ROOT / "samples/cmdline_a/cmdline_a.toml"), snap, ["kpgen_no_such_var"])
