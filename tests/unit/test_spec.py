@@ -70,6 +70,16 @@ BAD = [
      "function[1].target", "already replaced"),
     ("replacement undefined", GOOD.replace('"fix_show"', '"fix_other"'), "function[0].replacement", "not defined"),
     ("description control chars", GOOD.replace('"demo"', '"a\\u0007b"'), "description", "printable"),
+    ("symbol not a table", 'symbol = "x"\n' + GOOD, "symbol", "[[symbol]] tables"),
+    ("symbol unknown key", GOOD + '[[symbol]]\nname = "x"\ncolour = 1\n', "symbol[0].colour", "unknown key"),
+    ("symbol missing name", GOOD + '[[symbol]]\nsympos = 1\n', "symbol[0].name", "missing"),
+    ("symbol bad name", GOOD + '[[symbol]]\nname = "a b"\n', "symbol[0].name", "not a C identifier"),
+    ("symbol twice", GOOD + '[[symbol]]\nname = "x"\n[[symbol]]\nname = "x"\n', "symbol[1].name", "twice"),
+    ("symbol bad sympos", GOOD + '[[symbol]]\nname = "x"\nsympos = "2"\n', "symbol[0].sympos", "whole number"),
+    ("source clashes with module", GOOD.replace('["fix.c"]', '["fix_demo.c"]'), "sources[0]", "clash"),
+    ("name C keyword", GOOD.replace('"fix_demo"', '"struct"'), "name", "reserved"),
+    ("replacement equals target", GOOD.replace('replacement = "fix_show"', 'replacement = "cmdline_proc_show"'),
+     "function[0].replacement", "same name as the target"),
 ]
 
 

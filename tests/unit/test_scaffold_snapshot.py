@@ -1,0 +1,166 @@
+"""`kpgen new` scaffolds, doctests of the helpers, and snapshot checks on small fixed texts."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kpgen import boottest, cli, kernel, model, scaffold, snapshot, spec
+
+KDIR_61 = boottest.matrix()[0].kdir()
+
+
+@pytest.mark.parametrize("module", [model, scaffold])
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_new_fills_in_a_prototype_from_the_headers(tmp_path):
+    assert cli.main(["new", "fix_read", "--target", "vfs_read", "--kdir", str(KDIR_61), "-d", str(tmp_path)]) == 0
+    c_text = (tmp_path / "fix.c").read_text()
+    assert "static ssize_t fix_read_vfs_read(struct file *arg1, char __user *arg2, size_t arg3, loff_t *arg4)" in c_text
+    loaded = spec.load(tmp_path / "fix_read.toml")
+    assert loaded.functions[0] == spec.FunctionSpec("vfs_read", "vmlinux", "fix_read_vfs_read", 0)
+
+
+def test_new_leaves_a_todo_for_static_functions(tmp_path):
+    assert cli.main(["new", "fix_cmd", "--target", "cmdline_proc_show", "--kdir", str(KDIR_61),
+                     "-d", str(tmp_path)]) == 0
+    c_text = (tmp_path / "fix.c").read_text()
+    assert "TODO: cmdline_proc_show() is not declared in the kernel headers" in c_text
+    spec.load(tmp_path / "fix_cmd.toml")
+
+
+def test_new_scaffold_builds_into_a_module(tmp_path):
+    """The scaffold is a valid patch module as written: it renders and builds with W=1."""
+    k = kernel.probe(KDIR_61)
+    src = tmp_path / "src"
+    assert cli.main(["new", "fix_free", "--target", "si_meminfo", "--kdir", str(KDIR_61), "-d", str(src)]) == 0
+    from kpgen import generate, kbuild
+
+    generate.generate_tree(k, tmp_path / "tree", [])
+    kbuild.build(k, tmp_path / "tree" / "core")
+    generate.generate_patch(k, src / "fix_free.toml", tmp_path / "mod", tmp_path / "tree" / "core")
+    result = kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core")
+    assert [m.name for m in result.modules] == ["fix_free.ko"]
+    assert not [w for w in result.warnings if "fix.c" not in w], result.warnings
+
+
+def test_new_refuses_to_overwrite(tmp_path, capsys):
+    args = ["new", "fix_a", "--target", "kfree", "--kdir", str(KDIR_61), "-d", str(tmp_path)]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["Bad-Name", "--target", "kfree"], ["ok", "--target", "1x"],
+                                 ["ok", "--target", "kfree", "--object", "../x"]])
+def test_new_rejects_bad_names(tmp_path, bad):
+    assert cli.main(["new", *bad, "--kdir", str(KDIR_61), "-d", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "d").exists()
+
+
+KALLSYMS = """\
+T start_kernel
+t foo_show
+t dup_fn
+D some_var
+t dup_fn
+d static_var
+d static_var
+t modfn\t[mymod]
+"""
+FILTERS = "foo_show\ndup_fn\ndup_fn\nmodfn [mymod]\n"
+
+
+def make_spec(tmp_path: Path, target: str, obj: str = "vmlinux", sympos: int = 0) -> spec.PatchSpec:
+    (tmp_path / "fix.c").write_text("static int r(void)\n{\n\treturn 0;\n}\n")
+    (tmp_path / "p.toml").write_text(
+        f'name = "p"\nsources = ["fix.c"]\n[[function]]\ntarget = "{target}"\nobject = "{obj}"\n'
+        f'replacement = "r"\nsympos = {sympos}\n'
+    )
+    return spec.load(tmp_path / "p.toml")
+
+
+@pytest.fixture
+def snap(tmp_path):
+    snapshot.save("9.9.9-test", KALLSYMS, FILTERS, root=tmp_path / "cache")
+    loaded = snapshot.load("9.9.9-test", root=tmp_path / "cache")
+    assert loaded is not None
+    return loaded
+
+
+def test_snapshot_round_trip_has_no_addresses(tmp_path):
+    d = snapshot.save("r", "ffffffff81000000 T start_kernel\n", "", root=tmp_path)
+    import gzip
+
+    assert gzip.decompress((d / "kallsyms.txt.gz").read_bytes()) == b"T start_kernel"
+
+
+@pytest.mark.parametrize(("target", "obj", "sympos", "problem"), [
+    ("nope", "vmlinux", 0, "does not exist in vmlinux"),
+    ("some_var", "vmlinux", 0, "is not a function"),
+    ("dup_fn", "vmlinux", 0, "appears 2 times.*1 \\(after foo_show\\); 2 \\(after some_var\\)"),
+    ("dup_fn", "vmlinux", 3, "appears only 2 time"),
+    ("start_kernel", "vmlinux", 0, "ftrace cannot hook"),
+])
+def test_snapshot_refutes(tmp_path, snap, target, obj, sympos, problem):
+    with pytest.raises(spec.SpecError, match=problem):
+        snapshot.validate(make_spec(tmp_path, target, obj, sympos), snap)
+
+
+def test_snapshot_accepts_and_notes(tmp_path, snap):
+    assert snapshot.validate(make_spec(tmp_path, "foo_show"), snap) == []
+    assert snapshot.validate(make_spec(tmp_path, "dup_fn", sympos=2), snap) == []
+    assert snapshot.validate(make_spec(tmp_path, "modfn", "mymod"), snap) == []
+    notes = snapshot.validate(make_spec(tmp_path, "x", "othermod"), snap)
+    assert notes and "not loaded when the snapshot was taken" in notes[0]
+
+
+def test_snapshot_checks_unexported_symbols(tmp_path, snap):
+    s = make_spec(tmp_path, "foo_show")
+    snapshot.validate(s, snap, ["some_var"])
+    with pytest.raises(spec.SpecError, match="appears 2 times"):
+        snapshot.validate(s, snap, ["static_var"])
+    with pytest.raises(spec.SpecError, match="neither exported"):
+        snapshot.validate(s, snap, ["missing_var"])
+
+
+def test_cli_dry_runs_print_exact_commands(capsys):
+    assert cli.main(["snapshot", "--kdir", str(KDIR_61), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vng --run /boot/vmlinuz-") and "--disable-kvm" in out and out.rstrip().endswith("</dev/null")
+    assert cli.main(["build", "--kdir", str(KDIR_61), "--dry-run", "kmod/core"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"make -C {KDIR_61} M=") and "W=1" in out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(["kpgen", "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("kpgen ")
+
+
+def test_symbol_table_must_name_an_unexported_symbol(tmp_path):
+    from kpgen import generate
+
+    (tmp_path / "fix.c").write_text("#include <linux/slab.h>\n\nstatic void r(const void *p)\n{\n\tkfree(p);\n}\n")
+    (tmp_path / "p.toml").write_text('name = "p"\nsources = ["fix.c"]\n[[function]]\ntarget = "kfree_sensitive"\n'
+                                     'replacement = "r"\n[[symbol]]\nname = "kfree"\nsympos = 1\n')
+    k = kernel.probe(KDIR_61)
+    with pytest.raises(spec.SpecError, match="'kfree' is not an unexported symbol the sources use") as err:
+        generate.generate_patch(k, tmp_path / "p.toml", tmp_path / "out", tmp_path / "core")
+    assert err.value.key == "symbol[0].name"
+    assert not (tmp_path / "out").exists()
+
+
+def test_unexported_symbols_become_pointers():
+    text = (model.REPO_ROOT / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
+    assert "static typeof(&saved_command_line) kpgen_ksym_saved_command_line __ro_after_init;" in text
+    assert "#define saved_command_line (*kpgen_ksym_saved_command_line)" in text
+    assert '.name = "saved_command_line"' in text
+    for other in ("cmdline_a", "meminfo"):
+        assert "kpatch_sym" not in (model.REPO_ROOT / f"kmod/patches/{other}/{other}.c").read_text()
