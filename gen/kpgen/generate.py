@@ -61,25 +61,30 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     return render.render_patch(model, subdir)
 
 
-def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[render.OutputFile]:
-    """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory."""
+def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: list[Path] = ()) -> list[render.OutputFile]:
+    """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory.
+
+    Specs in `unchecked` skip the symbol snapshot: the boot tests' deliberately broken
+    patches must reach the kernel to show it refusing them.
+    """
     core = core_files(kernel)
     snap = snapshot.load(kernel.release)
     files = list(core)
     names: dict[str, Path] = {}
-    for path in specs:
+    for path in [*specs, *unchecked]:
         patch = spec.load(path)
         if patch.name in names:
             raise spec.SpecError(path, "name", f"{patch.name!r} is also the name of {names[patch.name]}",
                                  "give every patch module its own name")
         names[patch.name] = path
         subdir = f"patches/{patch.name}"
-        files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core, snap)
+        files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core,
+                            None if path in unchecked else snap)
     return files
 
 
-def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path]) -> list[Path]:
-    return render.write(out_dir, plan_tree(kernel, out_dir, specs))
+def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: list[Path] = ()) -> list[Path]:
+    return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked))
 
 
 def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path) -> list[Path]:

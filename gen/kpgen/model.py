@@ -46,6 +46,8 @@ class CoreModel:
     hash_bits: int = 10
     max_stack_entries: int = 128
     unregister_tries: int = 50
+    max_busy_retries: int = 1000
+    max_busy_retry_ms: int = 10000
 
 
 @dataclass(frozen=True)

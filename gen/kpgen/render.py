@@ -43,7 +43,8 @@ def _render(env: jinja2.Environment, template: str, **ctx: object) -> bytes:
 def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
     env = environment()
     ctx = {"k": core.features, "hash_bits": core.hash_bits, "max_stack_entries": core.max_stack_entries,
-           "unregister_tries": core.unregister_tries}
+           "unregister_tries": core.unregister_tries, "max_busy_retries": core.max_busy_retries,
+           "max_busy_retry_ms": core.max_busy_retry_ms}
     return [
         OutputFile(Path(subdir) / "kpatch.h", _render(env, "core/kpatch.h.j2", **ctx)),
         OutputFile(Path(subdir) / "kpatch.c", _render(env, "core/kpatch.c.j2", **ctx)),

@@ -95,6 +95,23 @@
 #define KPATCH_HASH_BITS		10
 #define KPATCH_MAX_STACK_ENTRIES	128
 #define KPATCH_UNREGISTER_TRIES		50
+#define KPATCH_MAX_BUSY_RETRIES		1000
+#define KPATCH_MAX_BUSY_RETRY_MS	10000
+
+/*
+ * When a task is inside a function a change would switch, try again this many
+ * times, this many milliseconds apart, before failing with -EBUSY.  Bounded
+ * (the maxima above), so a busy function can delay a change but never hang it.
+ */
+static unsigned int busy_retries;
+module_param(busy_retries, uint, 0644);
+MODULE_PARM_DESC(busy_retries,
+		 "retries of a patch change refused by the activeness check (default 0, at most 1000)");
+
+static unsigned int busy_retry_ms = 100;
+module_param(busy_retry_ms, uint, 0644);
+MODULE_PARM_DESC(busy_retry_ms,
+		 "milliseconds between those retries (default 100, at most 10000)");
 
 static DEFINE_MUTEX(kpatch_mutex);
 static DEFINE_HASHTABLE(kpatch_func_hash, KPATCH_HASH_BITS);
@@ -549,6 +566,36 @@ static void kpatch_report_busy(const struct kpatch_change *change)
 		       change->busy_pid, range->func->old_name);
 }
 
+/*
+ * Runs the change in stop_machine(), again while the activeness check refuses
+ * it and retries are left, with kpatch_mutex held throughout so the hash does
+ * not move between tries.  A pending signal ends the retries.
+ */
+static int kpatch_stop_machine(struct kpatch_change *change)
+{
+	unsigned int tries = min(READ_ONCE(busy_retries),
+				 (unsigned int)KPATCH_MAX_BUSY_RETRIES);
+	unsigned int ms = min(READ_ONCE(busy_retry_ms),
+			      (unsigned int)KPATCH_MAX_BUSY_RETRY_MS);
+	unsigned int retry;
+	int ret;
+
+	for (retry = 0;; retry++) {
+		ret = stop_machine(kpatch_apply_change, change, NULL);
+		if (ret != -EBUSY || retry == tries ||
+		    msleep_interruptible(ms))
+			break;
+		change->busy_range = NULL;
+	}
+	if (ret == -EBUSY)
+		kpatch_report_busy(change);
+	else if (!ret && retry)
+		pr_info("%s patch module '%s' after %u retries\n",
+			change->enable ? "applied" : "removed",
+			change->patch->mod->name, retry);
+	return ret;
+}
+
 /* Switching functions ------------------------------------------------------ */
 
 static int kpatch_change_alloc(struct kpatch_change *change, unsigned int max,
@@ -650,12 +697,9 @@ static int kpatch_apply(struct kpatch_change *change)
 
 	if (change->check)
 		kpatch_collect_ranges(change);
-	ret = stop_machine(kpatch_apply_change, change, NULL);
-	if (ret) {
-		if (ret == -EBUSY)
-			kpatch_report_busy(change);
+	ret = kpatch_stop_machine(change);
+	if (ret)
 		goto err_unregister;
-	}
 
 	for (i = 0; i < change->nr_funcs; i++)
 		change->funcs[i]->applied = true;
@@ -681,12 +725,9 @@ static int kpatch_remove(struct kpatch_change *change)
 
 	if (change->check)
 		kpatch_collect_ranges(change);
-	ret = stop_machine(kpatch_apply_change, change, NULL);
-	if (ret) {
-		if (ret == -EBUSY)
-			kpatch_report_busy(change);
+	ret = kpatch_stop_machine(change);
+	if (ret)
 		return ret;
-	}
 
 	for (i = 0; i < change->nr_funcs; i++)
 		change->funcs[i]->applied = false;
