@@ -22,7 +22,7 @@ TEST_PATCHES = REPO_ROOT / "tests" / "patches"
 TEST_MODULES = REPO_ROOT / "tests" / "modules"
 BUILD_ROOT = REPO_ROOT / "build"
 
-TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)")
+TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # SKIP (.*))?")
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,17 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
 class BootReport:
     kernel: kmod.Kernel
     run: vm.VmResult
-    results: dict[str, bool]
+    results: dict[str, bool | None]
     tap: str
     dmesg: str
     splats: list[str]
     results_dir: Path
 
     def summary(self) -> str:
-        passed = sum(self.results.values())
-        return (f"kernel {self.kernel.release}: {passed} passed, {len(self.results) - passed} failed "
+        passed = sum(1 for v in self.results.values() if v)
+        skipped = sum(1 for v in self.results.values() if v is None)
+        return (f"kernel {self.kernel.release}: {passed} passed, {len(self.results) - passed - skipped} failed, "
+                f"{skipped} skipped "
                 f"of {len(scenario_names())} scenarios, {len(self.splats)} splat lines, "
                 f"boot {self.run.seconds:.0f} s")
 
@@ -111,13 +113,18 @@ def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 900) -> vm.VmRun
                     timeout=timeout)
 
 
-def parse_tap(tap: str) -> dict[str, bool]:
-    results: dict[str, bool] = {}
+def parse_tap(tap: str) -> dict[str, bool | None]:
+    """Scenario -> passed; None for a scenario the guest skipped (see skip_reasons)."""
+    results: dict[str, bool | None] = {}
     for line in tap.splitlines():
         m = TAP_RE.match(line)
         if m:
-            results[m.group(3)] = m.group(1) == "ok"
+            results[m.group(3)] = None if m.group(4) is not None else m.group(1) == "ok"
     return results
+
+
+def skip_reasons(tap: str) -> dict[str, str]:
+    return {m.group(3): m.group(4) for m in map(TAP_RE.match, tap.splitlines()) if m and m.group(4) is not None}
 
 
 def boot(tree: BuiltTree, timeout: int = 900) -> BootReport:

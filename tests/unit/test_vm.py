@@ -31,8 +31,9 @@ def test_timeout_is_reported(tmp_path):
 
 
 def test_tap_parsing():
-    tap = "ok 1 - a\nnot ok 2 - b\n#   why\n1..2\n"
-    assert boottest.parse_tap(tap) == {"a": True, "b": False}
+    tap = "ok 1 - a\nnot ok 2 - b\n#   why\nok 3 - c # SKIP no other kernel\n1..3\n"
+    assert boottest.parse_tap(tap) == {"a": True, "b": False, "c": None}
+    assert boottest.skip_reasons(tap) == {"c": "no other kernel"}
 
 
 def test_scenario_names_come_from_the_guest_script():

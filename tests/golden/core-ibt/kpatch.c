@@ -693,7 +693,11 @@ static int kpatch_apply(struct kpatch_change *change)
 		if (kpatch_find_func(func->ip))
 			continue;
 		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
-		if (ret) {
+		if (ret == -EBUSY) {
+			pr_err("function '%s' is already redirected by another ftrace user (a livepatch, or a kprobe with a post handler)\n",
+			       func->old_name);
+			goto err_filters;
+		} else if (ret) {
 			pr_err("function '%s' cannot be hooked by ftrace (%d): is it notrace or inlined?\n",
 			       func->old_name, ret);
 			goto err_filters;
@@ -702,7 +706,10 @@ static int kpatch_apply(struct kpatch_change *change)
 
 	if (!kpatch_nr_applied) {
 		ret = register_ftrace_function(&kpatch_ftrace_ops);
-		if (ret) {
+		if (ret == -EBUSY) {
+			pr_err("cannot register the ftrace handler: ftrace is disabled (kernel.ftrace_enabled), or another ftrace user already redirects one of the functions\n");
+			goto err_filters;
+		} else if (ret) {
 			pr_err("cannot register the ftrace handler: %d\n", ret);
 			goto err_filters;
 		}
