@@ -8,7 +8,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
 
 .PHONY: help provision install generate check-generated golden build test test-unit \
-	test-kbuild test-vm boot-test demo clean
+	test-vm boot-test stress demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -43,6 +43,9 @@ test-vm: ## the boot tests only
 
 boot-test: ## build and boot each kernel once, printing the guest's TAP
 	kpgen boot-test
+
+stress: ## the boot tests with a long stress scenario (2000 cycles per kernel)
+	kpgen boot-test --stress-cycles 2000 --timeout 5400
 
 demo: ## generate, build, boot: patch a function, stack a second patch, unpatch
 	bash ci/demo.sh

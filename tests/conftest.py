@@ -9,6 +9,8 @@ import pytest
 from kpgen import boottest, kernel
 
 KERNELS = [m.name for m in boottest.matrix()]
+# One line per booted kernel and the figures its guest reported, shown at the end of the run.
+BOOT_SUMMARIES: list[str] = []
 
 
 def _cached(make: Callable[[str], object]) -> Callable[[str], object]:
@@ -44,7 +46,30 @@ def built(probed) -> Callable[[str], boottest.BuiltTree]:
 def booted(built) -> Callable[[str], boottest.BootReport]:
     def boot(name: str) -> boottest.BootReport:
         report = boottest.boot(built(name))
-        print(f"\n{report.tap}{report.summary()}")
+        BOOT_SUMMARIES.append(report.summary())
+        BOOT_SUMMARIES.extend(f"  {line[2:]}" for line in report.tap.splitlines() if line.startswith("# figure: "))
         return report
 
     return _cached(boot)  # type: ignore[return-value]
+
+
+# Spec tests that feed kpgen hostile or malformed input, counted for the summary.
+HOSTILE_SPEC_TESTS: list[str] = []
+
+
+def pytest_collection_modifyitems(items) -> None:
+    HOSTILE_SPEC_TESTS.extend(
+        item.nodeid for item in items
+        if item.nodeid.startswith("tests/unit/test_spec.py::")
+        and any(word in item.name for word in ("bad", "refused", "hostile", "non_utf8", "not_a_definition"))
+    )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if HOSTILE_SPEC_TESTS:
+        terminalreporter.section("kpgen input checks")
+        terminalreporter.write_line(f"hostile or malformed spec classes tested: {len(HOSTILE_SPEC_TESTS)}")
+    if BOOT_SUMMARIES:
+        terminalreporter.section("kpgen boot tests")
+        for line in BOOT_SUMMARIES:
+            terminalreporter.write_line(line)

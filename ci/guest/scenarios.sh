@@ -15,13 +15,14 @@ set -u
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
 SAMPLES="cmdline_a cmdline_b cmdline_ksym meminfo"
-PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init"
+PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init test_stress_a test_stress_b test_static_sym"
 
 # --- helpers -------------------------------------------------------------------------------
 
 ko() {
 	case $1 in
 	kpatch) echo "$TREE/core/kpatch.ko" ;;
+	kpatch_faults) echo "$TREE/core-faults/kpatch.ko" ;;
 	kpgen_test_*) echo "$TREE/modules/$1/$1.ko" ;;
 	*) echo "$TREE/patches/$1/$1.ko" ;;
 	esac
@@ -190,7 +191,8 @@ foreign_module_refused() {
 	not insmod "$other" 2>/dev/null
 	not loaded cmdline_a
 	[ -z "$(ls "$SYS")" ]
-	log_since_mark | grep -Eq "cmdline_a: (disagrees about version|version magic)"
+	# refused on its version magic, symbol versions or struct module layout
+	log_since_mark | grep -Eq "cmdline_a: (disagrees about version|version magic)|module cmdline_a: .gnu.linkonce.this_module section size"
 }
 
 concurrent_insmod() {
@@ -226,6 +228,17 @@ missing_target_fails_cleanly() {
 	logged "<3>function 'kpgen_no_such_function' not found in vmlinux"
 	logged "<3>cannot load patch module 'test_missing': -2"
 	not mentioned "loaded patch module 'test_missing'"
+}
+
+# A static kernel function no header declares: the source declares it, kpgen makes that a
+# pointer, and the core resolves it when the module loads.
+static_symbol_declared_by_source() {
+	not grep -q "^kpgen test static:" /proc/meminfo
+	load test_static_sym
+	grep -q "^kpgen test static: .*virtme" /proc/meminfo
+	unload test_static_sym
+	not grep -q "^kpgen test static:" /proc/meminfo
+	grep -q "^MemTotal:" /proc/meminfo
 }
 
 busy_task_gets_ebusy() {
@@ -398,7 +411,8 @@ coexists_with_kprobe_event() {
 	trace=$(cat "$TRACING/trace")
 	echo 0 >"$TRACING/events/kprobes/kpgen_kp/enable"
 	echo '-:kprobes/kpgen_kp' >>"$TRACING/kprobe_events"
-	echo "$trace" | grep -q "kpgen_kp: (cmdline_proc_show+0x0/"
+	# at the function's first instruction, or just past its ENDBR on IBT kernels
+	echo "$trace" | grep -Eq "kpgen_kp: \(cmdline_proc_show\+0x(0|4)/"
 	unload cmdline_a
 }
 
@@ -453,6 +467,101 @@ ftrace_disabled_refused() {
 	contract cmdline_a
 }
 
+# Two kernel threads call kpgen_stress_target() without pause, counting each answer, while
+# two patches of it are loaded, disabled, enabled and unloaded in random order (seeded).
+# After every step, a call from here must answer the newest enabled patch (0: none); at the
+# end, every thread call must have had a valid answer and the counts must add up.
+stress_random_cycles() {
+	local cycles=${KPGEN_STRESS_CYCLES:-200} i m want now stack="" final retries
+	local calls=-1 v0=0 v1=0 v2=0 bad=-1 kv params=/sys/module/kpatch/parameters
+	echo 200 >"$params/busy_retries"
+	echo 10 >"$params/busy_retry_ms"
+	load kpgen_test_stress
+	RANDOM=2026
+	for ((i = 1; i <= cycles; i++)); do
+		if ((RANDOM % 2)); then m=test_stress_a; else m=test_stress_b; fi
+		if ! loaded "$m"; then
+			load "$m"
+			stack="$stack $m"
+		elif enabled "$m" 1; then
+			if ((RANDOM % 2)); then echo 0 >"$SYS/$m/enabled"; else unload "$m"; fi
+			stack=$(echo "$stack" | tr ' ' '\n' | { grep -vx "$m" || true; } | tr '\n' ' ')
+		elif ((RANDOM % 2)); then
+			echo 1 >"$SYS/$m/enabled"
+			stack="$stack $m"
+		else
+			rmmod "$m"
+		fi
+		case $(echo "$stack" | awk '{print $NF}') in
+		test_stress_a) want=1 ;;
+		test_stress_b) want=2 ;;
+		*) want=0 ;;
+		esac
+		now=$(tr ' ' '\n' </proc/kpgen_test_stress | sed -n 's/^now=//p')
+		if [ "$now" != "$want" ]; then
+			echo "cycle $i: answered $now, expected $want (enabled, oldest first:$stack)" >&2
+			false
+		fi
+	done
+	for m in test_stress_b test_stress_a; do
+		if loaded "$m"; then unload "$m"; fi
+	done
+	rmmod kpgen_test_stress
+	echo 0 >"$params/busy_retries"
+	echo 100 >"$params/busy_retry_ms"
+	final=$(log_since_mark | sed -n 's/.*kpgen_test_stress: \(calls=.*\)$/\1/p' | tail -n 1)
+	for kv in $final; do
+		case ${kv%%=*} in
+		calls) calls=${kv#*=} ;;
+		v0) v0=${kv#*=} ;;
+		v1) v1=${kv#*=} ;;
+		v2) v2=${kv#*=} ;;
+		bad) bad=${kv#*=} ;;
+		esac
+	done
+	[ "$bad" = 0 ]
+	[ $((v0 + v1 + v2)) = "$calls" ]
+	[ "$v1" -gt 0 ] && [ "$v2" -gt 0 ] && [ "$v0" -gt 0 ]
+	retries=$(kpatch_log | sed -n 's/.* after \([0-9]*\) retries$/\1/p' | awk '{s += $1} END {print s + 0}')
+	echo "figure: stress: $cycles cycles, $calls calls by 2 threads (v0=$v0 v1=$v1 v2=$v2, invalid=$bad), $retries busy retries"
+}
+
+# The fault-injection build of the core fails on demand at each error point of a load (and
+# of a removal); each failure must leave nothing behind, and the next load must work.
+fault_injection_unwinds() {
+	local point n=0 params=/sys/module/kpatch/parameters
+	rmmod kpatch
+	insmod "$(ko kpatch_faults)"
+	for point in alloc lookup filter register activeness sysfs; do
+		echo "$point" >"$params/fail_at"
+		not load cmdline_a 2>/dev/null
+		logged "<5>injected failure at '$point'"
+		not loaded cmdline_a
+		[ ! -e "$SYS/cmdline_a" ]
+		[ -z "$(cat "$TRACING/enabled_functions")" ]
+		[ "$(cat /sys/module/kpatch/refcnt)" = 0 ]
+		original_cmdline
+		echo >"$params/fail_at"
+		load cmdline_a
+		visible cmdline_a
+		unload cmdline_a
+		n=$((n + 1))
+	done
+	# a removal refused by the activeness check leaves the patch whole
+	load cmdline_a
+	echo activeness >"$params/fail_at"
+	not sh -c "echo 0 > $SYS/cmdline_a/enabled" 2>/dev/null
+	enabled cmdline_a 1
+	visible cmdline_a
+	echo >"$params/fail_at"
+	unload cmdline_a
+	[ "$(cat /sys/module/kpatch/refcnt)" = 0 ]
+	rmmod kpatch
+	load kpatch
+	[ ! -e "$params/fail_at" ]
+	echo "figure: faults: $n injection points on load and 1 on removal, each unwound fully"
+}
+
 notice_messages_in_order() {
 	load cmdline_a
 	echo 0 >"$SYS/cmdline_a/enabled"
@@ -499,7 +608,7 @@ cleanup() {
 		sleep 5
 	fi
 	echo 1 >/proc/sys/kernel/ftrace_enabled 2>/dev/null
-	for m in kpgen_test_target kpgen_test_kprobe kpgen_test_klp; do
+	for m in kpgen_test_target kpgen_test_kprobe kpgen_test_klp kpgen_test_stress; do
 		if loaded "$m"; then
 			rmmod "$m" 2>/dev/null
 		fi
@@ -534,23 +643,24 @@ take_snapshot() {
 }
 
 scenario() {
-	local name=$1 out rc
+	local name=$1 limit=${2:-$SCENARIO_TIMEOUT} out rc
 	count=$((count + 1))
 	mark "begin $name"
-	out=$(timeout "$SCENARIO_TIMEOUT" bash "$0" --one "$name" "$TREE" 2>&1)
+	out=$(timeout "$limit" bash "$0" --one "$name" "$TREE" 2>&1)
 	rc=$?
 	if [ "$name" != core_unloads_clean ]; then
 		cleanup
 	fi
 	if [ $rc -eq 0 ]; then
 		echo "ok $count - $name" | tee -a "$tap"
+		printf '%s\n' "$out" | sed -n 's/^figure: /# figure: /p' | tee -a "$tap"
 	elif [ $rc -eq 77 ]; then
 		echo "ok $count - $name # SKIP $(printf '%s\n' "$out" | tail -n 1)" | tee -a "$tap"
 	else
 		failed=$((failed + 1))
 		echo "not ok $count - $name" | tee -a "$tap"
 		if [ $rc -eq 124 ]; then
-			echo "#   timed out after $SCENARIO_TIMEOUT s" | tee -a "$tap"
+			echo "#   timed out after $limit s" | tee -a "$tap"
 		fi
 		printf '%s\n' "$out" | sed 's/^/#   /' | tee -a "$tap"
 	fi
@@ -560,10 +670,14 @@ scenario() {
 take_snapshot
 scenario patch_without_core_refused
 scenario core_loads
+# First, on a fresh core: on 6.1, stress run after the coexistence scenarios below hung the
+# guest (under investigation, see the README's known problems).
+scenario stress_random_cycles 900
 scenario cmdline_a_contract
 scenario cmdline_b_contract
 scenario cmdline_ksym_contract
 scenario meminfo_contract
+scenario static_symbol_declared_by_source
 scenario stack_a_then_b_shows_b
 scenario unload_b_shows_a
 scenario unload_a_first_keeps_b
@@ -584,6 +698,7 @@ scenario coexists_with_function_tracer
 scenario coexists_with_kprobe_event
 scenario kprobe_post_handler_refused
 scenario livepatch_conflict_refused
+scenario fault_injection_unwinds
 scenario ftrace_disabled_refused
 scenario notice_messages_in_order
 scenario core_unloads_clean

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import elfcheck, generate, kbuild, kernel as kmod, snapshot, spec, splat, vm
 from .errors import KernelError
-from .model import REPO_ROOT
+from . import render
+from .model import REPO_ROOT, CoreModel
 
 MATRIX = REPO_ROOT / "ci" / "kernels.toml"
 GUEST_SCRIPT = REPO_ROOT / "ci" / "guest" / "scenarios.sh"
@@ -48,7 +49,7 @@ def matrix(path: Path = MATRIX) -> list[MatrixKernel]:
 
 def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
     """The scenarios the guest script runs, in order: its `scenario NAME` lines."""
-    return re.findall(r"^scenario (\w+)$", script.read_text(), flags=re.M)
+    return re.findall(r"^scenario (\w+)(?: \d+)?$", script.read_text(), flags=re.M)
 
 
 def test_specs() -> list[Path]:
@@ -75,6 +76,11 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
     core = root / "core"
     tree.builds.append(kbuild.build(kernel, core))
     tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
+    # the fault-injection test build of the core, for the guest's fault scenario
+    faults = render.render_core(CoreModel(kernel.features, fault_injection=True), "core-faults")
+    render.write(root, faults)
+    tree.builds.append(kbuild.build(kernel, root / "core-faults"))
+    tree.verdicts.append(elfcheck.check_module(root / "core-faults" / "kpatch.ko", kernel))
     for spec_path in generate.sample_specs() + test_specs():
         patch = spec.load(spec_path)
         pdir = root / "patches" / patch.name
@@ -107,8 +113,10 @@ class BootReport:
                 f"boot {self.run.seconds:.0f} s")
 
 
-def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 900) -> vm.VmRun:
+def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 1500, stress_cycles: int | None = None) -> vm.VmRun:
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results_dir.resolve())])
+    if stress_cycles is not None:
+        command = f"KPGEN_STRESS_CYCLES={int(stress_cycles)} {command}"
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results_dir.resolve(),),
                     timeout=timeout)
 
@@ -127,13 +135,13 @@ def skip_reasons(tap: str) -> dict[str, str]:
     return {m.group(3): m.group(4) for m in map(TAP_RE.match, tap.splitlines()) if m and m.group(4) is not None}
 
 
-def boot(tree: BuiltTree, timeout: int = 900) -> BootReport:
+def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None) -> BootReport:
     """Boot the tree's kernel once and run every scenario; never raises for a failed scenario."""
     results_dir = tree.root / "results"
     if results_dir.exists():
         shutil.rmtree(results_dir)
     results_dir.mkdir(parents=True)
-    run = vm.run(guest_vm(tree, results_dir, timeout))
+    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
     (results_dir / "console.log").write_text(run.output)
     tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
     tap = tap_file.read_text() if tap_file.is_file() else ""

@@ -117,10 +117,10 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
         print(f"kpgen: building for {k.release}", flush=True)
         tree = boottest.build_tree(k)
         if args.dry_run:
-            print(boottest.guest_vm(tree, tree.root / "results").shell())
+            print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles).shell())
             continue
-        print(f"kpgen: booting {k.release} under QEMU (TCG, this takes a minute)", flush=True)
-        report = boottest.boot(tree)
+        print(f"kpgen: booting {k.release} under QEMU (TCG: a few minutes)", flush=True)
+        report = boottest.boot(tree, timeout=args.timeout, stress_cycles=args.stress_cycles)
         print(report.tap, end="")
         for line in report.splats:
             print(f"splat: {line}")
@@ -192,6 +192,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("boot-test", help="build everything and run the guest scenarios, one boot per kernel")
     sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
+    sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
+    sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.set_defaults(func=cmd_boot_test)
 
     sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")

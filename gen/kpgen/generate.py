@@ -53,10 +53,13 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     if not unexported:
         return files
     texts = [p.read_text(encoding="utf-8") for p in patch.sources]
+    includes = system_includes(texts)
+    in_headers = kbuild.probe_declared(kernel, includes, unexported)
     model = replace(
         model,
-        ksyms=tuple(KsymModel(name, sympos.get(name, 0), name in called) for name in unexported),
-        includes=system_includes(texts),
+        ksyms=tuple(KsymModel(name, sympos.get(name, 0), name in called, name in in_headers)
+                    for name in unexported),
+        includes=includes,
     )
     return render.render_patch(model, subdir)
 

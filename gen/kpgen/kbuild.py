@@ -97,3 +97,20 @@ def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, 
                         if sym.name in undefined and rel["r_info_type"] == R_X86_64_PLT32:
                             called.add(sym.name)
     return undefined, called
+
+
+def probe_declared(kernel: Kernel, includes: tuple[str, ...], names: list[str]) -> set[str]:
+    """Which of `names` the kernel headers `includes` declare (compiled in a scratch tree)."""
+    lines = ["#include <linux/module.h>", *(f"#include {inc}" for inc in includes), ""]
+    lines += [f"static typeof(&{name}) kpgen_probe_{i} __maybe_unused;" for i, name in enumerate(names)]
+    with tempfile.TemporaryDirectory(prefix="kpgen-decl-") as tmp:
+        root = Path(tmp)
+        (root / "Kbuild").write_text("obj-m := kpgen_decl.o\n")
+        (root / "kpgen_decl.c").write_text("\n".join(lines) + "\nMODULE_LICENSE(\"GPL\");\n")
+        argv = ["make", "-C", str(kernel.kdir), f"M={root}", "kpgen_decl.o"]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    undeclared = set(re.findall(r"[\u2018'](\w+)[\u2019'] undeclared", proc.stdout))
+    if proc.returncode != 0 and not undeclared:
+        tail = "\n".join(proc.stdout.splitlines()[-15:])
+        raise BuildError(f"probing the declarations of {', '.join(names)} failed:\n{tail}")
+    return {name for name in names if name not in undeclared}

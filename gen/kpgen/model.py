@@ -48,6 +48,9 @@ class CoreModel:
     unregister_tries: int = 50
     max_busy_retries: int = 1000
     max_busy_retry_ms: int = 10000
+    # Test builds only: the core can be told to fail at each of these points.
+    fault_injection: bool = False
+    fault_points: tuple[str, ...] = ("alloc", "lookup", "filter", "register", "activeness", "sysfs")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class KsymModel:
     name: str
     sympos: int
     is_func: bool
+    # declared by a kernel header the sources include; else by the sources themselves
+    in_headers: bool = True
 
     @property
     def pointer(self) -> str:

@@ -44,7 +44,8 @@ def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
     env = environment()
     ctx = {"k": core.features, "hash_bits": core.hash_bits, "max_stack_entries": core.max_stack_entries,
            "unregister_tries": core.unregister_tries, "max_busy_retries": core.max_busy_retries,
-           "max_busy_retry_ms": core.max_busy_retry_ms}
+           "max_busy_retry_ms": core.max_busy_retry_ms, "fault_injection": core.fault_injection,
+           "fault_points": core.fault_points}
     return [
         OutputFile(Path(subdir) / "kpatch.h", _render(env, "core/kpatch.h.j2", **ctx)),
         OutputFile(Path(subdir) / "kpatch.c", _render(env, "core/kpatch.c.j2", **ctx)),

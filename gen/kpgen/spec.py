@@ -241,6 +241,9 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
             raise SpecError(path, f"{prefix}.object", f"{obj!r} is not 'vmlinux' or a module name",
                             "write object = \"vmlinux\" or the name of the kernel module")
         obj = obj.replace("-", "_")
+        if obj == "kpatch":
+            raise SpecError(path, f"{prefix}.object", "the core module cannot patch itself",
+                            "patch the kernel or another module")
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         key3 = (obj, target, sympos)
         if key3 in seen:

@@ -115,3 +115,44 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "function[0].replacement" in err and str(path) in err
     assert not out.exists()
+
+
+def test_object_kpatch_is_refused(tmp_path):
+    with pytest.raises(spec.SpecError, match="cannot patch itself"):
+        spec.load(write_spec(tmp_path, GOOD.replace('"vmlinux"', '"kpatch"')))
+
+
+def test_huge_spec_is_refused(tmp_path):
+    path = write_spec(tmp_path, GOOD + "#" * (spec.MAX_SPEC_BYTES + 1) + "\n")
+    with pytest.raises(spec.SpecError, match="keep it under"):
+        spec.load(path)
+
+
+def test_huge_source_is_refused(tmp_path):
+    path = write_spec(tmp_path, GOOD, GOOD_C + "//" + "x" * spec.MAX_SOURCE_BYTES + "\n")
+    with pytest.raises(spec.SpecError, match="keep sources under"):
+        spec.load(path)
+
+
+def test_non_utf8_source_is_refused(tmp_path):
+    path = write_spec(tmp_path, GOOD)
+    (tmp_path / "fix.c").write_bytes(GOOD_C.encode() + b"/* \xff */\n")
+    with pytest.raises(spec.SpecError, match="not UTF-8"):
+        spec.load(path)
+
+
+def test_hostile_description_cannot_break_the_c(tmp_path):
+    """Quotes, backslashes, comment ends and preprocessor lines stay inside their string and comment:
+    the module still compiles (plan_patch compiles it) and says exactly what the spec said."""
+    from kpgen import boottest, generate, kernel
+
+    nasty = 'x */ #include <evil.h> \\" }; /* \\\\ {'
+    path = write_spec(tmp_path, GOOD.replace('description = "demo"', f"description = '{nasty}'"))
+    loaded = spec.load(path)
+    assert loaded.description == nasty
+    k = kernel.probe(boottest.matrix()[0].kdir())
+    generate.generate_patch(k, path, tmp_path / "out", tmp_path / "core")
+    text = (tmp_path / "out" / "fix_demo.c").read_text()
+    assert 'MODULE_DESCRIPTION("x */ #include <evil.h> \\\\\\" }; /* \\\\\\\\ {");' in text
+    assert " * Patch module fix_demo: x * / #include <evil.h> \\\" }; / * \\\\ {\n" in text
+    assert text.count("#include <evil.h>") == 2  # once in the comment, once in the string

@@ -38,7 +38,7 @@ def test_tap_parsing():
 
 def test_scenario_names_come_from_the_guest_script():
     names = boottest.scenario_names()
-    assert names[0] == "core_loads" and names[-1] == "core_unloads_clean"
+    assert names[0] == "patch_without_core_refused" and names[-1] == "core_unloads_clean"
     text = boottest.GUEST_SCRIPT.read_text()
     for name in names:
         assert f"\n{name}() {{" in text
