@@ -7,7 +7,7 @@ PYTEST ?= $(PYTHON) -m pytest
 # The default kernel: kmod/ holds the generator's output for it.
 KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
 
-.PHONY: help provision install generate check-generated golden build test test-unit \
+.PHONY: help provision provisioned install generate check-generated golden build test test-unit \
 	test-vm boot-test stress demo clean
 
 help: ## list the targets
@@ -15,6 +15,9 @@ help: ## list the targets
 
 provision: ## install everything (apt: kernels, QEMU, build tools; pip: kpgen) - as root
 	bash ci/provision.sh
+
+provisioned: # provision first when anything is missing (test and demo depend on it)
+	@bash ci/provision.sh --if-needed
 
 install: ## install the kpgen Python package only (editable, with test extras)
 	$(PYTHON) -m pip install --quiet --break-system-packages -e '.[test]'
@@ -32,7 +35,7 @@ golden: ## refresh the golden files of tests/golden (review the diff!)
 build: ## build everything for every kernel of ci/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
-test: ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
+test: provisioned ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
 	$(PYTEST) -v
 
 test-unit: ## the tests that need no kernel build or boot
@@ -44,10 +47,10 @@ test-vm: ## the boot tests only
 boot-test: ## build and boot each kernel once, printing the guest's TAP
 	kpgen boot-test
 
-stress: ## the boot tests with a long stress scenario (2000 cycles per kernel)
-	kpgen boot-test --stress-cycles 2000 --timeout 5400
+stress: provisioned ## the boot tests with the stress scenario (STRESS_CYCLES=200 per kernel)
+	kpgen boot-test --stress-cycles $(or $(STRESS_CYCLES),200) --timeout 5400
 
-demo: ## generate, build, boot: patch a function, stack a second patch, unpatch
+demo: provisioned ## generate, build, boot: patch a function, stack a second patch, unpatch
 	bash ci/demo.sh
 
 clean: ## remove build output

@@ -6,12 +6,38 @@
 # ci/kernels.toml (image and headers), and the kpgen Python package with its test tools.
 # `make provision`, `.ci/run` and the Dockerfile all run it.  Idempotent; run as root.
 #
+#   ci/provision.sh              install (or update) everything
+#   ci/provision.sh --if-needed  do nothing, quickly, when everything is already there
+#
 # Environment:
 #   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 start=$SECONDS
+
+kernel_packages() {
+	python3 - "$here/ci/kernels.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as fh:
+    for kernel in tomllib.load(fh)["kernel"]:
+        print("\n".join(kernel["packages"]))
+PY
+}
+
+if [ "${1:-}" = --if-needed ]; then
+	missing=0
+	for cmd in qemu-system-x86_64 make gcc vng kpgen; do
+		command -v "$cmd" >/dev/null 2>&1 || missing=1
+	done
+	if [ $missing = 0 ]; then
+		for pkg in $(kernel_packages); do
+			dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing=1
+		done
+	fi
+	[ $missing = 1 ] || exit 0
+	echo "provision: something is missing; installing"
+fi
 
 step() { printf '[provision %4ds] %s\n' "$((SECONDS - start))" "$*"; }
 
@@ -30,13 +56,7 @@ apt-get install -y -qq --no-install-recommends \
 	qemu-system-x86 qemu-utils busybox-static udev procps \
 	python3 python3-pip python3-venv git make >/dev/null
 
-mapfile -t kernels < <(python3 - "$here/ci/kernels.toml" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as fh:
-    for kernel in tomllib.load(fh)["kernel"]:
-        print("\n".join(kernel["packages"]))
-PY
-)
+mapfile -t kernels < <(kernel_packages)
 step "installing kernels: ${kernels[*]}"
 apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 
