@@ -60,6 +60,20 @@ unload() {
 
 mark() { echo "<5>kpgen-test: $1" >/dev/kmsg; }
 
+# Starts a task that sleeps inside kpgen_test_target_sleep() until "wake"; sets SLEEPER to its
+# pid once its stack shows it there.  Its output goes nowhere, so that it cannot hold a
+# scenario's output pipe open.
+start_sleeper() {
+	local i
+	bash -c 'echo sleep > /proc/kpgen_test_target' </dev/null >/dev/null 2>&1 &
+	SLEEPER=$!
+	for i in $(seq 100); do
+		grep -q kpgen_test_target_sleep "/proc/$SLEEPER/stack" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q kpgen_test_target_sleep "/proc/$SLEEPER/stack"
+}
+
 # Kernel log lines (raw, with <level> prefixes) since the scenario began.
 log_since_mark() {
 	dmesg -r | sed -n "/kpgen-test: begin $SCENARIO\$/,\$p"
@@ -242,17 +256,11 @@ static_symbol_declared_by_source() {
 }
 
 busy_task_gets_ebusy() {
-	local before sleeper out i
+	local before sleeper out
 	load kpgen_test_target
 	before=$(cat "$TRACING/enabled_functions")
-	# the sleeper must not hold this scenario's output pipe open
-	bash -c 'echo sleep > /proc/kpgen_test_target' </dev/null >/dev/null 2>&1 &
-	sleeper=$!
-	for i in $(seq 100); do
-		grep -q kpgen_test_target_sleep "/proc/$sleeper/stack" 2>/dev/null && break
-		sleep 0.1
-	done
-	grep -q kpgen_test_target_sleep "/proc/$sleeper/stack"
+	start_sleeper
+	sleeper=$SLEEPER
 
 	# a task sleeps in the target: the load fails with EBUSY and changes nothing
 	out=$(insmod "$(ko test_busy)" 2>&1) && { echo "insmod succeeded: $out" >&2; false; }
@@ -357,14 +365,10 @@ untraceable_targets_refused() {
 }
 
 busy_retry_succeeds_when_quiet() {
-	local sleeper waker i params=/sys/module/kpatch/parameters
+	local sleeper waker params=/sys/module/kpatch/parameters
 	load kpgen_test_target
-	bash -c 'echo sleep > /proc/kpgen_test_target' </dev/null >/dev/null 2>&1 &
-	sleeper=$!
-	for i in $(seq 100); do
-		grep -q kpgen_test_target_sleep "/proc/$sleeper/stack" 2>/dev/null && break
-		sleep 0.1
-	done
+	start_sleeper
+	sleeper=$SLEEPER
 	echo 200 >"$params/busy_retries"
 	echo 50 >"$params/busy_retry_ms"
 	(sleep 2 && echo wake >/proc/kpgen_test_target) </dev/null >/dev/null 2>&1 &

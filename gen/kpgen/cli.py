@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`kpgen ... | head`): stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
