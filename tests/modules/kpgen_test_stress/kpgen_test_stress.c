@@ -20,7 +20,7 @@
 
 #define KPGEN_STRESS_THREADS	2
 #define KPGEN_STRESS_VERSIONS	3
-#define KPGEN_STRESS_BURST	200
+#define KPGEN_STRESS_BURST	50
 
 static int kpgen_stress_base;
 static atomic_long_t kpgen_stress_calls;
@@ -53,7 +53,7 @@ static int kpgen_stress_thread(void *data)
 	while (!kthread_should_stop()) {
 		for (i = 0; i < KPGEN_STRESS_BURST; i++)
 			kpgen_stress_count(kpgen_stress_target());
-		usleep_range(500, 1000);
+		usleep_range(2000, 4000);
 	}
 	return 0;
 }
