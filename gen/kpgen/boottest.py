@@ -141,9 +141,15 @@ def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None)
     if results_dir.exists():
         shutil.rmtree(results_dir)
     results_dir.mkdir(parents=True)
-    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
-    (results_dir / "console.log").write_text(run.output)
     tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
+    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
+    if run.returncode and not tap_file.exists():
+        # QEMU or virtme-ng failed before the guest script started (seen: exit 255, no
+        # output): one more boot, with the first attempt kept in the console log
+        first = f"# first boot failed (exit {run.returncode}) before the guest ran:\n{run.output}\n"
+        run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
+        run.output = first + run.output
+    (results_dir / "console.log").write_text(run.output)
     tap = tap_file.read_text() if tap_file.is_file() else ""
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.is_file() else ""
     ks, fs = results_dir / snapshot.KALLSYMS, results_dir / snapshot.FILTERS

@@ -580,9 +580,10 @@ static void kpatch_report_busy(const struct kpatch_change *change)
 }
 
 /*
- * Runs the change in stop_machine(), again while the activeness check refuses
- * it and retries are left, with kpatch_mutex held throughout so the hash does
- * not move between tries.  A pending signal ends the retries.
+ * Collects what the activeness check looks for, then runs the change in
+ * stop_machine(), again while the check refuses it and retries are left,
+ * with kpatch_mutex held throughout so the hash does not move between tries.
+ * A pending signal ends the retries.
  */
 static int kpatch_stop_machine(struct kpatch_change *change)
 {
@@ -592,6 +593,9 @@ static int kpatch_stop_machine(struct kpatch_change *change)
 			      (unsigned int)KPATCH_MAX_BUSY_RETRY_MS);
 	unsigned int retry;
 	int ret;
+
+	if (change->check)
+		kpatch_collect_ranges(change);
 
 	for (retry = 0;; retry++) {
 		ret = stop_machine(kpatch_apply_change, change, NULL);
@@ -715,8 +719,6 @@ static int kpatch_apply(struct kpatch_change *change)
 		}
 	}
 
-	if (change->check)
-		kpatch_collect_ranges(change);
 	ret = kpatch_stop_machine(change);
 	if (ret)
 		goto err_unregister;
@@ -743,8 +745,6 @@ static int kpatch_remove(struct kpatch_change *change)
 	if (!change->nr_funcs)
 		return 0;
 
-	if (change->check)
-		kpatch_collect_ranges(change);
 	ret = kpatch_stop_machine(change);
 	if (ret)
 		return ret;
