@@ -30,6 +30,12 @@ if [ "${1:-}" = --if-needed ]; then
 	for cmd in qemu-system-x86_64 make gcc vng kpgen; do
 		command -v "$cmd" >/dev/null 2>&1 || missing=1
 	done
+	# the Python package must be this checkout's (another clone may have installed its own)
+	if [ $missing = 0 ] && ! python3 -c 'import kpgen, pathlib, sys
+sys.exit(not pathlib.Path(kpgen.__file__).resolve().is_relative_to(pathlib.Path(sys.argv[1]).resolve()))' \
+		"$here" 2>/dev/null; then
+		missing=1
+	fi
 	if [ $missing = 0 ]; then
 		for pkg in $(kernel_packages); do
 			dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing=1
