@@ -15,7 +15,7 @@ set -u
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
 SAMPLES="cmdline_a cmdline_b cmdline_ksym meminfo"
-PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init test_stress_a test_stress_b test_static_sym"
+PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init test_stress_a test_stress_b test_static_sym test_module_ksym"
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -317,6 +317,32 @@ module_target_loaded_after() {
 	unload test_module_value
 	[ "$(target_field value)" = 1 ]
 	rmmod kpgen_test_target
+}
+
+# A patch of a module that uses the module's own static variable and a static function chosen
+# by sympos: both are resolved whenever the module comes, so the module may load before or
+# after the patch, reload while it is applied, or reload while it is disabled.
+module_symbols_follow_the_module() {
+	load kpgen_test_target
+	load test_module_ksym
+	[ "$(target_field value)" = 120 ]
+	rmmod kpgen_test_target
+	load kpgen_test_target
+	[ "$(target_field value)" = 120 ]
+	echo 0 >"$SYS/test_module_ksym/enabled"
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+	load kpgen_test_target
+	echo 1 >"$SYS/test_module_ksym/enabled"
+	[ "$(target_field value)" = 120 ]
+	unload test_module_ksym
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+	load test_module_ksym
+	load kpgen_test_target
+	[ "$(target_field value)" = 120 ]
+	rmmod kpgen_test_target
+	unload test_module_ksym
 }
 
 sympos_selects_duplicate() {
@@ -697,6 +723,7 @@ scenario missing_target_fails_cleanly
 scenario busy_task_gets_ebusy
 scenario module_target_loaded_before
 scenario module_target_loaded_after
+scenario module_symbols_follow_the_module
 scenario sympos_selects_duplicate
 scenario ambiguous_name_is_refused
 scenario untraceable_targets_refused

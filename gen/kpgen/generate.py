@@ -42,7 +42,7 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     core_exports = {m.decode() for m in EXPORT_RE.findall(core_c)}
     undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name)
     unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
-    sympos = {s.name: s.sympos for s in patch.symbols}
+    tables = {s.name: s for s in patch.symbols}
     for i, sym in enumerate(patch.symbols):
         if sym.name not in unexported:
             raise spec.SpecError(patch.path, f"symbol[{i}].name",
@@ -57,7 +57,8 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     in_headers = kbuild.probe_declared(kernel, includes, unexported)
     model = replace(
         model,
-        ksyms=tuple(KsymModel(name, sympos.get(name, 0), name in called, name in in_headers)
+        ksyms=tuple(KsymModel(name, tables[name].sympos if name in tables else 0, name in called,
+                              name in in_headers, tables[name].object if name in tables else "vmlinux")
                     for name in unexported),
         includes=includes,
     )

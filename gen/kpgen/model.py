@@ -62,10 +62,16 @@ class KsymModel:
     is_func: bool
     # declared by a kernel header the sources include; else by the sources themselves
     in_headers: bool = True
+    object: str = "vmlinux"
 
     @property
     def pointer(self) -> str:
         return f"kpgen_ksym_{self.name}"
+
+    @property
+    def attribute(self) -> str:
+        """vmlinux symbols are resolved once, during the module's init; a module's each time it loads."""
+        return "__ro_after_init" if self.object == "vmlinux" else "__read_mostly"
 
 
 INCLUDE_RE = re.compile(r"^\s*#\s*include\s*(<[^>]+>)", re.M)

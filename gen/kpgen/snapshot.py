@@ -120,15 +120,22 @@ def validate(patch: PatchSpec, snap: Snapshot, unexported: list[str] = ()) -> li
             raise SpecError(patch.path, f"{key}.target",
                             f"ftrace cannot hook {func.target!r} in {where} (notrace, inlined or __init code)",
                             "patch a caller of it instead")
-    sympos = {s.name: s.sympos for s in patch.symbols}
+    tables = {s.name: s for s in patch.symbols}
     for name in unexported:
-        entries = snap.symbols.get(("vmlinux", name), [])
+        obj = tables[name].object if name in tables else "vmlinux"
+        if obj not in snap.objects:
+            notes.append(f"symbol {name}: module {obj} was not loaded when the snapshot was taken: not checked")
+            continue
+        entries = snap.symbols.get((obj, name), [])
         if not entries:
+            elsewhere = sorted(o for o, n in snap.symbols if n == name and o != obj)
+            fix = (f'add [[symbol]] with name = "{name}" and object = "{elsewhere[0]}"' if elsewhere
+                   else "fix the name or declare it in your own code")
             raise SpecError(patch.path, "sources", f"the sources use {name!r}, which is neither exported nor "
-                            f"in vmlinux of {where}", "fix the name or declare it in your own code")
-        if len(entries) > 1 and not sympos.get(name):
+                            f"in {obj} of {where}", fix)
+        if len(entries) > 1 and not (name in tables and tables[name].sympos):
             raise SpecError(patch.path, "symbol", f"the sources use {name!r}, which appears {len(entries)} times "
-                            f"in vmlinux of {where}; candidates by position: "
+                            f"in {obj} of {where}; candidates by position: "
                             f"{_candidates([p for _, p in entries])}",
                             f'add [[symbol]] with name = "{name}" and sympos = N')
     return notes

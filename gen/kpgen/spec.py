@@ -32,7 +32,7 @@ MAX_SOURCE_BYTES = 1024 * 1024
 
 TOP_KEYS = {"name", "description", "sources", "function", "symbol"}
 FUNC_KEYS = {"target", "object", "replacement", "sympos"}
-SYMBOL_KEYS = {"name", "sympos"}
+SYMBOL_KEYS = {"name", "object", "sympos"}
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto
@@ -53,10 +53,11 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class SymbolSpec:
-    """Which of several same-named unexported vmlinux symbols the sources mean."""
+    """Where an unexported symbol the sources use lives, and which of several same-named ones."""
 
     name: str
     sympos: int
+    object: str = "vmlinux"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,18 @@ def validate(path: Path, data: dict) -> PatchSpec:
     functions = _validate_functions(path, data["function"])
     symbols = _validate_symbols(path, data.get("symbol", []))
 
+    # a module's symbols are only resolved while it is loaded: only replacements of that
+    # module's functions, which run only then, may use them
+    for i, sym in enumerate(symbols):
+        other = next((j for j, f in enumerate(functions) if f.object != sym.object), None)
+        if sym.object != "vmlinux" and other is not None:
+            raise SpecError(
+                path, f"symbol[{i}].object",
+                f"{sym.name!r} is in module {sym.object}, but function[{other}] replaces a function of "
+                f"{functions[other].object}, which could run while {sym.object} is not loaded",
+                f"put the functions of {sym.object} in a spec of their own",
+            )
+
     texts = {src: src.read_text(encoding="utf-8") for src in sources}
     for i, func in enumerate(functions):
         if not any(defines_function(t, func.replacement) for t in texts.values()):
@@ -182,8 +195,20 @@ def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
         if any(sym.name == name for sym in result):
             raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each symbol once")
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
-        result.append(SymbolSpec(name=name, sympos=sympos))
+        obj = _check_object(path, f"{prefix}.object", table.get("object", "vmlinux"))
+        result.append(SymbolSpec(name=name, sympos=sympos, object=obj))
     return tuple(result)
+
+
+def _check_object(path: Path, key: str, value: object) -> str:
+    if not isinstance(value, str) or not OBJECT_RE.match(value) or len(value) > MODULE_NAME_MAX:
+        raise SpecError(path, key, f"{value!r} is not 'vmlinux' or a module name",
+                        "write object = \"vmlinux\" or the name of the kernel module")
+    obj = value.replace("-", "_")
+    if obj == "kpatch":
+        raise SpecError(path, key, "the core module cannot be patched or used by patches",
+                        "use the kernel or another module")
+    return obj
 
 
 def _validate_sources(path: Path, name: str, value: object) -> tuple[Path, ...]:
@@ -236,14 +261,7 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
         if replacement == target:
             raise SpecError(path, f"{prefix}.replacement", "has the same name as the target",
                             "give the replacement its own name, e.g. fix_" + target)
-        obj = table.get("object", "vmlinux")
-        if not isinstance(obj, str) or not OBJECT_RE.match(obj) or len(obj) > MODULE_NAME_MAX:
-            raise SpecError(path, f"{prefix}.object", f"{obj!r} is not 'vmlinux' or a module name",
-                            "write object = \"vmlinux\" or the name of the kernel module")
-        obj = obj.replace("-", "_")
-        if obj == "kpatch":
-            raise SpecError(path, f"{prefix}.object", "the core module cannot patch itself",
-                            "patch the kernel or another module")
+        obj = _check_object(path, f"{prefix}.object", table.get("object", "vmlinux"))
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         key3 = (obj, target, sympos)
         if key3 in seen:

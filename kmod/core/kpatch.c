@@ -199,28 +199,28 @@ struct kpatch_change {
 	int busy_err;
 };
 
-static bool kpatch_is_vmlinux(const struct kpatch_func *func)
+/* Objects are named "vmlinux" (or NULL) for the kernel image, else by module. */
+static bool kpatch_is_vmlinux(const char *objname)
 {
-	return !func->objname || !strcmp(func->objname, "vmlinux");
+	return !objname || !strcmp(objname, "vmlinux");
 }
 
-static bool kpatch_in_module(const struct kpatch_func *func,
-			     const struct module *mod)
+static bool kpatch_in_module(const char *objname, const struct module *mod)
 {
-	return !kpatch_is_vmlinux(func) && !strcmp(func->objname, mod->name);
+	return !kpatch_is_vmlinux(objname) && !strcmp(objname, mod->name);
 }
 
-/* Whether the object holding @func is loaded and not going away. */
-static bool kpatch_object_live(const struct kpatch_func *func)
+/* Whether the object is loaded and not going away. */
+static bool kpatch_object_live(const char *objname)
 {
 	struct module *mod;
 	bool live;
 
-	if (kpatch_is_vmlinux(func))
+	if (kpatch_is_vmlinux(objname))
 		return true;
 
 	preempt_disable();
-	mod = kpatch_find_module(func->objname);
+	mod = kpatch_find_module(objname);
 	live = mod && mod->state != MODULE_STATE_GOING;
 	preempt_enable();
 	return live;
@@ -355,12 +355,12 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 	int ret;
 
 	ret = kpatch_find_symbol("function", func->old_name,
-				 kpatch_is_vmlinux(func) ? NULL : func->objname,
+				 kpatch_is_vmlinux(func->objname) ? NULL : func->objname,
 				 func->sympos, &addr);
 	if (ret)
 		return ret;
 
-	if (kpatch_is_vmlinux(func) && addr >= kpatch_init_text_start &&
+	if (kpatch_is_vmlinux(func->objname) && addr >= kpatch_init_text_start &&
 	    addr < kpatch_init_text_end) {
 		pr_err("function '%s' is __init code, freed after boot: it cannot be patched\n",
 		       func->old_name);
@@ -387,11 +387,26 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 	return 0;
 }
 
+static bool kpatch_sym_due(const struct kpatch_patch *patch,
+			   const struct kpatch_sym *sym,
+			   const struct module *mod)
+{
+	if (mod)
+		return kpatch_in_module(sym->objname, mod);
+	if (kpatch_is_vmlinux(sym->objname))
+		return !patch->registered;
+	return kpatch_object_live(sym->objname);
+}
+
 /*
- * Resolves the unexported symbols @patch uses, once, before any of its code
- * can run.
+ * Resolves the unexported symbols @patch uses, before any code that uses them
+ * can run.  With @mod NULL (the patch is being enabled): those of vmlinux at
+ * registration only, since their pointers are read-only once the patch
+ * module's init has returned, and those of every live module.  Else those of
+ * @mod, which is coming and may have moved since it was last seen.
  */
-static int kpatch_resolve_syms(struct kpatch_patch *patch)
+static int kpatch_resolve_syms(struct kpatch_patch *patch,
+			       const struct module *mod)
 {
 	struct kpatch_sym *sym;
 	unsigned long addr;
@@ -400,8 +415,12 @@ static int kpatch_resolve_syms(struct kpatch_patch *patch)
 
 	for (i = 0; i < patch->nr_syms; i++) {
 		sym = &patch->syms[i];
-		ret = kpatch_find_symbol("symbol", sym->name, NULL, sym->sympos,
-					 &addr);
+		if (!kpatch_sym_due(patch, sym, mod))
+			continue;
+		ret = kpatch_find_symbol("symbol", sym->name,
+					 kpatch_is_vmlinux(sym->objname) ?
+					 NULL : sym->objname,
+					 sym->sympos, &addr);
 		if (ret)
 			return ret;
 		*sym->addr = (void *)addr;
@@ -765,6 +784,9 @@ static int kpatch_enable_patch(struct kpatch_patch *patch)
 	if (!try_module_get(patch->mod))
 		return -ENODEV;
 
+	ret = kpatch_resolve_syms(patch, NULL);
+	if (ret)
+		goto err_put;
 	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
 	if (ret)
 		goto err_put;
@@ -773,7 +795,7 @@ static int kpatch_enable_patch(struct kpatch_patch *patch)
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
 		func->patch = patch;
-		if (!kpatch_object_live(func))
+		if (!kpatch_object_live(func->objname))
 			continue;
 		ret = kpatch_resolve_func(func);
 		if (ret)
@@ -837,12 +859,15 @@ static int kpatch_module_coming(struct kpatch_patch *patch, struct module *mod)
 	unsigned int i;
 	int ret;
 
+	ret = kpatch_resolve_syms(patch, mod);
+	if (ret)
+		return ret;
 	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
 	if (ret)
 		return ret;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
-		if (func->applied || !kpatch_in_module(func, mod))
+		if (func->applied || !kpatch_in_module(func->objname, mod))
 			continue;
 		ret = kpatch_resolve_func(func);
 		if (ret)
@@ -871,7 +896,7 @@ static void kpatch_module_going(struct kpatch_patch *patch, struct module *mod)
 	kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL | __GFP_NOFAIL);
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (patch->funcs[i].applied &&
-		    kpatch_in_module(&patch->funcs[i], mod))
+		    kpatch_in_module(patch->funcs[i].objname, mod))
 			change.funcs[change.nr_funcs++] = &patch->funcs[i];
 	}
 	if (change.nr_funcs && !kpatch_remove(&change))
@@ -1037,9 +1062,6 @@ int kpatch_register(struct kpatch_patch *patch)
 		       patch->mod->name, ret);
 		goto err_unlock;
 	}
-	ret = kpatch_resolve_syms(patch);
-	if (ret)
-		goto err_unlock;
 	list_add_tail(&patch->list, &kpatch_patches);
 	ret = kpatch_enable_patch(patch);
 	if (ret)

@@ -73,6 +73,7 @@ t dup_fn
 d static_var
 d static_var
 t modfn\t[mymod]
+d modvar\t[mymod]
 """
 FILTERS = "foo_show\ndup_fn\ndup_fn\nmodfn [mymod]\n"
 
@@ -128,6 +129,14 @@ def test_snapshot_checks_unexported_symbols(tmp_path, snap):
         snapshot.validate(s, snap, ["static_var"])
     with pytest.raises(spec.SpecError, match="neither exported"):
         snapshot.validate(s, snap, ["missing_var"])
+
+
+def test_snapshot_checks_module_symbols_in_their_module(tmp_path, snap):
+    with pytest.raises(spec.SpecError, match='object = "mymod"'):
+        snapshot.validate(make_spec(tmp_path, "foo_show"), snap, ["modvar"])
+    text = (tmp_path / "p.toml").read_text().replace('"vmlinux"', '"mymod"').replace('"foo_show"', '"modfn"')
+    (tmp_path / "p.toml").write_text(text + '[[symbol]]\nname = "modvar"\nobject = "mymod"\n')
+    assert snapshot.validate(spec.load(tmp_path / "p.toml"), snap, ["modvar"]) == []
 
 
 def test_cli_dry_runs_print_exact_commands(capsys):

@@ -76,6 +76,11 @@ BAD = [
     ("symbol bad name", GOOD + '[[symbol]]\nname = "a b"\n', "symbol[0].name", "not a C identifier"),
     ("symbol twice", GOOD + '[[symbol]]\nname = "x"\n[[symbol]]\nname = "x"\n', "symbol[1].name", "twice"),
     ("symbol bad sympos", GOOD + '[[symbol]]\nname = "x"\nsympos = "2"\n', "symbol[0].sympos", "whole number"),
+    ("symbol bad object", GOOD + '[[symbol]]\nname = "x"\nobject = "a/b"\n', "symbol[0].object", "not 'vmlinux'"),
+    ("symbol object kpatch", GOOD + '[[symbol]]\nname = "x"\nobject = "kpatch"\n', "symbol[0].object",
+     "core module"),
+    ("module symbol used beside other objects", GOOD + '[[symbol]]\nname = "x"\nobject = "some_mod"\n',
+     "symbol[0].object", "could run while some_mod is not loaded"),
     ("source clashes with module", GOOD.replace('["fix.c"]', '["fix_demo.c"]'), "sources[0]", "clash"),
     ("name C keyword", GOOD.replace('"fix_demo"', '"struct"'), "name", "reserved"),
     ("replacement equals target", GOOD.replace('replacement = "fix_show"', 'replacement = "cmdline_proc_show"'),
@@ -118,8 +123,13 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
 
 
 def test_object_kpatch_is_refused(tmp_path):
-    with pytest.raises(spec.SpecError, match="cannot patch itself"):
+    with pytest.raises(spec.SpecError, match="core module cannot be patched"):
         spec.load(write_spec(tmp_path, GOOD.replace('"vmlinux"', '"kpatch"')))
+
+
+def test_module_symbol_with_functions_of_that_module(tmp_path):
+    text = GOOD.replace('"vmlinux"', '"some-mod"') + '[[symbol]]\nname = "x"\nobject = "some-mod"\nsympos = 2\n'
+    assert spec.load(write_spec(tmp_path, text)).symbols == (spec.SymbolSpec("x", 2, "some_mod"),)
 
 
 def test_huge_spec_is_refused(tmp_path):

@@ -32,6 +32,7 @@ static typeof(&saved_command_line) kpgen_ksym_saved_command_line __ro_after_init
 static struct kpatch_sym cmdline_ksym_syms[] = {
 	{
 		.name = "saved_command_line",
+		.objname = "vmlinux",
 		.sympos = 0,
 		.addr = (void **)&kpgen_ksym_saved_command_line,
 		.func = false,

@@ -46,7 +46,11 @@ struct kpatch_func {
 /**
  * struct kpatch_sym - a kernel symbol a patch module uses but the kernel does
  *		       not export
- * @name:	its name in vmlinux
+ * @name:	its name
+ * @objname:	object that holds it: "vmlinux" (or NULL), else a module name;
+ *		a module's symbols are resolved each time the module comes, so
+ *		only replacements of that module's functions may use them, and
+ *		their @addr must stay writable (not __ro_after_init)
  * @sympos:	which of several same-named symbols, counted from 1 in kallsyms
  *		order; 0 when the name must be unique
  * @addr:	where the core stores the symbol's address, before any
@@ -55,6 +59,7 @@ struct kpatch_func {
  */
 struct kpatch_sym {
 	const char *name;
+	const char *objname;
 	unsigned long sympos;
 	void **addr;
 	bool func;
@@ -65,7 +70,7 @@ struct kpatch_sym {
  * @mod:	the patch module (THIS_MODULE)
  * @funcs:	the functions it replaces
  * @nr_funcs:	number of entries in @funcs, at least one
- * @syms:	the unexported kernel symbols it uses, resolved at registration
+ * @syms:	the unexported kernel symbols it uses (see struct kpatch_sym)
  * @nr_syms:	number of entries in @syms
  *
  * The remaining fields are private to the core.
