@@ -8,7 +8,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
-	test-vm boot-test stress demo clean
+	test-vm boot-test stress bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -49,6 +49,9 @@ boot-test: ## build and boot each kernel once, printing the guest's TAP
 
 stress: provisioned ## the boot tests with the stress scenario (STRESS_CYCLES=200 per kernel)
 	kpgen boot-test --stress-cycles $(or $(STRESS_CYCLES),200) --timeout 5400
+
+bench: provisioned ## benchmarks against upstream livepatch, one boot per kernel (build/bench)
+	kpgen bench
 
 demo: provisioned ## generate, build, boot: patch a function, stack a second patch, unpatch
 	bash ci/demo.sh

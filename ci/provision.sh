@@ -31,7 +31,7 @@ if [ "${1:-}" = --if-needed ]; then
 		command -v "$cmd" >/dev/null 2>&1 || missing=1
 	done
 	# the Python package must be this checkout's (another clone may have installed its own)
-	if [ $missing = 0 ] && ! python3 -c 'import kpgen, pathlib, sys
+	if [ $missing = 0 ] && ! python3 -c 'import kpgen, matplotlib, pathlib, sys
 sys.exit(not pathlib.Path(kpgen.__file__).resolve().is_relative_to(pathlib.Path(sys.argv[1]).resolve()))' \
 		"$here" 2>/dev/null; then
 		missing=1
@@ -67,8 +67,8 @@ step "installing kernels: ${kernels[*]}"
 apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
-	step "installing the kpgen Python package (editable, with test extras)"
+	step "installing the kpgen Python package (editable, with test and benchmark extras)"
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-		--break-system-packages -e "$here[test]"
+		--break-system-packages -e "$here[test,bench]"
 fi
 step "done"

@@ -131,6 +131,25 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    kernels = _boot_kernels(args)
+    out = Path(args.output)
+    if args.dry_run:
+        for k in kernels:
+            tree = bench.build_tree(k, out / k.release)
+            print(bench.guest_vm(tree, tree.root / "results").shell())
+        return 0
+    results = bench.run(kernels, out)
+    for res in results:
+        print(bench.table(res))
+    bench.save_json(results, out / "bench.json")
+    bench.plot(results, out / "bench.png")
+    print(f"kpgen: figures saved in {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0 if all(all(r.checks.values()) for r in results) else 1
+
+
 def cmd_vm(args: argparse.Namespace) -> int:
     k = _kernel(args)
     run = vm.VmRun(kernel_image=k.vmlinuz, command=args.command)
@@ -195,6 +214,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.set_defaults(func=cmd_boot_test)
+
+    sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")
+    sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
+    sp.add_argument("-o", "--output", default="build/bench", help="where the tree and figures go (default: build/bench)")
+    sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
+    sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")
     sp.add_argument("command")

@@ -27,7 +27,7 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 OBJECT_RE = re.compile(r"[a-z0-9_][a-z0-9_-]*\Z")
 MODULE_NAME_MAX = 55  # MODULE_NAME_LEN - 1 on 64-bit kernels
 KSYM_NAME_MAX = 127
-MAX_SPEC_BYTES = 64 * 1024
+MAX_SPEC_BYTES = 1024 * 1024  # a spec of 1000 functions is about 100 KiB
 MAX_SOURCE_BYTES = 1024 * 1024
 
 TOP_KEYS = {"name", "description", "sources", "function", "symbol"}

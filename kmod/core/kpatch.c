@@ -62,6 +62,7 @@
 #include <linux/kallsyms.h>
 #include <linux/kobject.h>
 #include <linux/kprobes.h>
+#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
@@ -127,6 +128,15 @@ static unsigned int kpatch_nr_applied;
 
 static struct kobject *kpatch_root_kobj;
 
+/* The last stop_machine() change, shown in /sys/kernel/kpatch/last_change. */
+static struct {
+	unsigned int funcs;
+	unsigned int tasks;
+	unsigned int tries;
+	u64 pause_ns;
+	int ret;
+} kpatch_last_change;
+
 /* Only used inside stop_machine(), which kpatch_mutex serialises. */
 static unsigned long kpatch_stack_entries[KPATCH_MAX_STACK_ENTRIES];
 
@@ -191,6 +201,10 @@ struct kpatch_change {
 	unsigned int nr_funcs;
 	struct kpatch_range *ranges;
 	unsigned int nr_ranges;
+
+	/* what the last try did, for /sys/kernel/kpatch/last_change */
+	unsigned int nr_tasks;
+	u64 pause_ns;
 
 	/* why the activeness check refused, for the message */
 	const struct kpatch_range *busy_range;
@@ -527,11 +541,13 @@ static int kpatch_check_activeness(struct kpatch_change *change)
 		/* another CPU's stopper thread: its stack is in flux */
 		if (task != current && READ_ONCE(task->on_cpu))
 			continue;
+		change->nr_tasks++;
 		ret = kpatch_check_task(change, task);
 		if (ret)
 			goto out;
 	}
 	for_each_online_cpu(cpu) {
+		change->nr_tasks++;
 		ret = kpatch_check_task(change, kpatch_idle_task(cpu));
 		if (ret)
 			goto out;
@@ -545,13 +561,15 @@ out:
 static int kpatch_apply_change(void *data)
 {
 	struct kpatch_change *change = data;
+	u64 start = ktime_get_ns();
 	struct kpatch_func *func;
 	unsigned int i;
 	int ret;
 
+	change->nr_tasks = 0;
 	ret = kpatch_check_activeness(change);
 	if (ret)
-		return ret;
+		goto out;
 
 	for (i = 0; i < change->nr_funcs; i++) {
 		func = change->funcs[i];
@@ -560,7 +578,9 @@ static int kpatch_apply_change(void *data)
 		else
 			hash_del_rcu(&func->node);
 	}
-	return 0;
+out:
+	change->pause_ns = ktime_get_ns() - start;
+	return ret;
 }
 
 static void kpatch_report_busy(const struct kpatch_change *change)
@@ -610,6 +630,11 @@ static int kpatch_stop_machine(struct kpatch_change *change)
 			break;
 		change->busy_range = NULL;
 	}
+	kpatch_last_change.funcs = change->nr_funcs;
+	kpatch_last_change.tasks = change->nr_tasks;
+	kpatch_last_change.tries = retry + 1;
+	kpatch_last_change.pause_ns = change->pause_ns;
+	kpatch_last_change.ret = ret;
 	if (ret == -EBUSY)
 		kpatch_report_busy(change);
 	else if (!ret && retry)
@@ -947,6 +972,29 @@ static struct notifier_block kpatch_module_nb = {
 	.notifier_call = kpatch_module_notify,
 };
 
+/* sysfs: /sys/kernel/kpatch/last_change ---------------------------------- */
+
+/*
+ * What the last change in stop_machine() did: functions switched, tasks
+ * checked, tries, how long the machine was stopped in the last try, and its
+ * result (0 or -errno).
+ */
+static ssize_t last_change_show(struct kobject *kobj,
+				struct kobj_attribute *attr, char *buf)
+{
+	ssize_t len;
+
+	mutex_lock(&kpatch_mutex);
+	len = sysfs_emit(buf, "functions=%u tasks=%u tries=%u pause_ns=%llu result=%d\n",
+			 kpatch_last_change.funcs, kpatch_last_change.tasks,
+			 kpatch_last_change.tries, kpatch_last_change.pause_ns,
+			 kpatch_last_change.ret);
+	mutex_unlock(&kpatch_mutex);
+	return len;
+}
+
+static struct kobj_attribute kpatch_last_change_attr = __ATTR_RO(last_change);
+
 /* sysfs: /sys/kernel/kpatch/<patch module>/enabled ------------------------ */
 
 static ssize_t enabled_show(struct kobject *kobj, struct kobj_attribute *attr,
@@ -1199,6 +1247,11 @@ static int __init kpatch_init(void)
 	if (!kpatch_root_kobj) {
 		pr_err("cannot create /sys/kernel/kpatch\n");
 		return -ENOMEM;
+	}
+	ret = sysfs_create_file(kpatch_root_kobj, &kpatch_last_change_attr.attr);
+	if (ret) {
+		pr_err("cannot create /sys/kernel/kpatch/last_change: %d\n", ret);
+		goto err_kobj;
 	}
 	ret = register_module_notifier(&kpatch_module_nb);
 	if (ret) {

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kpgen_bench_klp: an upstream livepatch of jiffies_to_msecs(), the function
+ * kpgen's benchmark patches, for a side-by-side comparison.  The replacement
+ * does the same work as the original.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/jiffies.h>
+#include <linux/kernel.h>
+#include <linux/livepatch.h>
+#include <linux/module.h>
+
+static unsigned int kpgen_bench_klp_msecs(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j;
+}
+
+static struct klp_func kpgen_bench_klp_funcs[] = {
+	{
+		.old_name = "jiffies_to_msecs",
+		.new_func = kpgen_bench_klp_msecs,
+	},
+	{ }
+};
+
+static struct klp_object kpgen_bench_klp_objs[] = {
+	{
+		.funcs = kpgen_bench_klp_funcs,
+	},
+	{ }
+};
+
+static struct klp_patch kpgen_bench_klp_patch = {
+	.mod = THIS_MODULE,
+	.objs = kpgen_bench_klp_objs,
+};
+
+static int __init kpgen_bench_klp_init(void)
+{
+	return klp_enable_patch(&kpgen_bench_klp_patch);
+}
+
+static void __exit kpgen_bench_klp_exit(void)
+{
+}
+
+module_init(kpgen_bench_klp_init);
+module_exit(kpgen_bench_klp_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Upstream livepatch of jiffies_to_msecs, for kpgen's benchmarks");
+MODULE_INFO(livepatch, "Y");
