@@ -71,6 +71,6 @@ apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	step "installing the kpgen Python package (editable, with test extras: pytest and the linters)"
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-		--break-system-packages -e "$here[test]"
+		--break-system-packages -e "${here}[test]"
 fi
 step "done"
