@@ -8,7 +8,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
-	test-vm boot-test stress bench demo clean
+	test-vm lint boot-test stress bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -44,6 +44,17 @@ test-unit: ## the tests that need no kernel build or boot
 test-vm: ## the boot tests only
 	$(PYTEST) -v -m vm
 
+# the tracked files that start with a shell's #! line
+SHELL_SCRIPTS = $(shell git ls-files -z | xargs -0 grep -lE '^\#!.*\<(ba|da|k)?sh\>' 2>/dev/null)
+
+lint: ## ruff, mypy, shellcheck, hadolint: what tests/unit/test_static_checks.py runs
+	@status=0; \
+	$(PYTHON) -m ruff check . || status=1; \
+	$(PYTHON) -m mypy || status=1; \
+	shellcheck $(SHELL_SCRIPTS) || status=1; \
+	hadolint Dockerfile || status=1; \
+	exit $$status
+
 boot-test: ## build and boot each kernel once, printing the guest's TAP
 	kpgen boot-test
 
@@ -57,4 +68,4 @@ demo: provisioned ## generate, build, boot: patch a function, stack a second pat
 	bash ci/demo.sh
 
 clean: ## remove build output
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,8 @@
 #
 # The one provisioning script of kpgen.  It installs what a fresh Debian 12 machine needs to
 # generate, build and boot-test the modules: build tools, QEMU, the kernels of
-# ci/kernels.toml (image and headers), and the kpgen Python package with its test tools.
+# ci/kernels.toml (image and headers), the kpgen Python package with its test tools, and the
+# linters that the tests run (shellcheck from apt; ruff, mypy and hadolint from pip).
 # `make provision`, `.ci/run` and the Dockerfile all run it.  Idempotent; run as root.
 #
 #   ci/provision.sh              install (or update) everything
@@ -27,7 +28,8 @@ PY
 
 if [ "${1:-}" = --if-needed ]; then
 	missing=0
-	for cmd in qemu-system-x86_64 make gcc vng kpgen; do
+	# the last four are the linters that the tests run (tests/unit/test_static_checks.py)
+	for cmd in qemu-system-x86_64 make gcc vng kpgen shellcheck ruff mypy hadolint; do
 		command -v "$cmd" >/dev/null 2>&1 || missing=1
 	done
 	# the Python package must be this checkout's (another clone may have installed its own)
@@ -56,19 +58,19 @@ export DEBIAN_FRONTEND=noninteractive
 step "apt-get update"
 apt-get update -qq
 
-step "installing build tools, QEMU and Python"
+step "installing build tools, QEMU, Python and shellcheck"
 apt-get install -y -qq --no-install-recommends \
 	build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
 	qemu-system-x86 qemu-utils busybox-static udev procps \
-	python3 python3-pip python3-venv git make >/dev/null
+	python3 python3-pip python3-venv git make shellcheck >/dev/null
 
 mapfile -t kernels < <(kernel_packages)
 step "installing kernels: ${kernels[*]}"
 apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
-	step "installing the kpgen Python package (editable, with test and benchmark extras)"
+	step "installing the kpgen Python package (editable, with test extras: pytest, the linters; and matplotlib)"
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-		--break-system-packages -e "$here[test,bench]"
+		--break-system-packages -e "${here}[test,bench]"
 fi
 step "done"

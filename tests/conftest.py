@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -13,11 +14,14 @@ KERNELS = [m.name for m in boottest.matrix()]
 BOOT_SUMMARIES: list[str] = []
 
 
-def _cached(make: Callable[[str], object]) -> Callable[[str], object]:
-    """Compute once per kernel name; a failure is remembered and raised again for each test."""
-    cache: dict[str, object] = {}
+T = TypeVar("T")
 
-    def get(name: str) -> object:
+
+def _cached(make: Callable[[str], T]) -> Callable[[str], T]:
+    """Compute once per kernel name; a failure is remembered and raised again for each test."""
+    cache: dict[str, T | Exception] = {}
+
+    def get(name: str) -> T:
         if name not in cache:
             try:
                 cache[name] = make(name)
@@ -34,30 +38,30 @@ def _cached(make: Callable[[str], object]) -> Callable[[str], object]:
 @pytest.fixture(scope="session")
 def probed() -> Callable[[str], kernel.Kernel]:
     by_name = {m.name: m for m in boottest.matrix()}
-    return _cached(lambda name: kernel.probe(by_name[name].kdir()))  # type: ignore[return-value]
+    return _cached(lambda name: kernel.probe(by_name[name].kdir()))
 
 
 @pytest.fixture(scope="session")
-def built(probed) -> Callable[[str], boottest.BuiltTree]:
-    return _cached(lambda name: boottest.build_tree(probed(name)))  # type: ignore[return-value]
+def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.BuiltTree]:
+    return _cached(lambda name: boottest.build_tree(probed(name)))
 
 
 @pytest.fixture(scope="session")
-def booted(built) -> Callable[[str], boottest.BootReport]:
+def booted(built: Callable[[str], boottest.BuiltTree]) -> Callable[[str], boottest.BootReport]:
     def boot(name: str) -> boottest.BootReport:
         report = boottest.boot(built(name))
         BOOT_SUMMARIES.append(report.summary())
         BOOT_SUMMARIES.extend(f"  {line[2:]}" for line in report.tap.splitlines() if line.startswith("# figure: "))
         return report
 
-    return _cached(boot)  # type: ignore[return-value]
+    return _cached(boot)
 
 
 # Spec tests that feed kpgen hostile or malformed input, counted for the summary.
 HOSTILE_SPEC_TESTS: list[str] = []
 
 
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     HOSTILE_SPEC_TESTS.extend(
         item.nodeid for item in items
         if item.nodeid.startswith("tests/unit/test_spec.py::")
@@ -65,7 +69,7 @@ def pytest_collection_modifyitems(items) -> None:
     )
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if HOSTILE_SPEC_TESTS:
         terminalreporter.section("kpgen input checks")
         terminalreporter.write_line(f"hostile or malformed spec classes tested: {len(HOSTILE_SPEC_TESTS)}")

@@ -12,9 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import elfcheck, generate, kbuild, kernel as kmod, snapshot, spec, splat, vm
+from . import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spec, splat, vm
 from .errors import KernelError
-from . import render
 from .model import REPO_ROOT, CoreModel
 
 MATRIX = REPO_ROOT / "ci" / "kernels.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, boottest, elfcheck, generate, kbuild, kernel, scaffold, snapshot, spec, vm
@@ -232,7 +233,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
     except KpgenError as exc:
         print(f"kpgen: error: {exc}", file=sys.stderr)
         return exc.exit_code

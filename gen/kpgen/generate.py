@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     return render.render_patch(model, subdir)
 
 
-def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: list[Path] = ()) -> list[render.OutputFile]:
+def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path],
+              unchecked: Sequence[Path] = ()) -> list[render.OutputFile]:
     """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory.
 
     Specs in `unchecked` skip the symbol snapshot: the boot tests' deliberately broken
@@ -87,7 +89,7 @@ def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: list[
     return files
 
 
-def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: list[Path] = ()) -> list[Path]:
+def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = ()) -> list[Path]:
     return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked))
 
 

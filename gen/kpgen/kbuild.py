@@ -68,6 +68,7 @@ def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, 
     """
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
+    from elftools.elf.sections import SymbolTableSection
 
     with tempfile.TemporaryDirectory(prefix="kpgen-probe-") as tmp:
         root = Path(tmp)
@@ -87,6 +88,7 @@ def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, 
         with (mod_dir / f"{name}.o").open("rb") as fh:
             elf = ELFFile(fh)
             symtab = elf.get_section_by_name(".symtab")
+            assert isinstance(symtab, SymbolTableSection), f"{name}.o has no symbol table"
             for sym in symtab.iter_symbols():
                 if sym.name and sym["st_shndx"] == "SHN_UNDEF":
                     undefined.add(sym.name)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from . import spec
 from .errors import UsageError
-from .kernel import header_roots
 
 # Words that may precede a declaration but are not part of the type a definition needs.
 DROP_WORDS = {"extern", "asmlinkage", "__must_check", "__weak", "__cold", "notrace", "__init", "__sched",
@@ -66,7 +65,10 @@ def _clean(text: str) -> str:
 
 def find_prototype(func: str, roots: list[Path]) -> Prototype | None:
     """The declaration of `func` in the kernel headers, if exactly one shape is found."""
-    decl = re.compile(rf"(?:^|[;{{}}/])\s*([A-Za-z_][\w\s\*]*?[\s\*])\b{re.escape(func)}\s*\(([^;{{}})]*(?:\([^)]*\)[^;{{}})]*)*)\)\s*;")
+    decl = re.compile(
+        rf"(?:^|[;{{}}/])\s*([A-Za-z_][\w\s\*]*?[\s\*])\b{re.escape(func)}"  # the type, the name
+        rf"\s*\(([^;{{}})]*(?:\([^)]*\)[^;{{}})]*)*)\)\s*;"  # the parameters, parentheses one deep
+    )
     found: set[Prototype] = set()
     for root in roots:
         for sub in ("include", "arch/x86/include"):

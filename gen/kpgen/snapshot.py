@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def _candidates(prevs: list[str]) -> str:
     return "; ".join(f"{i} (after {p or 'the start'})" for i, p in enumerate(prevs, 1))
 
 
-def validate(patch: PatchSpec, snap: Snapshot, unexported: list[str] = ()) -> list[str]:
+def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -> list[str]:
     """Raise SpecError for the first target or symbol the snapshot refutes.
 
     Returns notes on what could not be checked (objects absent from the snapshot).

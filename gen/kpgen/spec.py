@@ -265,10 +265,12 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         key3 = (obj, target, sympos)
         if key3 in seen:
-            raise SpecError(path, f"{prefix}.target", f"{target!r} in {obj} is already replaced by function[{seen[key3]}]",
+            raise SpecError(path, f"{prefix}.target",
+                            f"{target!r} in {obj} is already replaced by function[{seen[key3]}]",
                             "replace each function once per spec")
         if replacement in replacements:
-            raise SpecError(path, f"{prefix}.replacement", f"{replacement!r} already replaces function[{replacements[replacement]}]",
+            raise SpecError(path, f"{prefix}.replacement",
+                            f"{replacement!r} already replaces function[{replacements[replacement]}]",
                             "give each target its own replacement")
         seen[key3] = i
         replacements[replacement] = i

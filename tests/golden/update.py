@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
-from test_render import GOLDEN, IBT_FEATURES  # noqa: E402
+from test_render import GOLDEN, IBT_FEATURES
 
-from kpgen import model, render  # noqa: E402
+from kpgen import model, render
 
 for f in render.render_core(model.CoreModel(IBT_FEATURES)):
     target = GOLDEN / "core-ibt" / f.path.name
