@@ -104,7 +104,7 @@ done
 unload bench_stack_01
 
 insmod "$(ko kpgen_bench_klp)"
-klp_wait kpgen_bench_klp done
+klp_wait kpgen_bench_klp active
 percall livepatch
 echo 0 >"$LP/kpgen_bench_klp/enabled"
 klp_wait kpgen_bench_klp gone
@@ -128,7 +128,7 @@ for tasks in 0 100 1000; do
 	for ((r = 0; r < APPLY_REPS; r++)); do
 		start=$(now_ns)
 		insmod "$(ko kpgen_bench_klp)"
-		klp_wait kpgen_bench_klp done
+		klp_wait kpgen_bench_klp active
 		end=$(now_ns)
 		echo "case=livepatch functions=1 extra_tasks=$tasks insmod_ns=$((end - start))" >>"$RESULTS/apply.txt"
 		echo 0 >"$LP/kpgen_bench_klp/enabled"

@@ -218,7 +218,8 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")
     sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
-    sp.add_argument("-o", "--output", default="build/bench", help="where the tree and figures go (default: build/bench)")
+    sp.add_argument("-o", "--output", default="build/bench",
+                    help="where the tree and figures go (default: build/bench)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.set_defaults(func=cmd_bench)
 

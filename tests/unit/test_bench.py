@@ -40,7 +40,8 @@ def test_apply_medians_and_failures():
         bench.parse_apply("case=kpgen functions=1 extra_tasks=0 insmod_ns=1 pause_ns=1 result=-16\n")
 
 
-def _result(kpgen_1: float, livepatch: float, other_1000: float, pause_100: float, pause_1000: float):
+def _result(kpgen_1: float, livepatch: float, other_1000: float, pause_100: float,
+            pause_1000: float) -> dict[str, bool]:
     res = bench.KernelResult("r", 1.0)
     values = {"unpatched": 0.0, "ftrace_empty": 5.0, "kpgen_1": kpgen_1, "kpgen_2": kpgen_1, "kpgen_10": kpgen_1,
               "kpgen_1_other_1": kpgen_1, "kpgen_1_other_100": kpgen_1, "kpgen_1_other_1000": other_1000,
