@@ -58,8 +58,8 @@ lint: ## ruff, mypy, shellcheck, hadolint: what tests/unit/test_static_checks.py
 boot-test: ## build and boot each kernel once, printing the guest's TAP
 	kpgen boot-test
 
-stress: provisioned ## the boot tests with the stress scenario (STRESS_CYCLES=200 per kernel)
-	kpgen boot-test --stress-cycles $(or $(STRESS_CYCLES),200) --timeout 5400
+stress: provisioned ## the boot tests with a longer stress scenario (STRESS_CYCLES, default 1000)
+	kpgen boot-test --stress-cycles $(or $(STRESS_CYCLES),1000) --timeout 7200
 
 bench: provisioned ## benchmarks against upstream livepatch, one boot per kernel (build/bench)
 	kpgen bench

@@ -48,7 +48,7 @@ def matrix(path: Path = MATRIX) -> list[MatrixKernel]:
 
 def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
     """The scenarios the guest script runs, in order: its `scenario NAME` lines."""
-    return re.findall(r"^scenario (\w+)(?: \d+)?$", script.read_text(), flags=re.M)
+    return re.findall(r"^scenario (\w+)(?: .*)?$", script.read_text(), flags=re.M)
 
 
 def test_specs() -> list[Path]:
@@ -117,7 +117,7 @@ def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 1500, stress_cyc
     if stress_cycles is not None:
         command = f"KPGEN_STRESS_CYCLES={int(stress_cycles)} {command}"
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results_dir.resolve(),),
-                    timeout=timeout)
+                    timeout=timeout, single_thread=True)
 
 
 def parse_tap(tap: str) -> dict[str, bool | None]:

@@ -25,12 +25,19 @@ class VmRun:
     timeout: int = 900
     kvm: bool = False
     vng: str = "vng"
+    # One host thread runs every vCPU in turn (QEMU's -accel tcg,thread=single). Under
+    # multi-threaded TCG, QEMU 7.2 can keep running an instruction that another vCPU has just
+    # rewritten, and a guest that patches code while it runs (ftrace, live patches) then hangs:
+    # see the README's known problems.
+    single_thread: bool = False
 
     def argv(self) -> list[str]:
         argv = [self.vng, "--run", str(self.kernel_image)]
         if not self.kvm:
             argv.append("--disable-kvm")
         argv += ["--cpus", str(self.cpus), "--memory", self.memory]
+        if self.single_thread and not self.kvm:
+            argv.append("--qemu-opts=-accel tcg,thread=single")
         for d in self.rwdirs:
             argv += ["--rwdir", str(d)]
         argv += ["--exec", self.command]

@@ -19,9 +19,9 @@ def test_written_specs_are_valid(tmp_path):
 
 
 def test_percall_net_is_target_minus_stub_per_call():
-    p = bench.parse_percall("c", "label", "3000 1000\n5000 1000\n4000 2000\n", calls=100)
-    assert p.net_ns_min == 20 and p.net_ns_median == 20  # (3000-1000)/100, (5000-1000)/100, (4000-2000)/100
-    assert p.target_ns_median == 40 and p.stub_ns_median == 10 and p.reps == 3
+    p = bench.parse_percall("c", "label", "3000 1000\n5000 1000\n4000 9000\n", calls=100)
+    assert p.net_ns_min == 20  # 3000/100 - 1000/100: the interrupted stub chunk does not count
+    assert p.target_ns_median == 40 and p.stub_ns_median == 10 and p.net_ns_median == 30 and p.reps == 3
     with pytest.raises(KpgenError, match="no figures"):
         bench.parse_percall("c", "label", "\n")
 

@@ -16,6 +16,12 @@ def test_argv_uses_tcg_and_rwdirs():
     assert run.shell().endswith("</dev/null")
 
 
+def test_boot_tests_run_vcpus_on_one_thread():
+    run = vm.VmRun(Path("/k"), "true", single_thread=True)
+    assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
+    assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
+
+
 def test_kvm_is_opt_in():
     assert "--disable-kvm" not in vm.VmRun(Path("/k"), "true", kvm=True).argv()
 
