@@ -203,6 +203,8 @@ struct kpatch_change {
 	unsigned int nr_funcs;
 	struct kpatch_range *ranges;
 	unsigned int nr_ranges;
+	unsigned long *ips;	/* ftrace filter changes, one batch */
+	unsigned int nr_ips;
 
 	/* what the last try did, for /sys/kernel/kpatch/last_change */
 	unsigned int nr_tasks;
@@ -665,44 +667,94 @@ static int kpatch_change_alloc(struct kpatch_change *change, unsigned int max,
 	change->funcs = kcalloc(max, sizeof(*change->funcs), gfp);
 	if (!change->funcs)
 		return -ENOMEM;
+	change->ips = kcalloc(max, sizeof(*change->ips), gfp);
+	if (!change->ips)
+		goto err_funcs;
 	if (!change->check)
 		return 0;
 	change->ranges = kcalloc(max, sizeof(*change->ranges), gfp);
-	if (!change->ranges) {
-		kfree(change->funcs);
-		return -ENOMEM;
-	}
+	if (!change->ranges)
+		goto err_ips;
 	return 0;
+
+err_ips:
+	kfree(change->ips);
+err_funcs:
+	kfree(change->funcs);
+	return -ENOMEM;
 }
 
 static void kpatch_change_free(struct kpatch_change *change)
 {
 	kfree(change->ranges);
+	kfree(change->ips);
 	kfree(change->funcs);
 }
 
 /*
- * Drops the ftrace filters of the first @nr functions of @change that no
- * applied function needs any more.  Called with kpatch_ftrace_ops unregistered
- * or still filtering other functions, so its filter never becomes empty
- * (which would trace every function) while it is live.
+ * Collects into @change->ips the ftrace locations of @change's functions that
+ * no function in kpatch_func_hash hooks: before an apply, those the filter
+ * must gain; after a removal, those it can lose.  Filters change in one batch,
+ * so that ftrace rewrites the kernel's code once, not once per function.
  */
-static void kpatch_remove_filters(struct kpatch_change *change,
-				  unsigned int nr)
+static void kpatch_collect_ips(struct kpatch_change *change)
+{
+	unsigned int i;
+
+	change->nr_ips = 0;
+	for (i = 0; i < change->nr_funcs; i++) {
+		if (!kpatch_find_func(change->funcs[i]->ip))
+			change->ips[change->nr_ips++] = change->funcs[i]->ip;
+	}
+}
+
+/*
+ * Drops the filters collected in @change->ips.  Called with kpatch_ftrace_ops
+ * unregistered or still filtering other functions, so its filter never becomes
+ * empty (which would trace every function) while it is live.
+ */
+static void kpatch_remove_filters(struct kpatch_change *change)
+{
+	int ret;
+
+	if (!change->nr_ips)
+		return;
+	ret = ftrace_set_filter_ips(&kpatch_ftrace_ops, change->ips,
+				    change->nr_ips, 1, 0);
+	if (ret)
+		pr_err("cannot remove the ftrace filters of patch module '%s': %d\n",
+		       change->patch->mod->name, ret);
+}
+
+/*
+ * A batch of filters was refused, and nothing was added: finds and names the
+ * function at fault by adding the filters one at a time, each removed again.
+ */
+static void kpatch_report_filters(struct kpatch_change *change, int batch_ret)
 {
 	struct kpatch_func *func;
 	unsigned int i;
 	int ret;
 
-	for (i = 0; i < nr; i++) {
+	for (i = 0; i < change->nr_funcs; i++) {
 		func = change->funcs[i];
 		if (kpatch_find_func(func->ip))
 			continue;
-		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 1, 0);
-		if (ret)
-			pr_err("cannot remove the ftrace filter of '%s': %d\n",
+		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
+		if (!ret) {
+			ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 1, 0);
+			continue;
+		}
+		if (ret == -EBUSY)
+			pr_err("function '%s' is already redirected by another ftrace user (a livepatch, or a kprobe with a post handler)\n",
+			       func->old_name);
+		else
+			pr_err("function '%s' cannot be hooked by ftrace (%d): is it notrace or inlined?\n",
 			       func->old_name, ret);
+		return;
 	}
+	pr_err("cannot hook the functions of patch module '%s' with ftrace: %d\n",
+	       change->patch->mod->name, batch_ret);
 }
 
 static int kpatch_check_duplicates(const struct kpatch_change *change)
@@ -725,7 +777,7 @@ static int kpatch_check_duplicates(const struct kpatch_change *change)
 /* Hooks and redirects the resolved functions of @change, or none of them. */
 static int kpatch_apply(struct kpatch_change *change)
 {
-	unsigned int i, filtered;
+	unsigned int i;
 	int ret;
 
 	if (!change->nr_funcs)
@@ -735,20 +787,13 @@ static int kpatch_apply(struct kpatch_change *change)
 	if (ret)
 		return ret;
 
-	for (filtered = 0; filtered < change->nr_funcs; filtered++) {
-		struct kpatch_func *func = change->funcs[filtered];
-
-		if (kpatch_find_func(func->ip))
-			continue;
-		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
-		if (ret == -EBUSY) {
-			pr_err("function '%s' is already redirected by another ftrace user (a livepatch, or a kprobe with a post handler)\n",
-			       func->old_name);
-			goto err_filters;
-		} else if (ret) {
-			pr_err("function '%s' cannot be hooked by ftrace (%d): is it notrace or inlined?\n",
-			       func->old_name, ret);
-			goto err_filters;
+	kpatch_collect_ips(change);
+	if (change->nr_ips) {
+		ret = ftrace_set_filter_ips(&kpatch_ftrace_ops, change->ips,
+					    change->nr_ips, 0, 0);
+		if (ret) {
+			kpatch_report_filters(change, ret);
+			return ret;
 		}
 	}
 
@@ -776,7 +821,8 @@ err_unregister:
 	if (!kpatch_nr_applied)
 		unregister_ftrace_function(&kpatch_ftrace_ops);
 err_filters:
-	kpatch_remove_filters(change, filtered);
+	/* the hash has not changed: the collected filters are those added */
+	kpatch_remove_filters(change);
 	return ret;
 }
 
@@ -802,7 +848,8 @@ static int kpatch_remove(struct kpatch_change *change)
 			pr_err("cannot unregister the ftrace handler: %d\n",
 			       ret);
 	}
-	kpatch_remove_filters(change, change->nr_funcs);
+	kpatch_collect_ips(change);
+	kpatch_remove_filters(change);
 	return 0;
 }
 
