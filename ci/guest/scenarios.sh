@@ -50,6 +50,8 @@ not() {
 }
 
 loaded() { grep -q "^$1 " /proc/modules; }
+# /sys/kernel/kpatch holds a directory per patch module, beside the file last_change.
+no_patch_nodes() { [ -z "$(find "$SYS" -mindepth 1 -maxdepth 1 -type d)" ]; }
 load() { insmod "$(ko "$1")"; }
 enabled() { [ "$(cat "$SYS/$1/enabled")" = "$2" ]; }
 
@@ -116,7 +118,8 @@ patch_without_core_refused() {
 core_loads() {
 	load kpatch
 	[ -d "$SYS" ]
-	[ -z "$(ls "$SYS")" ]
+	no_patch_nodes
+	grep -qx "functions=0 tasks=0 tries=0 pause_ns=0 result=0" "$SYS/last_change"
 }
 
 cmdline_a_contract() { contract cmdline_a; }
@@ -204,7 +207,7 @@ foreign_module_refused() {
 	fi
 	not insmod "$other" 2>/dev/null
 	not loaded cmdline_a
-	[ -z "$(ls "$SYS")" ]
+	no_patch_nodes
 	# refused on its version magic, symbol versions or struct module layout
 	log_since_mark | grep -Eq "cmdline_a: (disagrees about version|version magic)|module cmdline_a: .gnu.linkonce.this_module section size"
 }
@@ -271,12 +274,14 @@ busy_task_gets_ebusy() {
 	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_sleep'"
 	not mentioned "loaded patch module 'test_busy'"
 	grep -q kpgen_test_target_sleep "/proc/$sleeper/stack"
+	grep -Eq "^functions=1 tasks=[1-9][0-9]* tries=1 pause_ns=[1-9][0-9]* result=-16$" "$SYS/last_change"
 
 	# once the task has left, the same load succeeds
 	echo wake >/proc/kpgen_test_target
 	wait "$sleeper"
 	[ "$(target_field last)" = 1 ]
 	load test_busy
+	grep -Eq "^functions=1 tasks=[1-9][0-9]* tries=1 pause_ns=[1-9][0-9]* result=0$" "$SYS/last_change"
 	timeout 20 bash -c 'echo sleep > /proc/kpgen_test_target'
 	[ "$(target_field last)" = 2 ]
 

@@ -37,9 +37,10 @@ def test_scenario(booted, kname, scenario):
 
 @pytest.mark.parametrize("kname", KERNELS)
 def test_guest_finished(booted, kname):
+    run = booted(kname).run
+    assert not run.timed_out, f"the guest timed out after {run.seconds:.0f} s"
+    assert run.returncode == 0, f"the guest script exited {run.returncode}: see the failed scenarios"
     report = booted(kname)
-    assert not report.run.timed_out, f"the guest timed out after {report.run.seconds:.0f} s"
-    assert report.run.returncode == 0, f"the guest script exited {report.run.returncode}"
     assert sorted(report.results) == sorted(SCENARIOS)
 
 
