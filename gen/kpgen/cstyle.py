@@ -71,7 +71,7 @@ def checkpatch_argv(files: list[Path], ignore: tuple[str, ...] = ()) -> list[str
             "--color=never"]
     if ignore:
         argv.append(f"--ignore={','.join(sorted(ignore))}")
-    return argv + ["-f", *map(str, files)]
+    return [*argv, "-f", *map(str, files)]
 
 
 def checkpatch(files: list[Path], kind: str) -> list[Finding]:

@@ -14,7 +14,7 @@ KERNELS = [m.name for m in boottest.matrix()]
 pytestmark = pytest.mark.kbuild
 
 
-def _report(findings) -> str:
+def _report(findings: list[cstyle.Finding]) -> str:
     return "\n".join(map(str, findings))
 
 
