@@ -12,10 +12,18 @@
 #
 # Environment:
 #   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
+#
+# The static checks of the generated C (tests/kbuild/test_static.py) use sparse, from Debian,
+# and the kernel's checkpatch.pl, which no Debian package installs: it is taken from
+# linux-source-6.1 and kept, with the data files it reads beside it (spelling.txt,
+# const_structs.checkpatch), in $checkpatch_dir/scripts/.  kpgen/cstyle.py looks for it there
+# (or at $KPGEN_CHECKPATCH).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 start=$SECONDS
+checkpatch_dir=/usr/local/share/kpgen/checkpatch
+checkpatch_files=(scripts/checkpatch.pl scripts/spelling.txt scripts/const_structs.checkpatch)
 
 kernel_packages() {
 	python3 - "$here/ci/kernels.toml" <<'PY'
@@ -28,9 +36,12 @@ PY
 
 if [ "${1:-}" = --if-needed ]; then
 	missing=0
-	# the last four are the linters that the tests run (tests/unit/test_static_checks.py)
-	for cmd in qemu-system-x86_64 make gcc vng kpgen shellcheck ruff mypy hadolint; do
+	# the linters that the tests run (tests/unit/test_static_checks.py), sparse for the kbuild tests
+	for cmd in qemu-system-x86_64 make gcc vng kpgen shellcheck ruff mypy hadolint sparse; do
 		command -v "$cmd" >/dev/null 2>&1 || missing=1
+	done
+	for f in "${checkpatch_files[@]}"; do
+		[ -s "$checkpatch_dir/$f" ] || missing=1
 	done
 	# the Python package must be this checkout's (another clone may have installed its own)
 	if [ $missing = 0 ] && ! python3 -c 'import kpgen, matplotlib, pathlib, sys
@@ -62,11 +73,24 @@ step "installing build tools, QEMU, Python and shellcheck"
 apt-get install -y -qq --no-install-recommends \
 	build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
 	qemu-system-x86 qemu-utils busybox-static udev procps \
-	python3 python3-pip python3-venv git make shellcheck >/dev/null
+	python3 python3-pip python3-venv git make shellcheck sparse >/dev/null
 
 mapfile -t kernels < <(kernel_packages)
 step "installing kernels: ${kernels[*]}"
 apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
+
+step "extracting checkpatch.pl from linux-source-6.1 into $checkpatch_dir"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# (as root: apt's _apt user may not write into the private temporary directory)
+(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root linux-source-6.1)
+dpkg-deb --fsys-tarfile "$tmp"/linux-source-6.1_*.deb | tar -xO ./usr/src/linux-source-6.1.tar.xz |
+	tar -xJ -C "$tmp" --strip-components=1 "${checkpatch_files[@]/#/linux-source-6.1/}"
+mkdir -p "$checkpatch_dir/scripts"
+for f in "${checkpatch_files[@]}"; do
+	install -m "$([ "$f" = scripts/checkpatch.pl ] && echo 755 || echo 644)" "$tmp/$f" "$checkpatch_dir/$f"
+done
+rm -rf "$tmp"
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	step "installing the kpgen Python package (editable, with test extras: pytest, the linters; and matplotlib)"

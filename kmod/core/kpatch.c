@@ -146,9 +146,11 @@ static unsigned long kpatch_stack_entries[KPATCH_MAX_STACK_ENTRIES];
  * a kprobe, and each one is checked by name with sprint_symbol().
  */
 static unsigned long (*kpatch_kallsyms_lookup_name)(const char *name);
-static int (*kpatch_kallsyms_on_each_symbol)(int (*fn)(void *, const char *, struct module *, unsigned long),
+static int (*kpatch_kallsyms_on_each_symbol)(int (*fn)(void *, const char *,
+						       struct module *, unsigned long),
 					     void *data);
-static int (*kpatch_module_kallsyms_on_each_symbol)(int (*fn)(void *, const char *, struct module *, unsigned long),
+static int (*kpatch_module_kallsyms_on_each_symbol)(int (*fn)(void *, const char *,
+							      struct module *, unsigned long),
 						    void *data);
 static int (*kpatch_kallsyms_lookup_size_offset)(unsigned long addr,
 						 unsigned long *size,
@@ -305,7 +307,7 @@ struct kpatch_lookup {
 };
 
 static int kpatch_lookup_cb(void *data, const char *name,
-struct module *mod, unsigned long addr)
+			    struct module *mod, unsigned long addr)
 {
 	struct kpatch_lookup *lookup = data;
 
@@ -615,10 +617,10 @@ static void kpatch_report_busy(const struct kpatch_change *change)
  */
 static int kpatch_stop_machine(struct kpatch_change *change)
 {
-	unsigned int tries = min(READ_ONCE(busy_retries),
-				 (unsigned int)KPATCH_MAX_BUSY_RETRIES);
-	unsigned int ms = min(READ_ONCE(busy_retry_ms),
-			      (unsigned int)KPATCH_MAX_BUSY_RETRY_MS);
+	unsigned int tries = min_t(unsigned int, READ_ONCE(busy_retries),
+				   KPATCH_MAX_BUSY_RETRIES);
+	unsigned int ms = min_t(unsigned int, READ_ONCE(busy_retry_ms),
+				KPATCH_MAX_BUSY_RETRY_MS);
 	unsigned int retry;
 	int ret;
 
@@ -1275,8 +1277,10 @@ static int __init kpatch_find_internals(void)
 	/* optional: without them, __init functions fail later, in ftrace */
 	kpatch_init_text_start = kpatch_kallsyms_lookup_name("_sinittext");
 	kpatch_init_text_end = kpatch_kallsyms_lookup_name("_einittext");
-	if (!kpatch_init_text_start || !kpatch_init_text_end)
-		kpatch_init_text_start = kpatch_init_text_end = 0;
+	if (!kpatch_init_text_start || !kpatch_init_text_end) {
+		kpatch_init_text_start = 0;
+		kpatch_init_text_end = 0;
+	}
 out:
 	kfree(buf);
 	return ret;

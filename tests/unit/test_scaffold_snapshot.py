@@ -168,7 +168,7 @@ def test_symbol_table_must_name_an_unexported_symbol(tmp_path):
 
 def test_unexported_symbols_become_pointers():
     text = (model.REPO_ROOT / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
-    assert "static typeof(&saved_command_line) kpgen_ksym_saved_command_line __ro_after_init;" in text
+    assert "static typeof(saved_command_line) *kpgen_ksym_saved_command_line __ro_after_init;" in text
     assert "#define saved_command_line (*kpgen_ksym_saved_command_line)" in text
     assert '.name = "saved_command_line"' in text
     for other in ("cmdline_a", "meminfo"):

@@ -6,9 +6,9 @@
  */
 #include <linux/compiler.h>
 
-/* static in kpgen_test_target: declared here, without static */
+/* static in kpgen_test_target: declared here, extern */
 extern int kpgen_test_base;
-int kpgen_test_dup(void);
+extern int kpgen_test_dup(void);
 
 static int test_module_ksym_value(void)
 {
