@@ -123,7 +123,8 @@ def generated_sources(root: Path) -> list[Path]:
 def handwritten_sources() -> dict[str, list[Path]]:
     """The hand-written C of the repository, by kind: test modules and patch sources."""
     return {
-        "module": sorted((REPO_ROOT / "tests" / "modules").glob("*/*.[ch]")),
+        "module": sorted([*(REPO_ROOT / "tests" / "modules").glob("*/*.[ch]"),
+                          *(REPO_ROOT / "bench" / "modules").glob("*/*.[ch]")]),
         "patch-source": sorted([*(REPO_ROOT / "samples").glob("*/*.[ch]"),
                                 *(REPO_ROOT / "tests" / "patches").glob("*/*.[ch]")]),
     }

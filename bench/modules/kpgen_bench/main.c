@@ -3,14 +3,16 @@
  * kpgen_bench: measures what a call of a patched kernel function costs.
  *
  * The target is jiffies_to_msecs(): exported, cheap, free of side effects
- * and hooked by ftrace.  It is called through a volatile function pointer in
- * chunks, interleaved with chunks of an identical function of this module
- * (the stub), so that emulator noise hits both alike: the difference per
- * call is the price of whatever hooks the target.
+ * and hooked by ftrace.  It is called through a function pointer read anew at
+ * each call (a volatile access), in chunks interleaved with chunks of an
+ * identical function of this module (the stub), so that emulator noise hits
+ * both alike: the difference per call is the price of whatever hooks the
+ * target.
  *
- * The module also holds KPGEN_BENCH_FUNCS functions for patches that apply
- * many functions at once, and an empty ftrace callback (the floor of every
- * ftrace-based redirect) that can be hooked onto the target on demand.
+ * The module also holds KPGEN_BENCH_FUNCS functions (funcs.c, written by
+ * kpgen bench) for patches that apply many functions at once, and an empty
+ * ftrace callback (the floor of every ftrace-based redirect) that can be
+ * hooked onto the target on demand.
  *
  * /proc/kpgen_bench accepts:
  *   "run REPS CALLS"  REPS repetitions of one chunk of CALLS target calls
@@ -32,7 +34,9 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
-#if HZ > MSEC_PER_SEC || MSEC_PER_SEC % HZ
+#include "kpgen_bench.h"
+
+#if MSEC_PER_SEC % HZ
 #error "the stub copies jiffies_to_msecs() for HZ dividing 1000 only"
 #endif
 
@@ -47,44 +51,14 @@ static noinline unsigned int kpgen_bench_stub(const unsigned long j)
 	return (MSEC_PER_SEC / HZ) * j;
 }
 
-static kpgen_bench_fn volatile kpgen_bench_target_ptr = jiffies_to_msecs;
-static kpgen_bench_fn volatile kpgen_bench_stub_ptr = kpgen_bench_stub;
+/* Read with READ_ONCE() at each call: the compiler can neither inline nor hoist. */
+static kpgen_bench_fn kpgen_bench_target_ptr = jiffies_to_msecs;
+static kpgen_bench_fn kpgen_bench_stub_ptr = kpgen_bench_stub;
 static unsigned long kpgen_bench_sink;
 
 static DEFINE_MUTEX(kpgen_bench_mutex);
 static u64 *kpgen_bench_results;
 static unsigned int kpgen_bench_reps;
-
-/* Functions for patches of many functions: kpgen_bench_fn_000 .. _999. */
-static int kpgen_bench_base;
-
-#define KPGEN_BENCH_FN(a, b, c)						\
-	static noinline int kpgen_bench_fn_##a##b##c(void)		\
-	{								\
-		return READ_ONCE(kpgen_bench_base) + a * 100 + b * 10 + c; \
-	}
-#define KPGEN_BENCH_REF(a, b, c)	kpgen_bench_fn_##a##b##c,
-#define KPGEN_BENCH_10(m, a, b)						\
-	m(a, b, 0) m(a, b, 1) m(a, b, 2) m(a, b, 3) m(a, b, 4)		\
-	m(a, b, 5) m(a, b, 6) m(a, b, 7) m(a, b, 8) m(a, b, 9)
-#define KPGEN_BENCH_100(m, a)						\
-	KPGEN_BENCH_10(m, a, 0) KPGEN_BENCH_10(m, a, 1)			\
-	KPGEN_BENCH_10(m, a, 2) KPGEN_BENCH_10(m, a, 3)			\
-	KPGEN_BENCH_10(m, a, 4) KPGEN_BENCH_10(m, a, 5)			\
-	KPGEN_BENCH_10(m, a, 6) KPGEN_BENCH_10(m, a, 7)			\
-	KPGEN_BENCH_10(m, a, 8) KPGEN_BENCH_10(m, a, 9)
-#define KPGEN_BENCH_1000(m)						\
-	KPGEN_BENCH_100(m, 0) KPGEN_BENCH_100(m, 1) KPGEN_BENCH_100(m, 2) \
-	KPGEN_BENCH_100(m, 3) KPGEN_BENCH_100(m, 4) KPGEN_BENCH_100(m, 5) \
-	KPGEN_BENCH_100(m, 6) KPGEN_BENCH_100(m, 7) KPGEN_BENCH_100(m, 8) \
-	KPGEN_BENCH_100(m, 9)
-
-KPGEN_BENCH_1000(KPGEN_BENCH_FN)
-
-/* Referenced, so that none is dropped or merged, and each keeps its ENDBR. */
-static int (*const kpgen_bench_fns[])(void) __used = {
-	KPGEN_BENCH_1000(KPGEN_BENCH_REF)
-};
 
 /* The empty ftrace callback ------------------------------------------------ */
 
@@ -128,7 +102,7 @@ static int kpgen_bench_hook(bool on)
 
 /* Measuring ---------------------------------------------------------------- */
 
-static u64 kpgen_bench_chunk(kpgen_bench_fn volatile *fn, unsigned int calls)
+static u64 kpgen_bench_chunk(kpgen_bench_fn *fn, unsigned int calls)
 {
 	unsigned long sink = 0;
 	unsigned int i;
@@ -137,7 +111,7 @@ static u64 kpgen_bench_chunk(kpgen_bench_fn volatile *fn, unsigned int calls)
 	preempt_disable();
 	start = ktime_get_ns();
 	for (i = 0; i < calls; i++)
-		sink += (*fn)(i);
+		sink += READ_ONCE(*fn)(i);
 	end = ktime_get_ns();
 	preempt_enable();
 	WRITE_ONCE(kpgen_bench_sink, sink);
