@@ -1,0 +1,171 @@
+"""The docs cannot drift: every key, field, file, message and command they show is checked
+against the code that defines it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from kpgen import cli, spec
+from kpgen.model import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+TEMPLATE = (REPO_ROOT / "templates" / "core" / "kpatch.c.j2").read_text()
+HEADER = (REPO_ROOT / "kmod" / "core" / "kpatch.h").read_text()
+
+
+def section(doc: str, heading: str) -> str:
+    """The text under a markdown heading, up to the next heading of any level."""
+    text = (DOCS / doc).read_text()
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) + 1:]
+    end = re.search(r"^#", rest, flags=re.M)
+    return rest[: end.start()] if end else rest
+
+
+def first_column(text: str) -> list[str]:
+    """The backquoted names in the first column of a markdown table (several per cell allowed)."""
+    names = []
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            names += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return names
+
+
+def blocks(path: Path, lang: str) -> list[str]:
+    """The fenced code blocks of a markdown file whose info string is `lang` ("" for none)."""
+    found: list[str] = []
+    info: str | None = None  # the open block's info string, None outside blocks
+    lines: list[str] = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("```"):
+            lines.append(line)
+        elif info is None:
+            info, lines = line[3:].strip(), []
+        else:
+            if info == lang:
+                found.append("\n".join(lines) + "\n")
+            info = None
+    return found
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("heading", "keys"), [
+    ("## Top-level keys", spec.TOP_KEYS),
+    ("## `[[function]]`", spec.FUNC_KEYS),
+    ("## `[[symbol]]`", spec.SYMBOL_KEYS),
+])
+def test_spec_keys_are_documented(heading, keys):
+    assert set(first_column(section("spec.md", heading))) == keys
+
+
+@pytest.mark.parametrize("path", [DOCS / "spec.md", REPO_ROOT / "README.md"], ids=lambda p: p.name)
+def test_spec_examples_load(tmp_path, path):
+    full = [b for b in blocks(path, "toml") if "[[function]]" in b and "name =" in b]
+    assert full, f"{path.name} shows no complete spec"
+    for i, text in enumerate(full):
+        d = tmp_path / str(i)
+        d.mkdir()
+        body = re.sub(r"#.*", "", text)
+        sources = re.search(r"sources = \[(.*)\]", body).group(1)  # type: ignore[union-attr]
+        for src in re.findall(r'"([^"]+)"', sources):
+            funcs = re.findall(r'replacement = "(\w+)"', body)
+            (d / src).write_text("".join(f"static int {f}(void)\n{{\n\treturn 0;\n}}\n" for f in funcs))
+        (d / "spec.toml").write_text(text)
+        spec.load(d / "spec.toml")
+
+
+def test_spec_error_example_is_what_kpgen_prints(tmp_path, monkeypatch, capsys):
+    shown = next(line for b in blocks(DOCS / "spec.md", "") for line in b.splitlines()
+                 if line.startswith("kpgen: error:"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fix.c").write_text("static int other(void)\n{\n\treturn 0;\n}\n")
+    (tmp_path / "fix.toml").write_text('name = "fix_demo"\nsources = ["fix.c"]\n[[function]]\n'
+                                       'target = "cmdline_proc_show"\nreplacement = "fix_show"\n')
+    assert cli.main(["patch", "fix.toml", "-o", "out"]) == 2
+    assert capsys.readouterr().err.strip() == shown
+
+
+# --- the C API ---------------------------------------------------------------------------------
+
+def struct_fields(name: str) -> set[str]:
+    body = re.search(rf"^struct {name} {{\n(.*?)^}};", HEADER, flags=re.M | re.S).group(1)  # type: ignore[union-attr]
+    return set(re.findall(r"(\w+)(?:\[\w*\])?;", body))
+
+
+@pytest.mark.parametrize("struct", ["kpatch_patch", "kpatch_func", "kpatch_sym"])
+def test_api_fields_are_documented(struct):
+    assert set(first_column(section("api.md", f"## `struct {struct}`"))) == struct_fields(struct)
+
+
+def test_api_prototypes_are_the_headers():
+    for line in blocks(DOCS / "api.md", "c")[0].splitlines():
+        assert line in HEADER
+
+
+# --- sysfs and parameters ----------------------------------------------------------------------
+
+def test_sysfs_files_are_documented():
+    table = section("sysfs.md", "## `/sys/kernel/kpatch/`").split("| key |")[0]
+    files = {name.split("/")[-1] for name in first_column(table)}
+    assert files == set(re.findall(r"__ATTR_R[OW]\((\w+)\)", TEMPLATE))
+
+
+def test_last_change_example_matches_the_format():
+    fmt = re.search(r'"(functions=[^"]*)\\n"', TEMPLATE).group(1)  # type: ignore[union-attr]
+    pattern = re.escape(fmt).replace("%u", r"\d+").replace("%llu", r"\d+").replace("%d", r"-?\d+")
+    example = next(b for b in blocks(DOCS / "sysfs.md", "") if b.startswith("functions="))
+    assert re.fullmatch(pattern, example.strip())
+    keys = [kv.split("=")[0] for kv in fmt.split()]
+    assert first_column(section("sysfs.md", "## `/sys/kernel/kpatch/`").split("| key |")[1]) == keys
+
+
+def test_parameters_are_documented():
+    params = set(re.findall(r"module_param\((\w+),", TEMPLATE)) - {"fail_at"}
+    assert set(first_column(section("sysfs.md", "## `/sys/module/kpatch/parameters/`"))) == params
+    points = set(re.findall(r'kpatch_fail\("(\w+)"\)', TEMPLATE))
+    text = section("sysfs.md", "## `/sys/module/kpatch/parameters/`")
+    assert set(re.findall(r"`(\w+)`", text.split("`fail_at`")[1])) == points
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+def test_every_core_message_is_documented_and_no_other():
+    in_core = {m.replace("\\n", "") for m in re.findall(r'pr_\w+\(\s*"((?:[^"\\]|\\.)*)"', TEMPLATE)}
+    documented = {cells.split("|")[2].strip().strip("`") for cells in
+                  section("messages.md", "## Kernel log").splitlines() if cells.startswith("| ")
+                  and cells.split("|")[1].strip() in ("notice", "info", "err")}
+    assert documented == in_core
+
+
+def test_exit_codes_are_documented():
+    from kpgen import errors
+
+    codes = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "exit_code")}
+    table = section("messages.md", "## kpgen's exit status")
+    assert {int(c) for c in re.findall(r"^\| (\d) \|", table, flags=re.M)} == codes | {0}
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+DOC_FILES = [REPO_ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_commands_shown_are_accepted(path):
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    for block in blocks(path, "sh"):
+        for line in block.splitlines():
+            words = shlex.split(line.split("#")[0]) if line.strip() else []
+            if words[:1] == ["kpgen"]:
+                try:
+                    cli.parser().parse_args(words[1:])
+                except SystemExit:
+                    pytest.fail(f"{path.name}: kpgen does not accept: {line}")
+            elif words[:1] == ["make"]:
+                for target in (w for w in words[1:] if "=" not in w and not w.startswith("-")):
+                    assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), f"no make target {target}"
