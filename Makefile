@@ -5,7 +5,7 @@
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 # The default kernel: kmod/ holds the generator's output for it.
-KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*-amd64/build)))
+KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*[0-9]-amd64/build)))
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
 	test-vm lint boot-test stress bench demo clean

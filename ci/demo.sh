@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-kdir=${KDIR:-$(find /lib/modules -maxdepth 2 -path '/lib/modules/6.1.*-amd64/build' | sort -V | tail -1)}
+kdir=${KDIR:-$(find /lib/modules -maxdepth 2 -path '/lib/modules/6.1.*[0-9]-amd64/build' | sort -V | tail -1)}
 if [ -z "$kdir" ]; then
 	echo "demo: no 6.1 kernel headers found: run 'make provision' first" >&2
 	exit 1

@@ -151,6 +151,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(all(r.checks.values()) for r in results) else 1
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    items = doctor.checks()
+    print(doctor.report(items))
+    return 0 if doctor.healthy(items) else 1
+
+
 def cmd_vm(args: argparse.Namespace) -> int:
     k = _kernel(args)
     run = vm.VmRun(kernel_image=k.vmlinuz, command=args.command)
@@ -222,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
                     help="where the tree and figures go (default: build/bench)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("doctor", help="what this machine has and lacks for kpgen, and how to get it")
+    sp.set_defaults(func=cmd_doctor)
 
     sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")
     sp.add_argument("command")
