@@ -36,7 +36,7 @@ build: ## build everything for every kernel of ci/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
 test: provisioned ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
-	$(PYTEST) -v
+	$(PYTEST) -v --junitxml=build/reports/junit.xml
 
 test-unit: ## the tests that need no kernel build or boot
 	$(PYTEST) -v -m "not kbuild and not vm"

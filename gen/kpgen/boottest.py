@@ -21,6 +21,8 @@ GUEST_SCRIPT = REPO_ROOT / "ci" / "guest" / "scenarios.sh"
 TEST_PATCHES = REPO_ROOT / "tests" / "patches"
 TEST_MODULES = REPO_ROOT / "tests" / "modules"
 BUILD_ROOT = REPO_ROOT / "build"
+# What CI keeps: TAP per kernel, JUnit XML (pytest --junitxml), and the guest's log on failure.
+REPORTS = BUILD_ROOT / "reports"
 
 TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # SKIP (.*))?")
 
@@ -103,6 +105,13 @@ class BootReport:
     splats: list[str]
     results_dir: Path
 
+    @property
+    def ok(self) -> bool:
+        """Every scenario ran and none failed, the guest finished, and its log is clean."""
+        return (not self.run.timed_out and self.run.returncode == 0 and not self.splats
+                and len(self.results) == len(scenario_names())
+                and all(v is not False for v in self.results.values()))
+
     def summary(self) -> str:
         passed = sum(1 for v in self.results.values() if v)
         skipped = sum(1 for v in self.results.values() if v is None)
@@ -154,5 +163,28 @@ def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None)
     ks, fs = results_dir / snapshot.KALLSYMS, results_dir / snapshot.FILTERS
     if ks.is_file() and fs.is_file():
         snapshot.save(tree.kernel.release, ks.read_text(), fs.read_text())
-    return BootReport(kernel=tree.kernel, run=run, results=parse_tap(tap), tap=tap, dmesg=dmesg,
-                      splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir)
+    report = BootReport(kernel=tree.kernel, run=run, results=parse_tap(tap), tap=tap, dmesg=dmesg,
+                        splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir)
+    save_reports(report)
+    return report
+
+
+def save_reports(report: BootReport, reports: Path | None = None) -> list[Path]:
+    """TAP of the scenarios and a summary line, and on failure the guest's whole kernel log and
+    console, under build/reports/ (named by kernel release)."""
+    reports = Path(reports or REPORTS)
+    reports.mkdir(parents=True, exist_ok=True)
+    rel = report.kernel.release
+    written = [reports / f"{rel}.tap"]
+    written[0].write_text(report.tap)
+    summary = reports / f"{rel}.summary"
+    summary.write_text(report.summary() + "\n")
+    written.append(summary)
+    for stale in (reports / f"{rel}-dmesg.txt", reports / f"{rel}-console.log"):
+        stale.unlink(missing_ok=True)
+    if not report.ok:
+        written.append(reports / f"{rel}-dmesg.txt")
+        written[-1].write_text(report.dmesg or "(the guest saved no kernel log: see the console log)\n")
+        written.append(reports / f"{rel}-console.log")
+        written[-1].write_text(report.run.output)
+    return written

@@ -48,3 +48,31 @@ def test_scenario_names_come_from_the_guest_script():
     text = boottest.GUEST_SCRIPT.read_text()
     for name in names:
         assert f"\n{name}() {{" in text
+
+
+def _report(tmp_path: Path, tap: str, returncode: int = 0, dmesg: str = "log\n") -> boottest.BootReport:
+    from kpgen import kernel
+
+    k = kernel.probe(boottest.matrix()[0].kdir())
+    return boottest.BootReport(kernel=k, run=vm.VmResult(returncode, "console\n", 1.0),
+                               results=boottest.parse_tap(tap), tap=tap, dmesg=dmesg, splats=[], results_dir=tmp_path)
+
+
+def test_reports_keep_tap_always_and_the_log_on_failure(tmp_path):
+    names = boottest.scenario_names()
+    good = "".join(f"ok {i} - {n}\n" for i, n in enumerate(names, 1))
+    report = _report(tmp_path, good)
+    assert report.ok
+    written = boottest.save_reports(report, tmp_path / "r")
+    assert [p.name for p in written] == [f"{report.kernel.release}.tap", f"{report.kernel.release}.summary"]
+    assert (tmp_path / "r" / f"{report.kernel.release}.tap").read_text() == good
+
+    bad = good.replace("ok 2 -", "not ok 2 -")
+    report = _report(tmp_path, bad, returncode=1)
+    assert not report.ok
+    boottest.save_reports(report, tmp_path / "r")
+    assert (tmp_path / "r" / f"{report.kernel.release}-dmesg.txt").read_text() == "log\n"
+    assert (tmp_path / "r" / f"{report.kernel.release}-console.log").read_text() == "console\n"
+    # a later good run removes the failure's artifacts
+    boottest.save_reports(_report(tmp_path, good), tmp_path / "r")
+    assert not (tmp_path / "r" / f"{report.kernel.release}-dmesg.txt").exists()
