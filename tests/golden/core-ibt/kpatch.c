@@ -304,83 +304,125 @@ static struct ftrace_ops kpatch_ftrace_ops __read_mostly = {
 
 /* Symbol lookup ---------------------------------------------------------- */
 
+/*
+ * One name to find.  kpatch_find_symbols() sorts the lookups by object and
+ * name, so @index keeps each one's place in the caller's array.
+ */
 struct kpatch_lookup {
 	const char *name;
 	const char *objname;	/* NULL for vmlinux */
 	unsigned long sympos;
+	unsigned int index;
 	unsigned long count;
 	unsigned long addr;
 };
 
+/* The lookups of one object, sorted by name, for one kallsyms walk. */
+struct kpatch_lookup_set {
+	struct kpatch_lookup *first;
+	unsigned int nr;
+};
+
+static int kpatch_lookup_cmp(const void *a, const void *b)
+{
+	const struct kpatch_lookup *x = a, *y = b;
+	int ret;
+
+	ret = strcmp(x->objname ? x->objname : "", y->objname ? y->objname : "");
+	return ret ? ret : strcmp(x->name, y->name);
+}
+
+static int kpatch_lookup_key(const void *key, const void *elt)
+{
+	return strcmp(key, ((const struct kpatch_lookup *)elt)->name);
+}
+
 static int kpatch_lookup_cb(void *data, const char *name,
 			    unsigned long addr)
 {
-	struct kpatch_lookup *lookup = data;
+	struct kpatch_lookup_set *set = data;
+	struct kpatch_lookup *lookup, *end = set->first + set->nr;
 
-	if (strcmp(name, lookup->name))
+	lookup = bsearch(name, set->first, set->nr, sizeof(*lookup),
+			 kpatch_lookup_key);
+	if (!lookup)
 		return 0;
-
-	lookup->count++;
-	if (lookup->count == (lookup->sympos ? lookup->sympos : 1))
-		lookup->addr = addr;
-
-	/* with an explicit position, stop as soon as it is reached */
-	return lookup->sympos && lookup->count == lookup->sympos;
+	/* lookups may share a name, at different positions */
+	while (lookup > set->first && !strcmp(lookup[-1].name, name))
+		lookup--;
+	for (; lookup < end && !strcmp(lookup->name, name); lookup++) {
+		lookup->count++;
+		if (lookup->count == (lookup->sympos ? lookup->sympos : 1))
+			lookup->addr = addr;
+	}
+	return 0;
 }
 
-/*
- * Finds the address of the @sympos'th symbol @name in @objname (NULL for
- * vmlinux); @what names the kind of symbol in messages.
- */
-static int kpatch_find_symbol(const char *what, const char *name,
-			      const char *objname, unsigned long sympos,
-			      unsigned long *addr)
+/* Whether one lookup found its symbol; @what names its kind in messages. */
+static int kpatch_lookup_result(const char *what,
+				const struct kpatch_lookup *lookup)
 {
-	struct kpatch_lookup lookup = {
-		.name = name,
-		.objname = objname,
-		.sympos = sympos,
-	};
-	const char *obj = objname ? objname : "vmlinux";
+	const char *obj = lookup->objname ? lookup->objname : "vmlinux";
 
-	if (!lookup.objname)
-		kpatch_kallsyms_on_each_symbol(kpatch_lookup_cb, &lookup);
-	else
-		kpatch_module_kallsyms_on_each_symbol(lookup.objname,
-						      kpatch_lookup_cb, &lookup);
-
-	if (!lookup.count) {
-		pr_err("%s '%s' not found in %s\n", what, name, obj);
+	if (!lookup->count) {
+		pr_err("%s '%s' not found in %s\n", what, lookup->name, obj);
 		return -ENOENT;
 	}
-	if (!sympos && lookup.count > 1) {
+	if (!lookup->sympos && lookup->count > 1) {
 		pr_err("%s '%s' appears %lu times in %s: set sympos to 1..%lu to choose one\n",
-		       what, name, lookup.count, obj, lookup.count);
+		       what, lookup->name, lookup->count, obj, lookup->count);
 		return -EINVAL;
 	}
-	if (!lookup.addr) {
+	if (!lookup->addr) {
 		pr_err("%s '%s' has no position %lu in %s: it appears %lu times\n",
-		       what, name, sympos, obj, lookup.count);
+		       what, lookup->name, lookup->sympos, obj, lookup->count);
 		return -EINVAL;
 	}
-	*addr = lookup.addr;
 	return 0;
 }
 
 /*
- * Resolves one function of a loaded object: the original's address, size and
- * ftrace location, and the replacement's size.
+ * Finds the @nr symbols of @lookups with one kallsyms walk per object, not
+ * one per symbol, and fails on the first that is missing or ambiguous.
  */
-static int kpatch_resolve_func(struct kpatch_func *func)
+static int kpatch_find_symbols(const char *what, struct kpatch_lookup *lookups,
+			       unsigned int nr)
 {
-	unsigned long addr, size, offset;
+	struct kpatch_lookup_set set;
+	unsigned int i, j;
 	int ret;
 
-	ret = kpatch_find_symbol("function", func->old_name,
-				 kpatch_is_vmlinux(func->objname) ? NULL : func->objname,
-				 func->sympos, &addr);
-	if (ret)
-		return ret;
+	sort(lookups, nr, sizeof(*lookups), kpatch_lookup_cmp, NULL);
+	for (i = 0; i < nr; i = j) {
+		for (j = i + 1; j < nr; j++) {
+			if (!lookups[i].objname != !lookups[j].objname ||
+			    (lookups[i].objname &&
+			     strcmp(lookups[i].objname, lookups[j].objname)))
+				break;
+		}
+		set.first = &lookups[i];
+		set.nr = j - i;
+		if (!set.first->objname)
+			kpatch_kallsyms_on_each_symbol(kpatch_lookup_cb, &set);
+		else
+			kpatch_module_kallsyms_on_each_symbol(set.first->objname,
+							      kpatch_lookup_cb, &set);
+	}
+	for (i = 0; i < nr; i++) {
+		ret = kpatch_lookup_result(what, &lookups[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Completes one function found at @addr: the original's size and ftrace
+ * location, and the replacement's size.
+ */
+static int kpatch_resolve_func(struct kpatch_func *func, unsigned long addr)
+{
+	unsigned long size, offset;
 
 	if (kpatch_is_vmlinux(func->objname) && addr >= kpatch_init_text_start &&
 	    addr < kpatch_init_text_end) {
@@ -409,6 +451,35 @@ static int kpatch_resolve_func(struct kpatch_func *func)
 	return 0;
 }
 
+/* Resolves the functions of @change, all in loaded objects. */
+static int kpatch_resolve_funcs(struct kpatch_change *change)
+{
+	struct kpatch_lookup *lookups;
+	struct kpatch_func *func;
+	unsigned int i;
+	int ret;
+
+	if (!change->nr_funcs)
+		return 0;
+	lookups = kcalloc(change->nr_funcs, sizeof(*lookups), GFP_KERNEL);
+	if (!lookups)
+		return -ENOMEM;
+	for (i = 0; i < change->nr_funcs; i++) {
+		func = change->funcs[i];
+		lookups[i].name = func->old_name;
+		lookups[i].objname = kpatch_is_vmlinux(func->objname) ?
+				     NULL : func->objname;
+		lookups[i].sympos = func->sympos;
+		lookups[i].index = i;
+	}
+	ret = kpatch_find_symbols("function", lookups, change->nr_funcs);
+	for (i = 0; !ret && i < change->nr_funcs; i++)
+		ret = kpatch_resolve_func(change->funcs[lookups[i].index],
+					  lookups[i].addr);
+	kfree(lookups);
+	return ret;
+}
+
 static bool kpatch_sym_due(const struct kpatch_patch *patch,
 			   const struct kpatch_sym *sym,
 			   const struct module *mod)
@@ -430,33 +501,44 @@ static bool kpatch_sym_due(const struct kpatch_patch *patch,
 static int kpatch_resolve_syms(struct kpatch_patch *patch,
 			       const struct module *mod)
 {
+	struct kpatch_lookup *lookups;
 	struct kpatch_sym *sym;
-	unsigned long addr;
-	unsigned int i;
+	unsigned int i, nr = 0;
 	u32 insn;
 	int ret;
 
+	if (!patch->nr_syms)
+		return 0;
+	lookups = kcalloc(patch->nr_syms, sizeof(*lookups), GFP_KERNEL);
+	if (!lookups)
+		return -ENOMEM;
 	for (i = 0; i < patch->nr_syms; i++) {
 		sym = &patch->syms[i];
 		if (!kpatch_sym_due(patch, sym, mod))
 			continue;
-		ret = kpatch_find_symbol("symbol", sym->name,
-					 kpatch_is_vmlinux(sym->objname) ?
-					 NULL : sym->objname,
-					 sym->sympos, &addr);
-		if (ret)
-			return ret;
+		lookups[nr].name = sym->name;
+		lookups[nr].objname = kpatch_is_vmlinux(sym->objname) ?
+				      NULL : sym->objname;
+		lookups[nr].sympos = sym->sympos;
+		lookups[nr].index = i;
+		nr++;
+	}
+	ret = kpatch_find_symbols("symbol", lookups, nr);
+	for (i = 0; !ret && i < nr; i++) {
+		sym = &patch->syms[lookups[i].index];
 		/* an indirect call must land on an ENDBR when IBT is on */
 		if (sym->func && cpu_feature_enabled(X86_FEATURE_IBT) &&
-		    (get_kernel_nofault(insn, (u32 *)addr) ||
+		    (get_kernel_nofault(insn, (u32 *)lookups[i].addr) ||
 		     insn != gen_endbr())) {
 			pr_err("function '%s' cannot be called through a pointer: it has no ENDBR\n",
 			       sym->name);
-			return -EINVAL;
+			ret = -EINVAL;
+			break;
 		}
-		*sym->addr = (void *)addr;
+		*sym->addr = (void *)lookups[i].addr;
 	}
-	return 0;
+	kfree(lookups);
+	return ret;
 }
 
 /* Activeness safety -------------------------------------------------------- */
@@ -882,13 +964,12 @@ static int kpatch_enable_patch(struct kpatch_patch *patch)
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
 		func->patch = patch;
-		if (!kpatch_object_live(func->objname))
-			continue;
-		ret = kpatch_resolve_func(func);
-		if (ret)
-			goto err_free;
-		change.funcs[change.nr_funcs++] = func;
+		if (kpatch_object_live(func->objname))
+			change.funcs[change.nr_funcs++] = func;
 	}
+	ret = kpatch_resolve_funcs(&change);
+	if (ret)
+		goto err_free;
 
 	ret = kpatch_apply(&change);
 	if (ret)
@@ -954,18 +1035,15 @@ static int kpatch_module_coming(struct kpatch_patch *patch, struct module *mod)
 		return ret;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
-		if (func->applied || !kpatch_in_module(func->objname, mod))
-			continue;
-		ret = kpatch_resolve_func(func);
-		if (ret)
-			goto out;
-		change.funcs[change.nr_funcs++] = func;
+		if (!func->applied && kpatch_in_module(func->objname, mod))
+			change.funcs[change.nr_funcs++] = func;
 	}
-	ret = kpatch_apply(&change);
+	ret = kpatch_resolve_funcs(&change);
+	if (!ret)
+		ret = kpatch_apply(&change);
 	if (!ret && change.nr_funcs)
 		pr_info("patch module '%s' applied to module '%s'\n",
 			patch->mod->name, mod->name);
-out:
 	kpatch_change_free(&change);
 	return ret;
 }
