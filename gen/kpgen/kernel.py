@@ -28,6 +28,7 @@ REQUIRED_EXPORTS = (
     "register_ftrace_function",
     "unregister_ftrace_function",
     "ftrace_set_filter_ip",
+    "ftrace_set_filter_ips",
     "stop_machine",
     "register_kprobe",
     "unregister_kprobe",
@@ -44,6 +45,8 @@ class KernelFeatures:
     ftrace_ip_setter: str
     ksym_cb_has_mod: bool
     module_ksym_takes_modname: bool
+    # ftrace_test_recursion_trylock() disables preemption itself (5.15 and later)
+    recursion_lock_disables_preemption: bool = False
 
     @property
     def ksym_cb_params(self) -> str:
@@ -172,6 +175,8 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
     m = re.search(r"int kallsyms_on_each_symbol\(int \(\*fn\)\(([^)]*)\)", kallsyms_h)
     if not m:
         raise KernelError("include/linux/kallsyms.h declares no kallsyms_on_each_symbol()")
+    recursion_h = _read_header(roots, "include/linux/trace_recursion.h")
+    trylock = re.search(r"trace_test_and_set_recursion\(.*?\n}", recursion_h, flags=re.S)
     module_h = _read_header(roots, "include/linux/module.h")
     m2 = re.search(r"int module_kallsyms_on_each_symbol\(([^;]*)\);", module_h)
     if not m2:
@@ -182,6 +187,7 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
         ftrace_ip_setter=setter,
         ksym_cb_has_mod="struct module" in m.group(1),
         module_ksym_takes_modname="const char *modname" in m2.group(1),
+        recursion_lock_disables_preemption=bool(trylock and "preempt_disable_notrace()" in trylock.group(0)),
     )
 
 

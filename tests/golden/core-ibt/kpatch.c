@@ -287,11 +287,10 @@ static void notrace kpatch_ftrace_handler(unsigned long ip,
 	if (WARN_ON_ONCE(bit < 0))
 		return;
 
-	preempt_disable_notrace();
+	/* the recursion lock keeps preemption off until it is released */
 	func = kpatch_find_func(ip);
 	if (func)
 		ftrace_regs_set_instruction_pointer(fregs, (unsigned long)func->new_func);
-	preempt_enable_notrace();
 
 	ftrace_test_recursion_unlock(bit);
 }
