@@ -12,6 +12,8 @@
 #
 # Environment:
 #   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
+#   KPGEN_NO_APT=1   skip the apt packages: install the Python package only (the Dockerfile
+#                    installs the apt packages in an earlier layer, before the source is copied)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,19 +56,21 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-step "apt-get update"
-apt-get update -qq
+if [ "${KPGEN_NO_APT:-0}" != 1 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	step "apt-get update"
+	apt-get update -qq
 
-step "installing build tools, QEMU, Python and shellcheck"
-apt-get install -y -qq --no-install-recommends \
-	build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
-	qemu-system-x86 qemu-utils busybox-static udev procps \
-	python3 python3-pip python3-venv git make shellcheck >/dev/null
+	step "installing build tools, QEMU, Python and shellcheck"
+	apt-get install -y -qq --no-install-recommends \
+		build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
+		qemu-system-x86 qemu-utils busybox-static udev procps \
+		python3 python3-pip python3-venv git make shellcheck >/dev/null
 
-mapfile -t kernels < <(kernel_packages)
-step "installing kernels: ${kernels[*]}"
-apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
+	mapfile -t kernels < <(kernel_packages)
+	step "installing kernels: ${kernels[*]}"
+	apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
+fi
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	step "installing the kpgen Python package (editable, with test extras: pytest, the linters; and matplotlib)"
