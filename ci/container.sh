@@ -166,7 +166,7 @@ if [ -s $cacert ]; then
 	build_opts+=(--secret "id=cacert,src=$cacert")
 fi
 old=$("${ctr[@]}" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-step "building $image from the Dockerfile (first time: several minutes of apt in the image; log: build/container/build.log)"
+step "building $image from the Dockerfile (log: build/container/build.log): cached layers are reused; the apt layer takes ~3 min when it is built"
 if ! "${ctr[@]}" build "${build_opts[@]}" -t "$image" . >"$logdir/build.log" 2>&1; then
 	tail -40 "$logdir/build.log" >&2
 	fail "the image build failed (log: $logdir/build.log)"
