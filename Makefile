@@ -35,7 +35,7 @@ golden: ## refresh the golden files of tests/golden (review the diff!)
 build: ## build everything for every kernel of ci/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
-test: provisioned ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
+test: provisioned ## all tests: unit, golden, regeneration, Kbuild, container, one QEMU boot per kernel
 	$(PYTEST) -v
 
 test-unit: ## the tests that need no kernel build, boot or container
