@@ -46,13 +46,17 @@ step() {
 	current=$*
 	printf '[container %4ds] %s\n' "$((SECONDS - start))" "$*"
 }
+reported=0
 fail() {
-	printf '[container %4ds] FAILED: %s\n' "$((SECONDS - start))" "$*" >&2
+	printf '[container %4ds] FAILED at "%s": %s\n' "$((SECONDS - start))" "$current" "$*" >&2
+	reported=1
 	exit 1
 }
 on_exit() {
 	local status=$?
-	[ $status = 0 ] || printf '[container %4ds] FAILED (exit %s) at: %s\n' "$((SECONDS - start))" "$status" "$current" >&2
+	if [ $status != 0 ] && [ $reported = 0 ]; then
+		printf '[container %4ds] FAILED (exit %s) at "%s"\n' "$((SECONDS - start))" "$status" "$current" >&2
+	fi
 }
 trap on_exit EXIT
 
@@ -93,14 +97,14 @@ if [ "$engine" = docker ] && ! docker info >/dev/null 2>&1; then
 	fail "no Docker engine answers ('docker info' fails); without one, run 'make container-test' (podman, no daemon)"
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-	is_root || fail "missing: ${missing[*]}; run as root (the script installs them) or: apt-get install ${missing[*]}"
+	is_root || fail "missing: ${missing[*]}; run as root (sudo make container-test installs them) or: apt-get install ${missing[*]}"
 	step "installing with apt: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ "$engine" = podman ]; then
-	is_root || fail "run as root: the image and its base live in root's podman storage"
+	is_root || fail "run as root (sudo make container-test): the image and its base live in root's podman storage"
 	"${ctr[@]}" info --format '{{.Store.GraphDriverName}}' >"$logdir/podman-info.log" 2>&1 ||
 		fail "podman does not work: 'podman info' says: $(cat "$logdir/podman-info.log")"
 	step "podman $(podman version --format '{{.Client.Version}}'), storage driver $(cat "$logdir/podman-info.log")"
