@@ -8,7 +8,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*[0-9]-amd64/build)))
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
-	test-vm lint boot-test stress bench demo clean
+	test-vm container-test docker-test lint boot-test stress bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -35,14 +35,20 @@ golden: ## refresh the golden files of tests/golden (review the diff!)
 build: ## build everything for every kernel of ci/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
-test: provisioned ## all tests: unit, golden, regeneration, Kbuild, one QEMU boot per kernel
+test: provisioned ## all tests: unit, golden, regeneration, Kbuild, container, one QEMU boot per kernel
 	$(PYTEST) -v --junitxml=build/reports/junit.xml
 
-test-unit: ## the tests that need no kernel build or boot
-	$(PYTEST) -v -m "not kbuild and not vm"
+test-unit: ## the tests that need no kernel build, boot or container
+	$(PYTEST) -v -m "not kbuild and not vm and not container"
 
 test-vm: ## the boot tests only
 	$(PYTEST) -v -m vm
+
+container-test: ## build the Dockerfile with podman (no daemon), run make build and test-unit in it - as root
+	bash ci/container.sh --engine podman
+
+docker-test: ## the same with a Docker engine
+	bash ci/container.sh --engine docker
 
 # the tracked files that start with a shell's #! line
 SHELL_SCRIPTS = $(shell git ls-files -z | xargs -0 grep -lE '^\#!.*\<(ba|da|k)?sh\>' 2>/dev/null)

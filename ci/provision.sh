@@ -12,6 +12,8 @@
 #
 # Environment:
 #   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
+#   KPGEN_NO_APT=1   skip the apt packages: install the Python package only (the Dockerfile
+#                    installs the apt packages in an earlier layer, before the source is copied)
 #
 # The static checks of the generated C (tests/kbuild/test_static.py) use sparse, from Debian,
 # and the kernel's checkpatch.pl, which no Debian package installs: it is taken from
@@ -65,32 +67,34 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-step "apt-get update"
-apt-get update -qq
+if [ "${KPGEN_NO_APT:-0}" != 1 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	step "apt-get update"
+	apt-get update -qq
 
-step "installing build tools, QEMU, Python and shellcheck"
-apt-get install -y -qq --no-install-recommends \
-	build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
-	qemu-system-x86 qemu-utils busybox-static udev procps \
-	python3 python3-pip python3-venv git make shellcheck sparse >/dev/null
+	step "installing build tools, QEMU, Python, shellcheck and sparse"
+	apt-get install -y -qq --no-install-recommends \
+		build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
+		qemu-system-x86 qemu-utils busybox-static udev procps \
+		python3 python3-pip python3-venv git make shellcheck sparse >/dev/null
 
-mapfile -t kernels < <(kernel_packages)
-step "installing kernels: ${kernels[*]}"
-apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
+	mapfile -t kernels < <(kernel_packages)
+	step "installing kernels: ${kernels[*]}"
+	apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
 
-step "extracting checkpatch.pl from linux-source-6.1 into $checkpatch_dir"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# (as root: apt's _apt user may not write into the private temporary directory)
-(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root linux-source-6.1)
-dpkg-deb --fsys-tarfile "$tmp"/linux-source-6.1_*.deb | tar -xO ./usr/src/linux-source-6.1.tar.xz |
-	tar -xJ -C "$tmp" --strip-components=1 "${checkpatch_files[@]/#/linux-source-6.1/}"
-mkdir -p "$checkpatch_dir/scripts"
-for f in "${checkpatch_files[@]}"; do
-	install -m "$([ "$f" = scripts/checkpatch.pl ] && echo 755 || echo 644)" "$tmp/$f" "$checkpatch_dir/$f"
-done
-rm -rf "$tmp"
+	step "extracting checkpatch.pl from linux-source-6.1 into $checkpatch_dir"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	# (as root: apt's _apt user may not write into the private temporary directory)
+	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root linux-source-6.1)
+	dpkg-deb --fsys-tarfile "$tmp"/linux-source-6.1_*.deb | tar -xO ./usr/src/linux-source-6.1.tar.xz |
+		tar -xJ -C "$tmp" --strip-components=1 "${checkpatch_files[@]/#/linux-source-6.1/}"
+	mkdir -p "$checkpatch_dir/scripts"
+	for f in "${checkpatch_files[@]}"; do
+		install -m "$([ "$f" = scripts/checkpatch.pl ] && echo 755 || echo 644)" "$tmp/$f" "$checkpatch_dir/$f"
+	done
+	rm -rf "$tmp"
+fi
 
 if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	step "installing the kpgen Python package (editable, with test extras: pytest, the linters; and matplotlib)"

@@ -57,6 +57,15 @@ def booted(built: Callable[[str], boottest.BuiltTree]) -> Callable[[str], bootte
     return _cached(boot)
 
 
+# The steps of ci/container.sh, with their elapsed seconds, shown at the end of the run.
+CONTAINER_STEPS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def container_steps() -> list[str]:
+    return CONTAINER_STEPS
+
+
 # Spec tests that feed kpgen hostile or malformed input, counted for the summary.
 HOSTILE_SPEC_TESTS: list[str] = []
 
@@ -73,6 +82,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if HOSTILE_SPEC_TESTS:
         terminalreporter.section("kpgen input checks")
         terminalreporter.write_line(f"hostile or malformed spec classes tested: {len(HOSTILE_SPEC_TESTS)}")
+    if CONTAINER_STEPS:
+        terminalreporter.section("kpgen container")
+        for line in CONTAINER_STEPS:
+            terminalreporter.write_line(line)
     if BOOT_SUMMARIES:
         terminalreporter.section("kpgen boot tests")
         for line in BOOT_SUMMARIES:
