@@ -322,6 +322,16 @@ struct kpatch_lookup_set {
 	unsigned int nr;
 };
 
+static void kpatch_lookup_init(struct kpatch_lookup *lookup, const char *name,
+			       const char *objname, unsigned long sympos,
+			       unsigned int index)
+{
+	lookup->name = name;
+	lookup->objname = kpatch_is_vmlinux(objname) ? NULL : objname;
+	lookup->sympos = sympos;
+	lookup->index = index;
+}
+
 static int kpatch_lookup_cmp(const void *a, const void *b)
 {
 	const struct kpatch_lookup *x = a, *y = b;
@@ -465,11 +475,8 @@ static int kpatch_resolve_funcs(struct kpatch_change *change)
 		return -ENOMEM;
 	for (i = 0; i < change->nr_funcs; i++) {
 		func = change->funcs[i];
-		lookups[i].name = func->old_name;
-		lookups[i].objname = kpatch_is_vmlinux(func->objname) ?
-				     NULL : func->objname;
-		lookups[i].sympos = func->sympos;
-		lookups[i].index = i;
+		kpatch_lookup_init(&lookups[i], func->old_name, func->objname,
+				   func->sympos, i);
 	}
 	ret = kpatch_find_symbols("function", lookups, change->nr_funcs);
 	for (i = 0; !ret && i < change->nr_funcs; i++)
@@ -515,12 +522,8 @@ static int kpatch_resolve_syms(struct kpatch_patch *patch,
 		sym = &patch->syms[i];
 		if (!kpatch_sym_due(patch, sym, mod))
 			continue;
-		lookups[nr].name = sym->name;
-		lookups[nr].objname = kpatch_is_vmlinux(sym->objname) ?
-				      NULL : sym->objname;
-		lookups[nr].sympos = sym->sympos;
-		lookups[nr].index = i;
-		nr++;
+		kpatch_lookup_init(&lookups[nr++], sym->name, sym->objname,
+				   sym->sympos, i);
 	}
 	ret = kpatch_find_symbols("symbol", lookups, nr);
 	for (i = 0; !ret && i < nr; i++) {
