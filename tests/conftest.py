@@ -47,9 +47,17 @@ def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.Bu
 
 
 @pytest.fixture(scope="session")
-def booted(built: Callable[[str], boottest.BuiltTree]) -> Callable[[str], boottest.BootReport]:
+def booted(built: Callable[[str], boottest.BuiltTree],
+           pytestconfig: pytest.Config) -> Callable[[str], boottest.BootReport]:
+    # each scenario's result as the guest reports it, on the terminal (a boot takes minutes)
+    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def show(line: str) -> None:
+        if terminal is not None:
+            terminal.write_line(line)
+
     def boot(name: str) -> boottest.BootReport:
-        report = boottest.boot(built(name))
+        report = boottest.boot(built(name), progress=show)
         BOOT_SUMMARIES.append(report.summary())
         BOOT_SUMMARIES.extend(f"  {line[2:]}" for line in report.tap.splitlines() if line.startswith("# figure: "))
         return report

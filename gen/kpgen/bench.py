@@ -13,6 +13,7 @@ import json
 import shlex
 import shutil
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -297,7 +298,13 @@ def run(kernels: list[kmod.Kernel], out: Path = BENCH_ROOT, timeout: int = 3600)
         rdir = tree.root / "results"
         rdir.mkdir(parents=True, exist_ok=True)
         print(f"bench: booting {k.release} (one boot runs every case)", flush=True)
-        r = vm.run(guest_vm(tree, rdir, timeout))
+        start = time.monotonic()
+
+        def show(line: str, release: str = k.release, start: float = start) -> None:
+            if line.startswith("bench: "):
+                print(f"[{release} +{time.monotonic() - start:.0f} s] {line[7:]}", flush=True)
+
+        r = vm.run(guest_vm(tree, rdir, timeout), show)
         (rdir / "console.log").write_text(r.output)
         done = rdir / "done.txt"
         if r.returncode != 0 or not done.is_file():

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,19 +145,35 @@ def skip_reasons(tap: str) -> dict[str, str]:
     return {m.group(3): m.group(4) for m in map(TAP_RE.match, tap.splitlines()) if m and m.group(4) is not None}
 
 
-def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None) -> BootReport:
-    """Boot the tree's kernel once and run every scenario; never raises for a failed scenario."""
+def tap_progress(release: str, show: Callable[[str], None]) -> Callable[[str], None]:
+    """A console-line callback that shows each scenario's result as it comes, with the time since
+    the boot began."""
+    start = time.monotonic()
+
+    def on_line(line: str) -> None:
+        if TAP_RE.match(line):
+            show(f"[{release} +{time.monotonic() - start:.0f} s] {line}")
+
+    return on_line
+
+
+def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None,
+         progress: Callable[[str], None] | None = None) -> BootReport:
+    """Boot the tree's kernel once and run every scenario; never raises for a failed scenario.
+
+    progress, if given, is shown each scenario's result while the guest runs."""
     results_dir = tree.root / "results"
     if results_dir.exists():
         shutil.rmtree(results_dir)
     results_dir.mkdir(parents=True)
     tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
-    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
+    on_line = tap_progress(tree.kernel.release, progress) if progress else None
+    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles), on_line)
     if run.returncode and not tap_file.exists():
         # QEMU or virtme-ng failed before the guest script started (seen: exit 255, no
         # output): one more boot, with the first attempt kept in the console log
         first = f"# first boot failed (exit {run.returncode}) before the guest ran:\n{run.output}\n"
-        run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles))
+        run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles), on_line)
         run.output = first + run.output
     (results_dir / "console.log").write_text(run.output)
     tap = tap_file.read_text() if tap_file.is_file() else ""

@@ -121,8 +121,8 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
             print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles).shell())
             continue
         print(f"kpgen: booting {k.release} under QEMU (TCG: a few minutes)", flush=True)
-        report = boottest.boot(tree, timeout=args.timeout, stress_cycles=args.stress_cycles)
-        print(report.tap, end="")
+        report = boottest.boot(tree, timeout=args.timeout, stress_cycles=args.stress_cycles,
+                               progress=lambda line: print(line, flush=True))
         for line in report.splats:
             print(f"splat: {line}")
         print(report.summary())

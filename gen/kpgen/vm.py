@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,23 +58,40 @@ class VmResult:
     argv: list[str] = field(default_factory=list)
 
 
-def run(vm: VmRun) -> VmResult:
+def run(vm: VmRun, on_line: Callable[[str], None] | None = None) -> VmResult:
     """Boot, run the command, return its status and the console output.
 
     stdin is /dev/null: virtme-ng cuts --exec output short when stdin is not a tty.
+    on_line, if given, sees each output line as it comes (progress for long boots).
     """
     if not Path(vm.kernel_image).is_file():
         raise KpgenError(f"kernel image {vm.kernel_image} does not exist: install the linux-image package")
     argv = vm.argv()
     start = time.monotonic()
     try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", timeout=vm.timeout, check=False,
-        )
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace")
     except FileNotFoundError:
         raise KpgenError(f"{vm.vng} not found: install virtme-ng (pip install virtme-ng)") from None
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode("utf-8", "replace")
-        return VmResult(None, out, time.monotonic() - start, timed_out=True, argv=argv)
-    return VmResult(proc.returncode, proc.stdout, time.monotonic() - start, argv=argv)
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(vm.timeout, kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        proc.wait()
+    finally:
+        timer.cancel()
+    seconds = time.monotonic() - start
+    if expired.is_set():
+        return VmResult(None, "".join(lines), seconds, timed_out=True, argv=argv)
+    return VmResult(proc.returncode, "".join(lines), seconds, argv=argv)

@@ -1,0 +1,23 @@
+"""`make bench` keeps building: its modules and generated patches build warning-free (W=1) for
+the default kernel, and are checkpatch and sparse clean. The benchmark itself runs only with
+`make bench`: its figures are measurements, not pass/fail tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpgen import bench, boottest, cstyle, kernel
+
+pytestmark = pytest.mark.kbuild
+
+
+def test_bench_tree_builds(tmp_path: Path) -> None:
+    k = kernel.probe(boottest.matrix()[0].kdir())
+    tree = bench.build_tree(k, tmp_path / "bench")  # raises on any build warning
+    kos = sorted(p.name for p in tree.root.rglob("*.ko"))
+    assert {"kpatch.ko", "kpgen_bench.ko", "kpgen_bench_klp.ko", "bench_many_1000.ko", "bench_stack_10.ko"} <= set(kos)
+    assert not cstyle.checkpatch([tree.root / "modules" / "kpgen_bench" / "funcs.c"], "generated")
+    findings, _ = cstyle.sparse(k, tree.root / "modules" / "kpgen_bench")
+    assert not findings, "\n".join(map(str, findings))
