@@ -247,6 +247,37 @@ def table(res: KernelResult) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[KernelResult]) -> str:
+    """The figures as markdown tables, one column per kernel, for the README."""
+    rels = [r.release for r in results]
+    head = "| " + " | ".join(["per call: net ns (median, min)", *rels]) + " |\n" + "| --- " * (len(rels) + 1) + "|\n"
+    rows = []
+    for case, label in PERCALL_CASES:
+        cells = []
+        for r in results:
+            p = next(p for p in r.percall if p.case == case)
+            cells.append(f"{p.net_ns_median:.1f} ({p.net_ns_min:.1f})")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    out = head + "\n".join(rows) + "\n\n"
+    out += ("| " + " | ".join(["apply: insmod to active ms / pause us", *rels]) + " |\n"
+            + "| --- " * (len(rels) + 1) + "|\n")
+    keys = sorted({(a.case, a.extra_tasks, a.functions) for r in results for a in r.apply})
+    for case, tasks, funcs in keys:
+        cells = []
+        for r in results:
+            a = next((a for a in r.apply if (a.case, a.extra_tasks, a.functions) == (case, tasks, funcs)), None)
+            if a is None:
+                cells.append("-")
+            else:
+                pause = f" / {a.pause_us_median:.0f}" if a.pause_us_median is not None else ""
+                cells.append(f"{a.insmod_ms_median:.0f}{pause}")
+        out += f"| {case}, {funcs} function(s), +{tasks} sleeping tasks | " + " | ".join(cells) + " |\n"
+    out += "\n| " + " | ".join(["target", *rels]) + " |\n" + "| --- " * (len(rels) + 1) + "|\n"
+    for name in results[0].checks:
+        out += f"| {name} | " + " | ".join("met" if r.checks.get(name) else "NOT met" for r in results) + " |\n"
+    return out
+
+
 def save_json(results: list[KernelResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"units": {"net_ns": "emulator ns per call, target minus stub",

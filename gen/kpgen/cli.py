@@ -147,7 +147,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench.table(res))
     bench.save_json(results, out / "bench.json")
     bench.plot(results, out / "bench.png")
-    print(f"kpgen: figures saved in {out / 'bench.json'} and {out / 'bench.png'}")
+    (out / "bench.md").write_text(bench.markdown(results))
+    print(f"kpgen: figures saved in {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
     return 0 if all(all(r.checks.values()) for r in results) else 1
 
 

@@ -55,3 +55,16 @@ def test_targets():
     assert all(_result(10, 12, 10.5, 300, 2000).values())
     checks = _result(13, 12, 20, 300, 3000)
     assert not any(checks.values()) and len(checks) == 3
+
+
+def test_markdown_has_a_column_per_kernel_and_every_case():
+    res = bench.KernelResult("r1", 1.0)
+    res.percall = [bench.PerCall(c, label, 1.0, 2.0, 3.0, 1.0, 1, 1) for c, label in bench.PERCALL_CASES]
+    res.apply = [bench.Apply("kpgen", 1, 0, 5.0, 7.0, 9), bench.Apply("livepatch", 1, 0, 50.0, None, None)]
+    res.checks = {"kpgen per-call overhead <= livepatch": True}
+    text = bench.markdown([res, res])
+    assert text.count("| r1 | r1 |") == 3
+    assert "| upstream livepatch | 2.0 (1.0) | 2.0 (1.0) |" in text
+    assert "| kpgen, 1 function(s), +0 sleeping tasks | 5 / 7 | 5 / 7 |" in text
+    assert "| livepatch, 1 function(s), +0 sleeping tasks | 50 | 50 |" in text
+    assert "| kpgen per-call overhead <= livepatch | met | met |" in text
