@@ -303,7 +303,7 @@ def plot(results: list[KernelResult], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_xlabel("net ns per call (emulator time, target minus stub)")
         ax.set_title(f"{res.release}: per-call overhead")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right")
         ax = row[1]
         for tasks in sorted({a.extra_tasks for a in res.apply}):
             pts = sorted((a.functions, a.pause_us_median) for a in res.apply
