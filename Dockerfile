@@ -7,7 +7,7 @@ FROM debian:bookworm
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 
-# The apt packages (build tools, QEMU, both kernels), from the provisioning script and the
+# The apt packages (build tools, QEMU, the kernels), from the provisioning script and the
 # kernel list alone: editing the code does not run apt again.
 COPY ci/provision.sh ci/kernels.toml /src/ci/
 RUN KPGEN_NO_PIP=1 bash ci/provision.sh && rm -rf /var/lib/apt/lists/*

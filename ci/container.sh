@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Build the Dockerfile and run, inside the image, the Kbuild build of both kernels
-# (`make build`) and the unit tests (`make test-unit`).
+# Build the Dockerfile and run, inside the image, the Kbuild build of every kernel of
+# ci/kernels.toml (`make build`) and the unit tests (`make test-unit`).
 #
 #   ci/container.sh                  podman, no daemon: `make container-test`, and the test
 #                                    tests/container/test_container.py of `make test`
