@@ -132,7 +132,7 @@ def guest_vm(tree: BenchTree, results: Path, timeout: int = 3600) -> vm.VmRun:
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results.resolve()),
                           str(REPS), str(CALLS)])
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results.resolve(),),
-                    timeout=timeout)
+                    timeout=timeout, single_thread=False)
 
 
 # --- figures --------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 1500, stress_cyc
     if stress_cycles is not None:
         command = f"KPGEN_STRESS_CYCLES={int(stress_cycles)} {command}"
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results_dir.resolve(),),
-                    timeout=timeout, single_thread=True)
+                    timeout=timeout)
 
 
 def parse_tap(tap: str) -> dict[str, bool | None]:

@@ -11,14 +11,18 @@ def test_argv_uses_tcg_and_rwdirs():
     run = vm.VmRun(kernel_image=Path("/boot/vmlinuz-x"), command="bash /t/s.sh", rwdirs=(Path("/r"),))
     assert run.argv() == [
         "vng", "--run", "/boot/vmlinuz-x", "--disable-kvm", "--cpus", "2", "--memory", "1G",
-        "--rwdir", "/r", "--exec", "bash /t/s.sh",
+        "--qemu-opts=-accel tcg,thread=single", "--rwdir", "/r", "--exec", "bash /t/s.sh",
     ]
     assert run.shell().endswith("</dev/null")
 
 
-def test_boot_tests_run_vcpus_on_one_thread():
-    run = vm.VmRun(Path("/k"), "true", single_thread=True)
+def test_vcpus_run_on_one_thread_except_for_the_benchmark(tmp_path):
+    from kpgen import bench
+
+    run = vm.VmRun(Path("/k"), "true")
     assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
+    tree = bench.BenchTree(boottest.kmod.probe(boottest.matrix()[0].kdir()), tmp_path)
+    assert not any("thread=single" in a for a in bench.guest_vm(tree, tmp_path).argv())
     assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
 
 
