@@ -49,11 +49,15 @@ def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.Bu
 @pytest.fixture(scope="session")
 def booted(built: Callable[[str], boottest.BuiltTree],
            pytestconfig: pytest.Config) -> Callable[[str], boottest.BootReport]:
-    # each scenario's result as the guest reports it, on the terminal (a boot takes minutes)
+    # each scenario's result as the guest reports it, on the terminal (a boot takes minutes):
+    # written past pytest's output capture, which is active while fixtures run
     terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def show(line: str) -> None:
-        if terminal is not None:
+        if terminal is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
             terminal.write_line(line)
 
     def boot(name: str) -> boottest.BootReport:
