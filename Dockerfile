@@ -9,7 +9,8 @@ WORKDIR /src
 
 # The apt packages (build tools, QEMU, the kernels), from the provisioning script and the
 # kernel list alone: editing the code does not run apt again.
-COPY ci/provision.sh ci/kernels.toml /src/ci/
+COPY ci/provision.sh /src/ci/
+COPY gen/kpgen/data/kernels.toml /src/gen/kpgen/data/
 RUN KPGEN_NO_PIP=1 bash ci/provision.sh && rm -rf /var/lib/apt/lists/*
 
 # The source (.dockerignore keeps out build/ and other output), then the Python package.

@@ -32,7 +32,7 @@ check-generated: ## fail if regenerating kmod/ would change it
 golden: ## refresh the golden files of tests/golden (review the diff!)
 	$(PYTHON) tests/golden/update.py
 
-build: ## build everything for every kernel of ci/kernels.toml, with checks
+build: ## build everything for every kernel of gen/kpgen/data/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
 test: provisioned ## all tests: unit, golden, regeneration, Kbuild, container, one QEMU boot per kernel

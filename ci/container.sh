@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Build the Dockerfile and run, inside the image, the Kbuild build of every kernel of
-# ci/kernels.toml (`make build`) and the unit tests (`make test-unit`).
+# gen/kpgen/data/kernels.toml (`make build`) and the unit tests (`make test-unit`).
 #
 #   ci/container.sh                  podman, no daemon: `make container-test`, and the test
 #                                    tests/container/test_container.py of `make test`

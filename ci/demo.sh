@@ -17,4 +17,4 @@ kpgen build --kdir "$kdir" "$out/core"
 kpgen build --kdir "$kdir" --core "$out/core" "$out"/patches/*
 release=$(basename "$(dirname "$kdir")")
 echo "demo: booting $release under QEMU (TCG: about a minute)"
-kpgen vm --kdir "$kdir" "bash $PWD/ci/guest/demo.sh $PWD/$out"
+kpgen vm --kdir "$kdir" "bash $PWD/ci/demo-guest.sh $PWD/$out"

@@ -3,7 +3,7 @@
 #
 # The one provisioning script of kpgen.  It installs what a fresh Debian 12 machine needs to
 # generate, build and boot-test the modules: build tools, QEMU, the kernels of
-# ci/kernels.toml (image and headers), the kpgen Python package with its test tools, and the
+# gen/kpgen/data/kernels.toml (image and headers), the kpgen Python package with its test tools, and the
 # linters that the tests run (shellcheck from apt; ruff, mypy and hadolint from pip).
 # `make provision`, `.ci/run` and the Dockerfile all run it.  Idempotent; run as root.
 #
@@ -28,7 +28,7 @@ checkpatch_dir=/usr/local/share/kpgen/checkpatch
 checkpatch_files=(scripts/checkpatch.pl scripts/spelling.txt scripts/const_structs.checkpatch)
 
 kernel_packages() {
-	python3 - "$here/ci/kernels.toml" <<'PY'
+	python3 - "$here/gen/kpgen/data/kernels.toml" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as fh:
     for kernel in tomllib.load(fh)["kernel"]:

@@ -7,9 +7,10 @@ from typing import TypeVar
 
 import pytest
 
-from kpgen import boottest, kernel
+from kpgen import kernel
+from kpgen.harness import boottest
 
-KERNELS = [m.name for m in boottest.matrix()]
+KERNELS = [m.name for m in kernel.matrix()]
 # One line per booted kernel and the figures its guest reported, shown at the end of the run.
 BOOT_SUMMARIES: list[str] = []
 
@@ -37,7 +38,7 @@ def _cached(make: Callable[[str], T]) -> Callable[[str], T]:
 
 @pytest.fixture(scope="session")
 def probed() -> Callable[[str], kernel.Kernel]:
-    by_name = {m.name: m for m in boottest.matrix()}
+    by_name = {m.name: m for m in kernel.matrix()}
     return _cached(lambda name: kernel.probe(by_name[name].kdir()))
 
 

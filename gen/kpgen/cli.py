@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, boottest, elfcheck, generate, kbuild, kernel, scaffold, snapshot, spec, vm
+from . import __version__, elfcheck, generate, kbuild, kernel, scaffold, snapshot, spec, vm
 from .errors import KpgenError, UsageError
 
 
@@ -109,10 +109,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _boot_kernels(args: argparse.Namespace) -> list[kernel.Kernel]:
     if args.kdir:
         return [kernel.probe(Path(args.kdir))]
-    return [kernel.probe(m.kdir()) for m in boottest.matrix()]
+    return [kernel.probe(m.kdir()) for m in kernel.matrix()]
 
 
 def cmd_boot_test(args: argparse.Namespace) -> int:
+    from .harness import boottest
+
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
@@ -133,7 +135,7 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from .harness import bench
 
     kernels = _boot_kernels(args)
     out = Path(args.output)
@@ -219,14 +221,14 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_snapshot)
 
     sp = sub.add_parser("boot-test", help="build everything and run the guest scenarios, one boot per kernel")
-    sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
+    sp.add_argument("--kdir", help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.set_defaults(func=cmd_boot_test)
 
     sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")
-    sp.add_argument("--kdir", help="one kernel only (default: every kernel of ci/kernels.toml)")
+    sp.add_argument("--kdir", help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
     sp.add_argument("-o", "--output", default="build/bench",
                     help="where the tree and figures go (default: build/bench)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")

@@ -15,8 +15,8 @@ from pathlib import Path
 from . import kbuild
 from .errors import BuildError, KpgenError
 from .kernel import Kernel
-from .model import REPO_ROOT
 from .render import MARKER
+from .resources import BENCH, SAMPLES, TEST_MODULES, TEST_PATCHES
 
 # Where ci/provision.sh puts checkpatch.pl, with spelling.txt and const_structs.checkpatch beside it.
 CHECKPATCH_DEFAULT = Path("/usr/local/share/kpgen/checkpatch/scripts/checkpatch.pl")
@@ -123,8 +123,6 @@ def generated_sources(root: Path) -> list[Path]:
 def handwritten_sources() -> dict[str, list[Path]]:
     """The hand-written C of the repository, by kind: test modules and patch sources."""
     return {
-        "module": sorted([*(REPO_ROOT / "tests" / "modules").glob("*/*.[ch]"),
-                          *(REPO_ROOT / "bench" / "modules").glob("*/*.[ch]")]),
-        "patch-source": sorted([*(REPO_ROOT / "samples").glob("*/*.[ch]"),
-                                *(REPO_ROOT / "tests" / "patches").glob("*/*.[ch]")]),
+        "module": sorted([*TEST_MODULES.glob("*/*.[ch]"), *(BENCH / "modules").glob("*/*.[ch]")]),
+        "patch-source": sorted([*SAMPLES.glob("*/*.[ch]"), *TEST_PATCHES.glob("*/*.[ch]")]),
     }

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from . import boottest, cstyle, kernel as kmod, snapshot
+from . import cstyle, kernel as kmod, snapshot
 from .errors import KpgenError
 
 KVM_GET_API_VERSION = 0xAE00
@@ -68,7 +68,7 @@ def kvm_check(dev: str = "/dev/kvm") -> Check:
 def checks() -> list[Check]:
     provision = "run `make provision` (as root)"
     result = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0], "Python 3.11 or newer")]
-    for m in boottest.matrix():
+    for m in kmod.matrix():
         pkgs = " ".join(m.packages)
         try:
             k = kmod.probe(m.kdir())

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from . import kbuild, render, snapshot, spec
 from .kernel import Kernel
-from .model import REPO_ROOT, CoreModel, KsymModel, patch_model, system_includes
-
-SAMPLES = REPO_ROOT / "samples"
+from .model import CoreModel, KsymModel, patch_model, system_includes
+from .resources import SAMPLES
 
 
 def sample_specs(root: Path = SAMPLES) -> list[Path]:

@@ -7,10 +7,12 @@ Everything the templates branch on is decided here from the kernel's own files
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import KernelError
+from .resources import MATRIX
 
 # Options the core cannot work without, with what each one is for.
 REQUIRED_OPTIONS: dict[str, str] = {
@@ -231,3 +233,26 @@ def probe(kdir: Path) -> Kernel:
         raise KernelError(f"{kdir}/Module.symvers does not export {', '.join(absent)}")
     features = probe_features(config, header_roots(kdir))
     return Kernel(kdir=kdir, release=release, config=config, exports=exports, features=features)
+
+
+# The kernel matrix: the kernels `kpgen boot-test`, `kpgen bench` and `make test` boot.
+
+@dataclass(frozen=True)
+class MatrixKernel:
+    name: str
+    release_glob: str
+    packages: tuple[str, ...]
+
+    def kdir(self) -> Path:
+        found = find_kdir(self.release_glob)
+        if found is None:
+            raise KernelError(
+                f"kernel {self.name} ({self.release_glob}) is not installed: run `make provision` "
+                f"(apt-get install {' '.join(self.packages)})"
+            )
+        return found
+
+
+def matrix(path: Path = MATRIX) -> list[MatrixKernel]:
+    data = tomllib.loads(path.read_text())
+    return [MatrixKernel(k["name"], k["release"], tuple(k["packages"])) for k in data["kernel"]]

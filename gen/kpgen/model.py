@@ -8,18 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .kernel import KernelFeatures
+from .resources import label
 from .spec import FunctionSpec, PatchSpec
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def display_path(path: Path) -> str:
-    """A path for generated headers: repo-relative, else the last two parts; never absolute."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return Path(*path.parts[-2:]).as_posix()
 
 
 def c_string(text: str) -> str:
@@ -116,6 +106,6 @@ def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path) -> PatchModel:
         sources=tuple(p.name for p in spec.sources),
         source_paths=spec.sources,
         functions=spec.functions,
-        spec_label=display_path(spec.path),
+        spec_label=label(spec.path),
         core_relpath=Path(core_rel).as_posix(),
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 import jinja2
 
 from .errors import UsageError
-from .model import REPO_ROOT, CoreModel, PatchModel
+from .model import CoreModel, PatchModel
+from .resources import TEMPLATES
 
-TEMPLATES = REPO_ROOT / "templates"
 MARKER = "kpgen-generated-file"
 
 

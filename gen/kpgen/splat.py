@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .model import REPO_ROOT
-
-DENYLIST = REPO_ROOT / "ci" / "splat-denylist.txt"
+from .resources import SPLAT_DENYLIST as DENYLIST
 
 
 def patterns(path: Path = DENYLIST) -> list[re.Pattern[str]]:

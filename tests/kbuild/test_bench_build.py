@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import bench, boottest, cstyle, kernel
+from kpgen import cstyle, kernel
+from kpgen.harness import bench
 
 pytestmark = pytest.mark.kbuild
 
 
 def test_bench_tree_builds(tmp_path: Path) -> None:
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     tree = bench.build_tree(k, tmp_path / "bench")  # raises on any build warning
     kos = sorted(p.name for p in tree.root.rglob("*.ko"))
     assert {"kpatch.ko", "kpgen_bench.ko", "kpgen_bench_klp.ko", "bench_many_1000.ko", "bench_stack_10.ko"} <= set(kos)

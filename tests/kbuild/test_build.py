@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kpgen import boottest
+from kpgen import kernel
 
-KERNELS = [m.name for m in boottest.matrix()]
+KERNELS = [m.name for m in kernel.matrix()]
 
 pytestmark = pytest.mark.kbuild
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from kpgen import boottest, cstyle, kbuild
+from kpgen import cstyle, kbuild, kernel
 
-KERNELS = [m.name for m in boottest.matrix()]
+KERNELS = [m.name for m in kernel.matrix()]
 
 pytestmark = pytest.mark.kbuild
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kpgen import bench, spec
+from kpgen import spec
 from kpgen.errors import KpgenError
+from kpgen.harness import bench
 
 
 def test_written_specs_are_valid(tmp_path):

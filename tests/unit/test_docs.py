@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from kpgen import cli, spec
-from kpgen.model import REPO_ROOT
+from kpgen.resources import TEMPLATES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DOCS = REPO_ROOT / "docs"
-TEMPLATE = (REPO_ROOT / "templates" / "core" / "kpatch.c.j2").read_text()
+TEMPLATE = (TEMPLATES / "core" / "kpatch.c.j2").read_text()
 HEADER = (REPO_ROOT / "kmod" / "core" / "kpatch.h").read_text()
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import boottest, cli, kernel
+from kpgen import cli, kernel
 from kpgen.errors import KernelError
 
-MATRIX = {m.name: m for m in boottest.matrix()}
+MATRIX = {m.name: m for m in kernel.matrix()}
 
 
 def test_features_of_6_1():

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import boottest, generate, kernel, model, render
+from kpgen import generate, kernel, model, render
 from kpgen.kernel import KernelFeatures
 
-REPO = model.REPO_ROOT
+REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
 IBT_FEATURES = KernelFeatures(
     has_ibt=True, ftrace_with_args=True, ftrace_ip_setter="ftrace_regs_set_instruction_pointer",
@@ -38,7 +38,7 @@ def test_every_generated_file_has_the_header():
 
 
 def test_render_is_deterministic_across_cwd(tmp_path):
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     first = generate.plan_tree(k, tmp_path / "a", generate.sample_specs())
     cwd = os.getcwd()
     try:
@@ -53,7 +53,7 @@ def test_render_is_deterministic_across_cwd(tmp_path):
 
 
 def test_unchanged_files_are_not_rewritten(tmp_path):
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     assert generate.generate_tree(k, tmp_path, generate.sample_specs())
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert generate.generate_tree(k, tmp_path, generate.sample_specs()) == []
@@ -62,7 +62,7 @@ def test_unchanged_files_are_not_rewritten(tmp_path):
 
 def test_kmod_matches_the_generator(tmp_path):
     """kmod/ holds the output for the default kernel (6.1): regenerating it changes nothing."""
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     generate.generate_tree(k, tmp_path, generate.sample_specs())
     fresh, committed = tree_files(tmp_path), tree_files(REPO / "kmod")
     assert sorted(fresh) == sorted(committed), "kmod/ has other files than the generator makes: run `make generate`"

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import boottest, cli, kernel, model, scaffold, snapshot, spec
+from kpgen import cli, kernel, model, scaffold, snapshot, spec
 
-KDIR_61 = boottest.matrix()[0].kdir()
+REPO = Path(__file__).resolve().parents[2]
+
+KDIR_61 = kernel.matrix()[0].kdir()
 
 
 @pytest.mark.parametrize("module", [model, scaffold])
@@ -167,9 +169,9 @@ def test_symbol_table_must_name_an_unexported_symbol(tmp_path):
 
 
 def test_unexported_symbols_become_pointers():
-    text = (model.REPO_ROOT / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
+    text = (REPO / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
     assert "static typeof(saved_command_line) *kpgen_ksym_saved_command_line __ro_after_init;" in text
     assert "#define saved_command_line (*kpgen_ksym_saved_command_line)" in text
     assert '.name = "saved_command_line"' in text
     for other in ("cmdline_a", "meminfo"):
-        assert "kpatch_sym" not in (model.REPO_ROOT / f"kmod/patches/{other}/{other}.c").read_text()
+        assert "kpatch_sym" not in (REPO / f"kmod/patches/{other}/{other}.c").read_text()

@@ -154,13 +154,13 @@ def test_non_utf8_source_is_refused(tmp_path):
 def test_hostile_description_cannot_break_the_c(tmp_path):
     """Quotes, backslashes, comment ends and preprocessor lines stay inside their string and comment:
     the module still compiles (plan_patch compiles it) and says exactly what the spec said."""
-    from kpgen import boottest, generate, kernel
+    from kpgen import generate, kernel
 
     nasty = 'x */ #include <evil.h> \\" }; /* \\\\ {'
     path = write_spec(tmp_path, GOOD.replace('description = "demo"', f"description = '{nasty}'"))
     loaded = spec.load(path)
     assert loaded.description == nasty
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     generate.generate_patch(k, path, tmp_path / "out", tmp_path / "core")
     text = (tmp_path / "out" / "fix_demo.c").read_text()
     assert 'MODULE_DESCRIPTION("x */ #include <evil.h> \\\\\\" }; /* \\\\\\\\ {");' in text

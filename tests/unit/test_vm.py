@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kpgen import boottest, vm
+from kpgen import kernel, vm
+from kpgen.harness import boottest
 
 
 def test_argv_uses_tcg_and_rwdirs():
@@ -17,11 +18,11 @@ def test_argv_uses_tcg_and_rwdirs():
 
 
 def test_vcpus_run_on_one_thread_except_for_the_benchmark(tmp_path):
-    from kpgen import bench
+    from kpgen.harness import bench
 
     run = vm.VmRun(Path("/k"), "true")
     assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
-    tree = bench.BenchTree(boottest.kmod.probe(boottest.matrix()[0].kdir()), tmp_path)
+    tree = bench.BenchTree(kernel.probe(kernel.matrix()[0].kdir()), tmp_path)
     assert not any("thread=single" in a for a in bench.guest_vm(tree, tmp_path).argv())
     assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
 
@@ -57,7 +58,7 @@ def test_scenario_names_come_from_the_guest_script():
 def _report(tmp_path: Path, tap: str, returncode: int = 0, dmesg: str = "log\n") -> boottest.BootReport:
     from kpgen import kernel
 
-    k = kernel.probe(boottest.matrix()[0].kdir())
+    k = kernel.probe(kernel.matrix()[0].kdir())
     return boottest.BootReport(kernel=k, run=vm.VmResult(returncode, "console\n", 1.0),
                                results=boottest.parse_tap(tap), tap=tap, dmesg=dmesg, splats=[], results_dir=tmp_path)
 

@@ -1,4 +1,4 @@
-"""Boot tests: each kernel of ci/kernels.toml boots once and runs every guest scenario.
+"""Boot tests: each kernel of gen/kpgen/data/kernels.toml boots once and runs every guest scenario.
 
 A scenario passes when the guest reported `ok` for it; a kernel's run passes only if the
 guest finished, reported every scenario, and its kernel log has no splat.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from kpgen import boottest
+from kpgen import kernel
+from kpgen.harness import boottest
 
-KERNELS = [m.name for m in boottest.matrix()]
+KERNELS = [m.name for m in kernel.matrix()]
 
 pytestmark = pytest.mark.vm
 SCENARIOS = boottest.scenario_names()
@@ -55,7 +56,7 @@ def test_dmesg_clean(booted, kname):
 def test_snapshot_checks_specs_without_booting(booted, kname, tmp_path):
     """The boot saved this kernel's symbols; specs are now checked against them before any boot."""
     from kpgen import generate, snapshot, spec
-    from kpgen.model import REPO_ROOT
+    from kpgen.resources import SAMPLES, TEST_PATCHES
 
     report = booted(kname)
     snap = snapshot.load(report.kernel.release)
@@ -70,7 +71,7 @@ def test_snapshot_checks_specs_without_booting(booted, kname, tmp_path):
     }
     for name, problem in refused.items():
         with pytest.raises(spec.SpecError, match=problem):
-            snapshot.validate(spec.load(REPO_ROOT / f"tests/patches/{name}/{name}.toml"), snap)
-    snapshot.validate(spec.load(REPO_ROOT / "tests/patches/test_sympos/test_sympos.toml"), snap)
+            snapshot.validate(spec.load(TEST_PATCHES / name / f"{name}.toml"), snap)
+    snapshot.validate(spec.load(TEST_PATCHES / "test_sympos/test_sympos.toml"), snap)
     with pytest.raises(spec.SpecError, match="neither exported nor in vmlinux"):
-        snapshot.validate(spec.load(REPO_ROOT / "samples/cmdline_a/cmdline_a.toml"), snap, ["kpgen_no_such_var"])
+        snapshot.validate(spec.load(SAMPLES / "cmdline_a/cmdline_a.toml"), snap, ["kpgen_no_such_var"])

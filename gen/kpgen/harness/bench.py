@@ -2,7 +2,7 @@
 livepatch, in one boot per kernel.
 
 The host writes the benchmark's patch specs, generates and builds them with the core and the
-hand-written modules of bench/modules, boots each kernel once to run bench/guest.sh, and turns
+hand-written modules of harness/bench/modules, boots each kernel once to run harness/bench/guest.sh, and turns
 the guest's raw figures into a table, a JSON file and a plot. Every figure is an emulator time
 (QEMU/TCG) or a ratio between cases of the same boot: compare within a boot, not across machines.
 """
@@ -17,13 +17,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import generate, kbuild, kernel as kmod, splat, vm
-from .errors import KpgenError
-from .model import REPO_ROOT
+from .. import generate, kbuild, kernel as kmod, splat, vm
+from ..errors import KpgenError
+from ..resources import BENCH, build_root
 
-BENCH_MODULES = REPO_ROOT / "bench" / "modules"
-GUEST_SCRIPT = REPO_ROOT / "bench" / "guest.sh"
-BENCH_ROOT = REPO_ROOT / "build" / "bench"
+BENCH_MODULES = BENCH / "modules"
+GUEST_SCRIPT = BENCH / "guest.sh"
+BENCH_ROOT = build_root() / "bench"
 
 STACKED = 10
 MANY = (1, 100, 1000)

@@ -9,45 +9,20 @@ import re
 import shlex
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spec, splat, vm
-from .errors import KernelError
-from .model import REPO_ROOT, CoreModel
+from .. import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spec, splat, vm
+from ..model import CoreModel
+from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
 
-MATRIX = REPO_ROOT / "ci" / "kernels.toml"
-GUEST_SCRIPT = REPO_ROOT / "ci" / "guest" / "scenarios.sh"
-TEST_PATCHES = REPO_ROOT / "tests" / "patches"
-TEST_MODULES = REPO_ROOT / "tests" / "modules"
-BUILD_ROOT = REPO_ROOT / "build"
+GUEST_SCRIPT = GUEST / "scenarios.sh"
+BUILD_ROOT = build_root()
 # What CI keeps: TAP per kernel, JUnit XML (pytest --junitxml), and the guest's log on failure.
 REPORTS = BUILD_ROOT / "reports"
 
 TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # SKIP (.*))?")
-
-
-@dataclass(frozen=True)
-class MatrixKernel:
-    name: str
-    release_glob: str
-    packages: tuple[str, ...]
-
-    def kdir(self) -> Path:
-        found = kmod.find_kdir(self.release_glob)
-        if found is None:
-            raise KernelError(
-                f"kernel {self.name} ({self.release_glob}) is not installed: run `make provision` "
-                f"(apt-get install {' '.join(self.packages)})"
-            )
-        return found
-
-
-def matrix(path: Path = MATRIX) -> list[MatrixKernel]:
-    data = tomllib.loads(path.read_text())
-    return [MatrixKernel(k["name"], k["release"], tuple(k["packages"])) for k in data["kernel"]]
 
 
 def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
