@@ -15,7 +15,7 @@ from pathlib import Path
 from . import kbuild
 from .errors import BuildError, KpgenError
 from .kernel import Kernel
-from .render import MARKER
+from .model import MARKER
 from .resources import BENCH, SAMPLES, TEST_MODULES, TEST_PATCHES
 
 # Where ci/provision.sh puts checkpatch.pl, with spelling.txt and const_structs.checkpatch beside it.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import kbuild, render, snapshot, spec
 from .kernel import Kernel
-from .model import CoreModel, KsymModel, patch_model, system_includes
+from .model import MARKER, CoreModel, KsymModel, patch_model, system_includes
 from .resources import SAMPLES
 
 
@@ -23,8 +23,26 @@ EXPORT_RE = re.compile(rb"^EXPORT_SYMBOL(?:_GPL)?\((\w+)\);", re.M)
 MODPOST_SYMBOLS = {"__this_module"}
 
 
+GENERATED_RE = re.compile(rf"{MARKER} for (\S+)")
+FEATURES_RE = re.compile(r"^(?: \*|#) Probed: (.*(?:\n(?: \*|#)         .*)*)", re.M)
+
+
+def generated_for(directory: Path) -> tuple[str, str] | None:
+    """The kernel release and probed features a generated directory (a core, or a patch module)
+    was generated for, from the header of its generated files; None if it holds none."""
+    for path in sorted(Path(directory).glob("*")):
+        if path.suffix not in (".c", ".h") and path.name != "Kbuild":
+            continue
+        text = path.read_text(errors="replace")[:2000]
+        m, f = GENERATED_RE.search(text), FEATURES_RE.search(text)
+        if m and f:
+            return m.group(1), " ".join(re.sub(r"^(?: \*|#) +", "", line).strip()
+                                        for line in f.group(1).splitlines()).replace("Probed: ", "")
+    return None
+
+
 def core_files(kernel: Kernel) -> list[render.OutputFile]:
-    return render.render_core(CoreModel(features=kernel.features))
+    return render.render_core(CoreModel(features=kernel.features, release=kernel.release))
 
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
@@ -35,7 +53,7 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     the kernel nor the core exports becomes a pointer the core fills in at load time.
     With a symbol snapshot of the kernel, targets and symbols are checked against it.
     """
-    model = patch_model(patch, out_dir, core_dir)
+    model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
     core_c = next(f.content for f in core if f.path.name == "kpatch.c")

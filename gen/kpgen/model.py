@@ -31,8 +31,32 @@ def c_comment(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Generated:
+    """What every generated file's header says of its origin: the kernel it was generated for
+    and the command that regenerates it (without output paths, so the text does not depend on
+    where it is written)."""
+
+    release: str
+    features: str
+    regen: str
+
+    @property
+    def marker(self) -> str:
+        """The line regeneration scripts look for; it names the kernel release."""
+        return f"{MARKER} for {self.release}"
+
+
+MARKER = "kpgen-generated-file"
+
+
+def kdir_hint(release: str) -> str:
+    return f"/lib/modules/{release}/build"
+
+
+@dataclass(frozen=True)
 class CoreModel:
     features: KernelFeatures
+    release: str
     hash_bits: int = 10
     max_stack_entries: int = 128
     unregister_tries: int = 50
@@ -41,6 +65,10 @@ class CoreModel:
     # Test builds only: the core can be told to fail at each of these points.
     fault_injection: bool = False
     fault_points: tuple[str, ...] = ("alloc", "lookup", "filter", "register", "activeness", "sysfs")
+
+    @property
+    def generated(self) -> Generated:
+        return Generated(self.release, self.features.summary(), f"kpgen generate --kdir {kdir_hint(self.release)}")
 
 
 @dataclass(frozen=True)
@@ -91,11 +119,12 @@ class PatchModel:
     functions: tuple[FunctionSpec, ...]
     spec_label: str
     core_relpath: str
+    generated: Generated
     ksyms: tuple[KsymModel, ...] = ()
     includes: tuple[str, ...] = ()
 
 
-def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path) -> PatchModel:
+def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path, release: str, features: str) -> PatchModel:
     """The model of one patch module rendered into out_dir, built against core_dir."""
     description = spec.description or f"live patch {spec.name}"
     core_rel = os.path.relpath(Path(core_dir).resolve(), Path(out_dir).resolve())
@@ -108,4 +137,5 @@ def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path) -> PatchModel:
         functions=spec.functions,
         spec_label=label(spec.path),
         core_relpath=Path(core_rel).as_posix(),
+        generated=Generated(release, features, f"kpgen patch {label(spec.path)} --kdir {kdir_hint(release)}"),
     )

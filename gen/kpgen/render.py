@@ -13,8 +13,6 @@ from .errors import UsageError
 from .model import CoreModel, PatchModel
 from .resources import TEMPLATES
 
-MARKER = "kpgen-generated-file"
-
 
 @dataclass(frozen=True)
 class OutputFile:
@@ -31,7 +29,6 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.globals["marker"] = MARKER
     return env
 
 
@@ -45,7 +42,7 @@ def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
     ctx = {"k": core.features, "hash_bits": core.hash_bits, "max_stack_entries": core.max_stack_entries,
            "unregister_tries": core.unregister_tries, "max_busy_retries": core.max_busy_retries,
            "max_busy_retry_ms": core.max_busy_retry_ms, "fault_injection": core.fault_injection,
-           "fault_points": core.fault_points}
+           "fault_points": core.fault_points, "gen": core.generated}
     return [
         OutputFile(Path(subdir) / "kpatch.h", _render(env, "core/kpatch.h.j2", **ctx)),
         OutputFile(Path(subdir) / "kpatch.c", _render(env, "core/kpatch.c.j2", **ctx)),
@@ -66,7 +63,7 @@ def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:
 
 
 def _render_patch(env: jinja2.Environment, template: str, patch: PatchModel) -> bytes:
-    text = env.get_template(template).render(source=patch.spec_label, patch=patch)
+    text = env.get_template(template).render(source=patch.spec_label, patch=patch, gen=patch.generated)
     return text.encode("utf-8")
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
-from test_render import GOLDEN, IBT_FEATURES
+from test_render import GOLDEN, IBT_FEATURES, IBT_RELEASE
 
 from kpgen import model, render
 
-for f in render.render_core(model.CoreModel(IBT_FEATURES)):
+for f in render.render_core(model.CoreModel(IBT_FEATURES, IBT_RELEASE)):
     target = GOLDEN / "core-ibt" / f.path.name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(f.content)

@@ -55,7 +55,7 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
     tree.builds.append(kbuild.build(kernel, core))
     tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
     # the fault-injection test build of the core, for the guest's fault scenario
-    faults = render.render_core(CoreModel(kernel.features, fault_injection=True), "core-faults")
+    faults = render.render_core(CoreModel(kernel.features, kernel.release, fault_injection=True), "core-faults")
     render.write(root, faults)
     tree.builds.append(kbuild.build(kernel, root / "core-faults"))
     tree.verdicts.append(elfcheck.check_module(root / "core-faults" / "kpatch.ko", kernel))
