@@ -165,8 +165,14 @@ int kpatch_patch_funcs(struct kpatch_change *change);
 int kpatch_unpatch_funcs(struct kpatch_change *change);
 bool kpatch_patch_idle(void);
 
-/* transition.c: the activeness check, stop_machine() and the NMI protocol */
+/* nmi.c: the NMI protocol */
 struct kpatch_func *kpatch_find_func_nmi(unsigned long ip);
+void kpatch_nmi_begin(struct kpatch_change *change);
+bool kpatch_nmi_aborted(void);
+bool kpatch_nmi_commit(void);
+void kpatch_nmi_end(struct kpatch_change *change);
+
+/* transition.c: the activeness check, stop_machine(), busy retries */
 int kpatch_transition(struct kpatch_change *change);
 int kpatch_busy_wait(unsigned int tries, unsigned int max_tries,
 		     unsigned int ms);
@@ -175,17 +181,38 @@ unsigned int kpatch_busy_retry_ms(void);
 void kpatch_report_refusal(void);
 ssize_t kpatch_last_change_show(char *buf);
 
-/* symbols.c: kallsyms and the kernel internals the core needs */
+/* internals.c: the kernel internals the core needs, found at load time */
+#if KPATCH_KSYM_CB_HAS_MOD
+typedef int (*kpatch_ksym_cb)(void *data, const char *name, struct module *mod,
+			      unsigned long addr);
+#else
+typedef int (*kpatch_ksym_cb)(void *data, const char *name, unsigned long addr);
+#endif
+extern int (*kpatch_kallsyms_on_each_symbol)(kpatch_ksym_cb fn, void *data);
+#if KPATCH_MODULE_KSYM_TAKES_MODNAME
+extern int (*kpatch_module_kallsyms_on_each_symbol)(const char *modname,
+						    kpatch_ksym_cb fn,
+						    void *data);
+#else
+extern int (*kpatch_module_kallsyms_on_each_symbol)(kpatch_ksym_cb fn,
+						    void *data);
+#endif
+extern int (*kpatch_kallsyms_lookup_size_offset)(unsigned long addr,
+						 unsigned long *size,
+						 unsigned long *offset);
 extern int (*kpatch_stack_trace_save_tsk_reliable)(struct task_struct *tsk,
 						   unsigned long *store,
 						   unsigned int size);
 extern struct task_struct *(*kpatch_idle_task)(int cpu);
 extern struct module *(*kpatch_find_module)(const char *name);
+extern unsigned long kpatch_init_text_start, kpatch_init_text_end;
 int __init kpatch_find_internals(void);
-int kpatch_resolve_funcs(struct kpatch_change *change);
-int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod);
 void kpatch_module_text(const struct module *mod, unsigned long *start,
 			unsigned long *end);
+
+/* symbols.c: name lookups through kallsyms */
+int kpatch_resolve_funcs(struct kpatch_change *change);
+int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod);
 
 /* module.c: modules coming and going */
 bool kpatch_object_live(const char *objname);

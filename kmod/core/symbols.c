@@ -14,7 +14,6 @@
 
 #include <linux/bsearch.h>
 #include <linux/kallsyms.h>
-#include <linux/kprobes.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -23,70 +22,6 @@
 #endif
 
 #include "core.h"
-
-/*
- * Kernel internals the core needs but the kernel does not export.  They are
- * found once at load time through kallsyms_lookup_name(), itself found with
- * a kprobe, and each one is checked by name with sprint_symbol().
- */
-#if KPATCH_KSYM_CB_HAS_MOD
-typedef int (*kpatch_ksym_cb)(void *data, const char *name, struct module *mod,
-			      unsigned long addr);
-#else
-typedef int (*kpatch_ksym_cb)(void *data, const char *name, unsigned long addr);
-#endif
-
-static unsigned long (*kpatch_kallsyms_lookup_name)(const char *name);
-static int (*kpatch_kallsyms_on_each_symbol)(kpatch_ksym_cb fn, void *data);
-#if KPATCH_MODULE_KSYM_TAKES_MODNAME
-static int (*kpatch_module_kallsyms_on_each_symbol)(const char *modname,
-						    kpatch_ksym_cb fn,
-						    void *data);
-#else
-static int (*kpatch_module_kallsyms_on_each_symbol)(kpatch_ksym_cb fn,
-						    void *data);
-#endif
-static int (*kpatch_kallsyms_lookup_size_offset)(unsigned long addr,
-						 unsigned long *size,
-						 unsigned long *offset);
-int (*kpatch_stack_trace_save_tsk_reliable)(struct task_struct *tsk,
-					    unsigned long *store,
-					    unsigned int size);
-struct task_struct *(*kpatch_idle_task)(int cpu);
-struct module *(*kpatch_find_module)(const char *name);
-
-/* The kernel's init text, freed after boot; zero if kallsyms lacks it. */
-static unsigned long kpatch_init_text_start, kpatch_init_text_end;
-
-struct kpatch_internal {
-	const char *name;
-	void **addr;
-};
-
-static const struct kpatch_internal kpatch_internals[] __initconst = {
-	{ "kallsyms_on_each_symbol", (void **)&kpatch_kallsyms_on_each_symbol },
-	{ "module_kallsyms_on_each_symbol",
-	  (void **)&kpatch_module_kallsyms_on_each_symbol },
-	{ "kallsyms_lookup_size_offset",
-	  (void **)&kpatch_kallsyms_lookup_size_offset },
-	{ "stack_trace_save_tsk_reliable",
-	  (void **)&kpatch_stack_trace_save_tsk_reliable },
-	{ "find_module", (void **)&kpatch_find_module },
-	{ "idle_task", (void **)&kpatch_idle_task },
-};
-
-/* The text of a module: where a task running its code must be. */
-void kpatch_module_text(const struct module *mod, unsigned long *start,
-			unsigned long *end)
-{
-#if KPATCH_MODULE_MEM
-	*start = (unsigned long)mod->mem[MOD_TEXT].base;
-	*end = *start + mod->mem[MOD_TEXT].size;
-#else
-	*start = (unsigned long)mod->core_layout.base;
-	*end = *start + mod->core_layout.text_size;
-#endif
-}
 
 /* Name lookups ------------------------------------------------------------ */
 
@@ -474,77 +409,5 @@ int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod)
 			*sym->addr = (void *)lookups[i].addr;
 	}
 	kfree(lookups);
-	return ret;
-}
-
-/* The internals, at load time ------------------------------------------------ */
-
-/* Fails unless @addr is exactly the start of the symbol @name. */
-static int __init kpatch_verify_symbol(unsigned long addr, const char *name,
-				       char *buf)
-{
-	size_t len = strlen(name);
-
-	sprint_symbol(buf, addr);
-	if (strncmp(buf, name, len) || strncmp(buf + len, "+0x0/", 5)) {
-		pr_err("'%s' resolved to %s: refusing to use it\n", name, buf);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int __init kpatch_find_internals(void)
-{
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	unsigned long addr;
-	unsigned int i;
-	char *buf;
-	int ret;
-
-	buf = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
-	if (!buf)
-		return -ENOMEM;
-
-	ret = register_kprobe(&kp);
-	if (ret) {
-		pr_err("cannot find kallsyms_lookup_name with a kprobe: %d\n",
-		       ret);
-		goto out;
-	}
-	addr = (unsigned long)kp.addr;
-	unregister_kprobe(&kp);
-#ifdef CONFIG_X86_KERNEL_IBT
-	/* kprobes sit after the ENDBR: call the function at its real start */
-	if (kpatch_ftrace_location(addr - ENDBR_INSN_SIZE) == addr)
-		addr -= ENDBR_INSN_SIZE;
-#endif
-	ret = kpatch_verify_symbol(addr, "kallsyms_lookup_name", buf);
-	if (ret)
-		goto out;
-	kpatch_kallsyms_lookup_name = (void *)addr;
-
-	for (i = 0; i < ARRAY_SIZE(kpatch_internals); i++) {
-		addr = kpatch_kallsyms_lookup_name(kpatch_internals[i].name);
-		if (!addr) {
-			pr_err("kernel symbol '%s' not found\n",
-			       kpatch_internals[i].name);
-			ret = -ENOENT;
-			goto out;
-		}
-		ret = kpatch_verify_symbol(addr, kpatch_internals[i].name, buf);
-		if (ret)
-			goto out;
-		*kpatch_internals[i].addr = (void *)addr;
-	}
-
-	/* optional: without them, __init functions fail later, in ftrace */
-	kpatch_init_text_start = kpatch_kallsyms_lookup_name("_sinittext");
-	kpatch_init_text_end = kpatch_kallsyms_lookup_name("_einittext");
-	if (!kpatch_init_text_start || !kpatch_init_text_end) {
-		kpatch_init_text_start = 0;
-		kpatch_init_text_end = 0;
-	}
-out:
-	kfree(buf);
 	return ret;
 }

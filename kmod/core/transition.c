@@ -13,7 +13,6 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/atomic.h>
 #include <linux/bsearch.h>
 #include <linux/delay.h>
 #include <linux/kallsyms.h>
@@ -113,65 +112,6 @@ ssize_t kpatch_last_change_show(char *buf)
 			  kpatch_last_change.funcs, kpatch_last_change.tasks,
 			  kpatch_last_change.tries, kpatch_last_change.pause_ns,
 			  kpatch_last_change.ret);
-}
-
-/* The NMI protocol ---------------------------------------------------------- */
-
-/*
- * stop_machine() holds every CPU with interrupts off, but not NMIs: an NMI
- * handler may call a patched function while the hash is half changed.  The
- * state word below keeps it from seeing a change half made:
- *
- *   IDLE --> UPDATING --> COMMITTED --> IDLE
- *                    \--> ABORTED ---/
- *
- * UPDATING is set before stop_machine() is called, once the functions of
- * the change are marked with their op (PATCH or UNPATCH).  An NMI handler
- * that runs a hooked function while UPDATING turns it into ABORTED, and takes
- * the old version of every function: marked PATCH entries are skipped.  The
- * stop_machine() callback commits with one compare-and-exchange
- * (UPDATING -> COMMITTED) after its hash changes; if an NMI came first, it
- * undoes them and the change fails with -EBUSY.  Once COMMITTED, NMI
- * handlers take the new version of every function: marked UNPATCH entries
- * are skipped until the callback deletes them.  Back in IDLE, after
- * stop_machine(), the ops no longer matter; they are cleared only after
- * synchronize_rcu(), once no NMI handler can still be looking at them.
- *
- * An NMI that began before UPDATING was set ends before its CPU can join
- * stop_machine(), so before the callback changes anything: it saw only the
- * old version.
- */
-enum {
-	KPATCH_STATE_IDLE,
-	KPATCH_STATE_UPDATING,
-	KPATCH_STATE_COMMITTED,
-	KPATCH_STATE_ABORTED,
-};
-
-static atomic_t kpatch_state = ATOMIC_INIT(KPATCH_STATE_IDLE);
-
-/* The handler's lookup in NMI context (see above). */
-notrace struct kpatch_func *kpatch_find_func_nmi(unsigned long ip)
-{
-	struct kpatch_func *func;
-	int state;
-
-	state = atomic_cmpxchg(&kpatch_state, KPATCH_STATE_UPDATING,
-			       KPATCH_STATE_ABORTED);
-	if (state == KPATCH_STATE_UPDATING)
-		state = KPATCH_STATE_ABORTED;
-	/* the ops were written before the state */
-	smp_rmb();
-
-	func = kpatch_find_func(ip);
-	if (state == KPATCH_STATE_IDLE)
-		return func;
-	while (func && ((state == KPATCH_STATE_ABORTED &&
-			 func->op == KPATCH_OP_PATCH) ||
-			(state == KPATCH_STATE_COMMITTED &&
-			 func->op == KPATCH_OP_UNPATCH)))
-		func = kpatch_find_older(func);
-	return func;
 }
 
 /* Activeness safety ----------------------------------------------------- */
@@ -338,7 +278,7 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 	struct kpatch_func *func;
 	unsigned int i;
 
-	if (atomic_read(&kpatch_state) != KPATCH_STATE_UPDATING) {
+	if (kpatch_nmi_aborted()) {
 		change->busy_nmi = true;
 		return -EBUSY;
 	}
@@ -349,8 +289,7 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 		if (i == (change->nr_funcs - 1) / 2)
 			kpatch_fake_nmi(change);
 	}
-	if (atomic_cmpxchg(&kpatch_state, KPATCH_STATE_UPDATING,
-			   KPATCH_STATE_COMMITTED) != KPATCH_STATE_UPDATING) {
+	if (!kpatch_nmi_commit()) {
 		for (i = 0; change->enable && i < change->nr_funcs; i++)
 			hash_del_rcu(&change->funcs[i]->node);
 		change->busy_nmi = true;
@@ -467,7 +406,6 @@ void kpatch_report_refusal(void)
  */
 int kpatch_transition(struct kpatch_change *change)
 {
-	unsigned int i;
 	int ret;
 
 	change->initiator = current;
@@ -476,21 +414,9 @@ int kpatch_transition(struct kpatch_change *change)
 	if (change->check)
 		kpatch_collect_ranges(change);
 
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->op = change->enable ? KPATCH_OP_PATCH :
-							KPATCH_OP_UNPATCH;
-	/* NMI handlers that see UPDATING see the ops too */
-	smp_wmb();
-	atomic_set(&kpatch_state, KPATCH_STATE_UPDATING);
-
+	kpatch_nmi_begin(change);
 	ret = stop_machine(kpatch_switch, change, NULL);
-
-	/* the hash is final: NMI handlers may ignore the ops again */
-	smp_wmb();
-	atomic_set(&kpatch_state, KPATCH_STATE_IDLE);
-	synchronize_rcu();
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->op = KPATCH_OP_NONE;
+	kpatch_nmi_end(change);
 
 	kpatch_last_change.funcs = change->nr_funcs;
 	kpatch_last_change.tasks = change->nr_tasks;
