@@ -110,10 +110,11 @@ void kpatch_fake_nmi(struct kpatch_change *change)
 
 	if (!kpatch_fail("nmi"))
 		return;
-	for (i = 0; i < change->nr_funcs; i++) {
-		func = change->funcs[i];
+	for (i = 0; i < change->nr_add + change->nr_del; i++) {
+		func = i < change->nr_add ? change->add[i] :
+		       change->del[i - change->nr_add];
 		seen = kpatch_find_func_nmi(func->ip);
-		after = change->enable ? seen == func : seen != func;
+		after = i < change->nr_add ? seen == func : seen != func;
 		pr_notice("an NMI halfway through the switch of '%s' runs the version %s it\n",
 			  func->old_name, after ? "after" : "before");
 	}

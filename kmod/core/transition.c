@@ -140,6 +140,7 @@ static int kpatch_range_find(const void *key, const void *elt)
 
 static void kpatch_add_range(struct kpatch_change *change, unsigned long start,
 			     unsigned long size, const struct kpatch_func *func,
+			     const struct kpatch_patch *patch,
 			     enum kpatch_range_kind kind)
 {
 	struct kpatch_range *range;
@@ -150,49 +151,82 @@ static void kpatch_add_range(struct kpatch_change *change, unsigned long start,
 	range->start = start;
 	range->end = start + size;
 	range->func = func;
+	range->patch = patch;
 	range->kind = kind;
+}
+
+/* Whether @patch becomes inactive with @change: its module's text is checked whole. */
+static bool kpatch_retiring(const struct kpatch_change *change,
+			    const struct kpatch_patch *patch)
+{
+	unsigned int i;
+
+	for (i = 0; i < change->nr_retire; i++) {
+		if (change->retire[i] == patch)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The code that counts for one function whose effective version changes
+ * from @old (a replacement, or NULL for the original) with @func, the
+ * function of the change: the return address of the original's ftrace call
+ * (a task that ftrace has sent on its way to a replacement, but that has not
+ * arrived, returns there: this counts even for a forced function); unless
+ * @func is forced, the original's code and the version being left, with the
+ * parts gcc split off them (.cold).
+ */
+static void kpatch_add_version(struct kpatch_change *change,
+			       const struct kpatch_func *func,
+			       const struct kpatch_func *old)
+{
+	kpatch_add_range(change, func->ip + MCOUNT_INSN_SIZE, 1, func, NULL,
+			 KPATCH_RANGE_ORIGINAL);
+	if (func->force)
+		return;
+	kpatch_add_range(change, func->old_addr, func->old_size, func, NULL,
+			 KPATCH_RANGE_ORIGINAL);
+	kpatch_add_range(change, func->cold_addr, func->cold_size, func, NULL,
+			 KPATCH_RANGE_ORIGINAL);
+	if (!old || kpatch_retiring(change, old->patch))
+		return;
+	kpatch_add_range(change, (unsigned long)old->new_func, old->new_size,
+			 old, old->patch, KPATCH_RANGE_REPLACEMENT);
+	kpatch_add_range(change, old->new_cold_addr, old->new_cold_size, old,
+			 old->patch, KPATCH_RANGE_REPLACEMENT);
 }
 
 /*
  * Collects, sorted by address and without overlaps, the code no task may be
- * inside when the change happens.  For each function whose effective version
- * changes: the original, where the ftrace call sits (a task that ftrace has
- * sent on its way to a replacement, but that has not arrived, still returns
- * there), and the version being left, an older replacement, with the parts
- * gcc split off them (.cold).  Removing a replacement that a newer one
- * covers switches nothing.  And when the patch becomes inactive, the whole
- * text of its module: a task may sleep in a helper the replacement
- * tail-called, with no frame of the replacement on its stack.
+ * inside when the change happens: for each function whose effective version
+ * changes, what kpatch_add_version() says (removing a replacement that a
+ * newer one covers switches nothing); and for each patch that becomes
+ * inactive, the whole text of its module, since a task may sleep in a helper
+ * a replacement tail-called, with no frame of the replacement on its stack.
  */
 static void kpatch_collect_ranges(struct kpatch_change *change)
 {
-	const struct kpatch_func *func, *top, *old;
 	struct kpatch_range *ranges = change->ranges;
+	const struct kpatch_func *func, *top;
 	unsigned long start, end;
 	unsigned int i, n;
 
 	change->nr_ranges = 0;
-	for (i = 0; i < change->nr_funcs; i++) {
-		func = change->funcs[i];
-		top = kpatch_find_func(func->ip);
-		if (!change->enable && top != func)
-			continue;
-		kpatch_add_range(change, func->old_addr, func->old_size, func,
-				 KPATCH_RANGE_ORIGINAL);
-		kpatch_add_range(change, func->cold_addr, func->cold_size, func,
-				 KPATCH_RANGE_ORIGINAL);
-		old = change->enable ? top : func;
-		if (!old || (change->whole_module && old->patch == change->patch))
-			continue;
-		kpatch_add_range(change, (unsigned long)old->new_func,
-				 old->new_size, old, KPATCH_RANGE_REPLACEMENT);
-		kpatch_add_range(change, old->new_cold_addr, old->new_cold_size,
-				 old, KPATCH_RANGE_REPLACEMENT);
+	for (i = 0; i < change->nr_add; i++) {
+		func = change->add[i];
+		kpatch_add_version(change, func, kpatch_find_func(func->ip));
 	}
-	if (change->whole_module) {
-		kpatch_module_text(change->patch->mod, &start, &end);
+	for (i = 0; i < change->nr_del; i++) {
+		func = change->del[i];
+		top = kpatch_find_func(func->ip);
+		if (top == func)
+			kpatch_add_version(change, func, func);
+	}
+	for (i = 0; i < change->nr_retire; i++) {
+		kpatch_module_text(change->retire[i]->mod, &start, &end);
 		kpatch_add_range(change, start, end - start, NULL,
-				 KPATCH_RANGE_MODULE);
+				 change->retire[i], KPATCH_RANGE_MODULE);
 	}
 
 	sort(ranges, change->nr_ranges, sizeof(*ranges), kpatch_range_cmp, NULL);
@@ -282,26 +316,28 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 		change->busy_nmi = true;
 		return -EBUSY;
 	}
-	for (i = 0; change->enable && i < change->nr_funcs; i++) {
-		func = change->funcs[i];
+	for (i = 0; i < change->nr_add; i++) {
+		func = change->add[i];
 		hash_add_rcu(kpatch_func_hash, &func->node, func->ip);
 		/* test build: an NMI halfway through */
-		if (i == (change->nr_funcs - 1) / 2)
+		if (i == (change->nr_add - 1) / 2)
 			kpatch_fake_nmi(change);
 	}
+	if (!change->nr_add)
+		kpatch_fake_nmi(change);
 	if (!kpatch_nmi_commit()) {
-		for (i = 0; change->enable && i < change->nr_funcs; i++)
-			hash_del_rcu(&change->funcs[i]->node);
+		for (i = 0; i < change->nr_add; i++)
+			hash_del_rcu(&change->add[i]->node);
 		change->busy_nmi = true;
 		return -EBUSY;
 	}
-	for (i = 0; !change->enable && i < change->nr_funcs; i++)
-		hash_del_rcu(&change->funcs[i]->node);
+	for (i = 0; i < change->nr_del; i++)
+		hash_del_rcu(&change->del[i]->node);
 	return 0;
 }
 
 /* The stop_machine() callback: check, then switch every function at once. */
-static int kpatch_switch(void *data)
+static int kpatch_stopped(void *data)
 {
 	struct kpatch_change *change = data;
 	u64 start = ktime_get_ns();
@@ -345,7 +381,7 @@ static void kpatch_note_refusal(const struct kpatch_change *change)
 {
 	const struct kpatch_range *range = change->busy_range;
 
-	kpatch_refusal.enable = change->enable;
+	kpatch_refusal.enable = change->nr_add != 0;
 	kpatch_refusal.nmi = change->busy_nmi;
 	kpatch_refusal.range = range;
 	kpatch_refusal.kind = range ? range->kind : KPATCH_RANGE_MODULE;
@@ -357,8 +393,8 @@ static void kpatch_note_refusal(const struct kpatch_change *change)
 		sizeof(kpatch_refusal.patch));
 	strscpy(kpatch_refusal.func, range && range->func ?
 		range->func->old_name : "", sizeof(kpatch_refusal.func));
-	strscpy(kpatch_refusal.owner, range && range->func ?
-		range->func->patch->mod->name : "", sizeof(kpatch_refusal.owner));
+	strscpy(kpatch_refusal.owner, range && range->patch ?
+		range->patch->mod->name : "", sizeof(kpatch_refusal.owner));
 }
 
 /* Logs why the last try was refused with -EBUSY. */
@@ -390,8 +426,9 @@ void kpatch_report_refusal(void)
 		       kpatch_refusal.func, kpatch_refusal.owner);
 		break;
 	case KPATCH_RANGE_MODULE:
-		pr_err("cannot %s patch module '%s': task '%s' (pid %d) is inside its code\n",
-		       what, name, kpatch_refusal.comm, kpatch_refusal.pid);
+		pr_err("cannot %s patch module '%s': task '%s' (pid %d) is inside the code of patch module '%s'\n",
+		       what, name, kpatch_refusal.comm, kpatch_refusal.pid,
+		       kpatch_refusal.owner);
 		break;
 	}
 }
@@ -415,10 +452,10 @@ int kpatch_transition(struct kpatch_change *change)
 		kpatch_collect_ranges(change);
 
 	kpatch_nmi_begin(change);
-	ret = stop_machine(kpatch_switch, change, NULL);
+	ret = stop_machine(kpatch_stopped, change, NULL);
 	kpatch_nmi_end(change);
 
-	kpatch_last_change.funcs = change->nr_funcs;
+	kpatch_last_change.funcs = change->nr_add + change->nr_del;
 	kpatch_last_change.tasks = change->nr_tasks;
 	kpatch_last_change.tries = change->tries;
 	kpatch_last_change.pause_ns = change->pause_ns;

@@ -28,7 +28,7 @@ removal_sees_tail_called_helper() {
 	# the replacement left no frame: it jumped to the helper
 	not grep -q "test_tailcall_sleep" "/proc/$sleeper/stack"
 	expect_errno EBUSY write "$SYS/test_tailcall/enabled" 0
-	logged "<3>cannot remove patch module 'test_tailcall': task 'bash' (pid $sleeper) is inside its code"
+	logged "<3>cannot remove patch module 'test_tailcall': task 'bash' (pid $sleeper) is inside the code of patch module 'test_tailcall'"
 	enabled test_tailcall 1
 	not rmmod test_tailcall 2>/dev/null
 	echo wake >/proc/kpgen_test_target
