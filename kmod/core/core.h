@@ -103,8 +103,14 @@ struct kpatch_change {
 	/* the task making the change: its frames in a module's text are its exit path */
 	struct task_struct *initiator;
 
+	/* the first pass of the activeness check (stacks.c) */
+	struct kpatch_seen *seen;
+	unsigned int nr_seen;
+
 	/* what the last try did, for /sys/kernel/kpatch/last_change */
 	unsigned int nr_tasks;
+	unsigned int nr_unwound;
+	unsigned int nr_trusted;
 	u64 pause_ns;
 
 	/* why the change was refused, for the message */
@@ -175,14 +181,22 @@ bool kpatch_nmi_aborted(void);
 bool kpatch_nmi_commit(void);
 void kpatch_nmi_end(struct kpatch_change *change);
 
-/* transition.c: the activeness check, stop_machine(), busy retries */
+/* transition.c: what a change must not switch under a task, stop_machine() */
 int kpatch_transition(struct kpatch_change *change);
+ssize_t kpatch_last_change_show(char *buf);
+
+/* stacks.c: the activeness check, its first pass and its second */
+int kpatch_precheck(struct kpatch_change *change);
+void kpatch_precheck_free(struct kpatch_change *change);
+int kpatch_check_activeness(struct kpatch_change *change);
+
+/* busy.c: busy retries and the refusal's message */
 int kpatch_busy_wait(unsigned int tries, unsigned int max_tries,
 		     unsigned int ms);
 unsigned int kpatch_busy_retries(void);
 unsigned int kpatch_busy_retry_ms(void);
+void kpatch_note_refusal(const struct kpatch_change *change);
 void kpatch_report_refusal(void);
-ssize_t kpatch_last_change_show(char *buf);
 
 /* internals.c: the kernel internals the core needs, found at load time */
 #if KPATCH_KSYM_CB_HAS_MOD

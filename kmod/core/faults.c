@@ -21,7 +21,8 @@
  *			or, for nmi, runs the NMI lookup halfway through the
  *			switch
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,
- *			enable, coming)
+ *			enable, coming, precheck: between the activeness check's
+ *			first pass and stop_machine())
  *   park_call=FUNC	the next call of the patched function FUNC stops in
  *			the handler, on its way to the replacement, for
  *			park_ms, preemptible but without sleeping
