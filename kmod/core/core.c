@@ -450,7 +450,7 @@ static int __init kpatch_init(void)
 		return ret;
 	ret = kpatch_sysfs_init();
 	if (ret)
-		return ret;
+		goto err_internals;
 	ret = kpatch_module_init();
 	if (ret)
 		goto err_sysfs;
@@ -459,6 +459,8 @@ static int __init kpatch_init(void)
 
 err_sysfs:
 	kpatch_sysfs_exit();
+err_internals:
+	kpatch_release_internals();
 	return ret;
 }
 
@@ -468,6 +470,7 @@ static void __exit kpatch_exit(void)
 	WARN_ON(kpatch_nr_enabled || !kpatch_patch_idle());
 	kpatch_module_exit();
 	kpatch_sysfs_exit();
+	kpatch_release_internals();
 	pr_notice("core unloaded\n");
 }
 

@@ -224,6 +224,7 @@ extern struct task_struct *(*kpatch_idle_task)(int cpu);
 extern struct module *(*kpatch_find_module)(const char *name);
 extern unsigned long kpatch_init_text_start, kpatch_init_text_end;
 int __init kpatch_find_internals(void);
+void kpatch_release_internals(void);
 void kpatch_module_text(const struct module *mod, unsigned long *start,
 			unsigned long *end);
 

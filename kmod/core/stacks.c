@@ -266,7 +266,16 @@ int kpatch_check_activeness(struct kpatch_change *change)
 			goto out;
 	}
 	for_each_online_cpu(cpu) {
-		ret = kpatch_check_task(change, kpatch_idle_task(cpu));
+		task = kpatch_idle_task(cpu);
+		/* unknown: busy */
+		if (!task) {
+			strscpy(change->busy_comm, "(idle)", sizeof(change->busy_comm));
+			change->busy_range = NULL;
+			change->busy_err = -EINVAL;
+			ret = -EBUSY;
+			goto out;
+		}
+		ret = kpatch_check_task(change, task);
 		if (ret)
 			goto out;
 	}

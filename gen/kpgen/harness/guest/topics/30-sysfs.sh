@@ -29,7 +29,7 @@ sysfs_enabled_round_trip() {
 busy_task_gets_ebusy() {
 	local before sleeper
 	load kpgen_test_target
-	before=$(cat "$TRACING/enabled_functions")
+	before=$(hooked)
 	start_sleeper
 	sleeper=$SLEEPER
 
@@ -37,7 +37,7 @@ busy_task_gets_ebusy() {
 	expect_errno EBUSY load test_busy
 	not loaded test_busy
 	[ ! -e "$SYS/test_busy" ]
-	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	[ "$(hooked)" = "$before" ]
 	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_sleep'"
 	not mentioned "loaded patch module 'test_busy'"
 	in_stack "$sleeper" kpgen_test_target_sleep

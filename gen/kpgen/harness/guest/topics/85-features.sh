@@ -96,7 +96,7 @@ scenario callbacks_of_a_module_loaded_later
 # the objects whose pre-patch callback had succeeded get their post-unpatch callback.
 pre_patch_refusal_leaves_nothing() {
 	local before
-	before=$(cat "$TRACING/enabled_functions")
+	before=$(hooked)
 	expect_errno EPERM load test_callbacks refuse=vmlinux
 	logged "<3>pre-patch callback of patch module 'test_callbacks' refused object 'vmlinux': -1"
 	not loaded test_callbacks
@@ -104,7 +104,7 @@ pre_patch_refusal_leaves_nothing() {
 	load kpgen_test_target
 	expect_errno EPERM load test_callbacks refuse=kpgen_test_target
 	not loaded test_callbacks
-	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	[ "$(hooked)" = "$before" ]
 	not version_patched
 	rmmod kpgen_test_target
 	# loaded first, the patch refuses the module
