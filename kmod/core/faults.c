@@ -17,9 +17,9 @@
  * one by chance.
  *
  *   fail_at=POINT	every pass through POINT fails (alloc, lookup, filter,
- *			filter_remove, register, unregister, activeness, sysfs)
- *			or, for nmi, runs the NMI lookup halfway through the
- *			switch
+ *			filter_remove, register, unregister, activeness, sysfs);
+ *			for nmi, runs the NMI lookup halfway through the switch;
+ *			for precheck, skips the activeness check's first pass
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,
  *			enable, coming, precheck: between the activeness check's
  *			first pass and stop_machine())

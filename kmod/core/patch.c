@@ -254,7 +254,9 @@ int kpatch_switch(struct kpatch_change *change)
 	unsigned int i;
 	int ret;
 
-	if (!change->nr_add && !change->nr_del)
+	/* with nothing to switch, a patch that goes still has its code checked */
+	if (!change->nr_add && !change->nr_del &&
+	    !(change->check && change->nr_retire))
 		return 0;
 
 	ret = kpatch_check_duplicates(change);
@@ -290,7 +292,8 @@ int kpatch_switch(struct kpatch_change *change)
 	kpatch_nr_applied += change->nr_add;
 	kpatch_nr_applied -= change->nr_del;
 	if (!kpatch_nr_applied) {
-		kpatch_unregister_ops();
+		if (kpatch_ops_registered)
+			kpatch_unregister_ops();
 		return 0;
 	}
 	kpatch_collect_ips(change, change->del, change->nr_del);
