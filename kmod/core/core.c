@@ -73,38 +73,6 @@ LIST_HEAD(kpatch_patches);
 /* Enabled patches. */
 static unsigned int kpatch_nr_enabled;
 
-int kpatch_change_alloc(struct kpatch_change *change, unsigned int max_add,
-			unsigned int max_del, unsigned int max_retire, gfp_t gfp)
-{
-	unsigned int max = max_add + max_del;
-
-	if (!(gfp & __GFP_NOFAIL) && kpatch_fail("alloc"))
-		return -ENOMEM;
-	change->add = kcalloc(max_add + 1, sizeof(*change->add), gfp);
-	change->del = kcalloc(max_del + 1, sizeof(*change->del), gfp);
-	change->retire = kcalloc(max_retire + 1, sizeof(*change->retire), gfp);
-	change->ips = kcalloc(max + 1, sizeof(*change->ips), gfp);
-	/* per function: its ftrace return address, itself, its .cold, a replacement, its .cold */
-	if (change->check)
-		change->ranges = kcalloc(5 * max + max_retire + 1,
-					 sizeof(*change->ranges), gfp);
-	if (!change->add || !change->del || !change->retire || !change->ips ||
-	    (change->check && !change->ranges)) {
-		kpatch_change_free(change);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-void kpatch_change_free(struct kpatch_change *change)
-{
-	kfree(change->ranges);
-	kfree(change->ips);
-	kfree(change->retire);
-	kfree(change->del);
-	kfree(change->add);
-}
-
 /* Says which functions of @change were switched without the activeness check. */
 static void kpatch_warn_forced(const struct kpatch_change *change)
 {

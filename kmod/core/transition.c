@@ -14,6 +14,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/ktime.h>
+#include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/stop_machine.h>
 #include <linux/string.h>
@@ -41,6 +42,39 @@ ssize_t kpatch_last_change_show(char *buf)
 			  kpatch_last_change.unwound, kpatch_last_change.trusted,
 			  kpatch_last_change.tries, kpatch_last_change.pause_ns,
 			  kpatch_last_change.ret);
+}
+
+/* A change's arrays, for its functions, patches, filters and ranges. */
+int kpatch_change_alloc(struct kpatch_change *change, unsigned int max_add,
+			unsigned int max_del, unsigned int max_retire, gfp_t gfp)
+{
+	unsigned int max = max_add + max_del;
+
+	if (!(gfp & __GFP_NOFAIL) && kpatch_fail("alloc"))
+		return -ENOMEM;
+	change->add = kcalloc(max_add + 1, sizeof(*change->add), gfp);
+	change->del = kcalloc(max_del + 1, sizeof(*change->del), gfp);
+	change->retire = kcalloc(max_retire + 1, sizeof(*change->retire), gfp);
+	change->ips = kcalloc(max + 1, sizeof(*change->ips), gfp);
+	/* per function: its ftrace return address, itself, its .cold, a replacement, its .cold */
+	if (change->check)
+		change->ranges = kcalloc(5 * max + max_retire + 1,
+					 sizeof(*change->ranges), gfp);
+	if (!change->add || !change->del || !change->retire || !change->ips ||
+	    (change->check && !change->ranges)) {
+		kpatch_change_free(change);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void kpatch_change_free(struct kpatch_change *change)
+{
+	kfree(change->ranges);
+	kfree(change->ips);
+	kfree(change->retire);
+	kfree(change->del);
+	kfree(change->add);
 }
 
 /* What the activeness check looks for ------------------------------------- */
