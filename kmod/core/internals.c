@@ -58,63 +58,66 @@ unsigned long kpatch_init_text_start, kpatch_init_text_end;
  * an ENDBR and the internal's prototype, and which kpatch_redirect_ops sends
  * to the internal's first instruction.  ftrace's redirect is a return, and
  * IBT does not check returns.  A stub's body only runs if the redirect is
- * missing, and then fails safe.
+ * missing, and then fails safe; noipa keeps the compiler from folding what
+ * it returns into the callers.
  */
 static void kpatch_stub_missed(const char *name)
 {
 	pr_err_once("the redirect of '%s' is not in place\n", name);
 }
 
-#define KPATCH_STUB __attribute__((__noipa__)) noinline
-
-static KPATCH_STUB unsigned long kpatch_stub_lookup_name(const char *name)
+static noinline __attribute__((__noipa__)) unsigned long
+kpatch_stub_lookup_name(const char *name)
 {
 	kpatch_stub_missed("kallsyms_lookup_name");
 	return 0;
 }
 
-static KPATCH_STUB int kpatch_stub_on_each_symbol(kpatch_ksym_cb fn, void *data)
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_on_each_symbol(kpatch_ksym_cb fn, void *data)
 {
 	kpatch_stub_missed("kallsyms_on_each_symbol");
-	return -ENOSYS;
+	return 0;
 }
 
 #if KPATCH_MODULE_KSYM_TAKES_MODNAME
-static KPATCH_STUB int kpatch_stub_module_on_each_symbol(const char *modname,
-							 kpatch_ksym_cb fn,
-							 void *data)
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_module_on_each_symbol(const char *modname, kpatch_ksym_cb fn,
+				  void *data)
 #else
-static KPATCH_STUB int kpatch_stub_module_on_each_symbol(kpatch_ksym_cb fn,
-							 void *data)
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_module_on_each_symbol(kpatch_ksym_cb fn, void *data)
 #endif
 {
 	kpatch_stub_missed("module_kallsyms_on_each_symbol");
-	return -ENOSYS;
+	return 0;
 }
 
-static KPATCH_STUB int kpatch_stub_lookup_size_offset(unsigned long addr,
-						      unsigned long *size,
-						      unsigned long *offset)
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_lookup_size_offset(unsigned long addr, unsigned long *size,
+			       unsigned long *offset)
 {
 	kpatch_stub_missed("kallsyms_lookup_size_offset");
 	return 0;
 }
 
-static KPATCH_STUB int kpatch_stub_save_tsk_reliable(struct task_struct *tsk,
-						     unsigned long *store,
-						     unsigned int size)
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_save_tsk_reliable(struct task_struct *tsk, unsigned long *store,
+			      unsigned int size)
 {
 	kpatch_stub_missed("stack_trace_save_tsk_reliable");
 	return -EINVAL;
 }
 
-static KPATCH_STUB struct module *kpatch_stub_find_module(const char *name)
+static noinline __attribute__((__noipa__)) struct module *
+kpatch_stub_find_module(const char *name)
 {
 	kpatch_stub_missed("find_module");
 	return NULL;
 }
 
-static KPATCH_STUB struct task_struct *kpatch_stub_idle_task(int cpu)
+static noinline __attribute__((__noipa__)) struct task_struct *
+kpatch_stub_idle_task(int cpu)
 {
 	kpatch_stub_missed("idle_task");
 	return NULL;
@@ -165,6 +168,7 @@ static void notrace kpatch_redirect_handler(unsigned long ip,
 					    struct ftrace_ops *fops,
 					    struct ftrace_regs *fregs)
 {
+	/* the entries were written before their count */
 	unsigned int i, nr = smp_load_acquire(&kpatch_nr_redirects);
 
 	for (i = 0; i < nr; i++) {
@@ -196,6 +200,7 @@ static int __init kpatch_redirect(unsigned int i, unsigned long target)
 
 	kpatch_redirects[nr].ip = ip;
 	kpatch_redirects[nr].target = target;
+	/* the entry before its count, and both before the filter goes live */
 	smp_store_release(&kpatch_nr_redirects, nr + 1);
 	ret = ftrace_set_filter_ip(&kpatch_redirect_ops, ip, 0, 0);
 	if (!ret && !kpatch_redirects_registered) {

@@ -36,12 +36,18 @@ static struct {
 
 ssize_t kpatch_last_change_show(char *buf)
 {
-	return sysfs_emit(buf, "functions=%u tasks=%u prechecked=%u unwound=%u trusted=%u tries=%u pause_ns=%llu result=%d\n",
-			  kpatch_last_change.funcs, kpatch_last_change.tasks,
-			  kpatch_last_change.prechecked,
-			  kpatch_last_change.unwound, kpatch_last_change.trusted,
-			  kpatch_last_change.tries, kpatch_last_change.pause_ns,
-			  kpatch_last_change.ret);
+	int len;
+
+	len = sysfs_emit(buf, "functions=%u tasks=%u prechecked=%u ",
+			 kpatch_last_change.funcs, kpatch_last_change.tasks,
+			 kpatch_last_change.prechecked);
+	len += sysfs_emit_at(buf, len, "unwound=%u trusted=%u tries=%u ",
+			     kpatch_last_change.unwound,
+			     kpatch_last_change.trusted,
+			     kpatch_last_change.tries);
+	len += sysfs_emit_at(buf, len, "pause_ns=%llu result=%d\n",
+			     kpatch_last_change.pause_ns, kpatch_last_change.ret);
+	return len;
 }
 
 /* A change's arrays, for its functions, patches, filters and ranges. */
