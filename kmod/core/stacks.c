@@ -176,9 +176,10 @@ int kpatch_precheck(struct kpatch_change *change)
 		return -ENOMEM;
 
 	rcu_read_lock();
+	/* two nested loops: leave them with goto, not break */
 	for_each_process_thread(g, task) {
 		if (change->nr_seen == max)
-			break;
+			goto out;
 		if (task == current || READ_ONCE(task->on_cpu))
 			continue;
 		switches = kpatch_switches(task);
@@ -193,7 +194,7 @@ int kpatch_precheck(struct kpatch_change *change)
 		}
 		if (ret == -EBUSY) {
 			kpatch_note_busy(change, task, ret);
-			break;
+			goto out;
 		}
 		if (ret) {
 			ret = 0;
@@ -204,6 +205,7 @@ int kpatch_precheck(struct kpatch_change *change)
 		seen->switches = switches;
 		seen->start_time = task->start_time;
 	}
+out:
 	rcu_read_unlock();
 	sort(change->seen, change->nr_seen, sizeof(*change->seen),
 	     kpatch_seen_cmp, NULL);

@@ -43,10 +43,17 @@ scenario removal_sees_tail_called_helper
 # A task sleeps in the part gcc split off the original (kpgen_test_target_cold.cold), where
 # the function's own range does not reach: applying a patch of it must wait.
 apply_sees_cold_part() {
+	local part=kpgen_test_target_cold.cold
 	use_core normal
 	load kpgen_test_target
-	grep -q "kpgen_test_target_cold.cold" /proc/kallsyms
-	sleep_in cold "kpgen_test_target_cold.cold"
+	if ! grep -q "$part" /proc/kallsyms; then
+		# this kernel's build splits no function (6.12: no .cold symbol in kallsyms at all):
+		# the task sleeps in the function itself
+		[ "$(grep -c '\.cold' /proc/kallsyms || true)" = 0 ]
+		part=kpgen_test_target_cold
+		echo "figure: cold parts: none on this kernel, the function itself checked"
+	fi
+	sleep_in cold "$part"
 	local sleeper=$SLEEPER
 	expect_errno EBUSY load test_cold
 	logged "<3>cannot apply patch module 'test_cold': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_cold'"
