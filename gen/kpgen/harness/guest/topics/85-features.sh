@@ -204,3 +204,24 @@ force_skips_only_its_own_check() {
 	rmmod kpgen_test_target
 }
 scenario force_skips_only_its_own_check
+
+reads_are() { grep -qx "kpgen sample version_reads: read $1 times" /proc/version; }
+
+# The shadow variable sample: /proc/version counts its reads in a shadow variable of a live
+# object; the count survives a disable and an enable, and is freed, with its destructor, on
+# unload.  Its check fails before the load, passes after, and fails after the unload.
+shadow_sample_counts_reads() {
+	not grep -q "^kpgen sample version_reads:" /proc/version
+	load version_reads
+	reads_are 1
+	reads_are 2
+	grep -q "^Linux version $(uname -r) " <(sed -n 2p /proc/version)
+	write "$SYS/version_reads/enabled" 0
+	not grep -q "^kpgen sample version_reads:" /proc/version
+	write "$SYS/version_reads/enabled" 1
+	reads_are 4
+	unload version_reads
+	kernel_said "^<6>version_reads: /proc/version was read 4 times$"
+	not grep -q "^kpgen sample version_reads:" /proc/version
+}
+scenario shadow_sample_counts_reads
