@@ -1,0 +1,164 @@
+"""Compare two objects of one translation unit function by function (pyelftools).
+
+Both objects are compiled with a section per function and per variable. A function is its
+section's bytes with every relocated field zeroed, plus the list of what each relocation
+names: a symbol by name (gcc's numbered local names, `name.N`, by their base name), a
+string by its text, other anonymous data by its section and the bytes it points at.
+Two functions are the same when both parts are equal. Variables are compared the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
+
+# gcc's clones and split parts; a function's own code is the union of them
+CLONE_RE = re.compile(r"^(?P<base>[A-Za-z_][A-Za-z0-9_]*?)(?P<suffix>(?:\.(?:isra|constprop|part|cold|lto_priv|"
+                      r"localalias)(?:\.\d+)?)+)$")
+LOCAL_STATIC_RE = re.compile(r"^(?P<base>[A-Za-z_][A-Za-z0-9_]*)\.(?P<n>\d+)$")
+# relocation type sizes on x86_64 (the field a relocation writes)
+RELOC_SIZE = {1: 8, 2: 4, 4: 4, 9: 4, 10: 4, 11: 4, 24: 8, 41: 4, 42: 4, 23: 4}
+
+
+def base_name(name: str) -> str:
+    """The function a clone or split part belongs to.
+
+    >>> base_name("show_val_kb.isra.0"), base_name("foo.cold"), base_name("bar.constprop.0.isra.0")
+    ('show_val_kb', 'foo', 'bar')
+    """
+    m = CLONE_RE.match(name)
+    return m.group("base") if m else name
+
+
+def is_clone(name: str) -> bool:
+    return CLONE_RE.match(name) is not None and not name.endswith(".cold")
+
+
+@dataclass
+class Symbol:
+    name: str
+    kind: str  # "func" or "object"
+    bind: str  # "LOCAL" / "GLOBAL" / "WEAK"
+    section: str
+    size: int
+    code: bytes = b""
+    refs: tuple[str, ...] = ()
+    callees: tuple[str, ...] = ()  # symbols called or jumped to (by name)
+    addressed: tuple[str, ...] = ()  # symbols whose address is taken (not a call)
+    traced: bool = False  # calls __fentry__ first: ftrace can hook it
+
+
+@dataclass
+class Object:
+    path: Path
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+
+    def functions(self) -> dict[str, Symbol]:
+        return {n: s for n, s in self.symbols.items() if s.kind == "func"}
+
+    def variables(self) -> dict[str, Symbol]:
+        return {n: s for n, s in self.symbols.items() if s.kind == "object"}
+
+
+def _norm(name: str) -> str:
+    """Local statics are numbered by gcc per unit: a new one renumbers the rest."""
+    m = LOCAL_STATIC_RE.match(name)
+    return m.group("base") + ".N" if m else name
+
+
+def read(path: Path) -> Object:
+    obj = Object(path=Path(path))
+    with open(path, "rb") as fh:
+        elf = ELFFile(fh)
+        symtab = elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        sections = list(elf.iter_sections())
+        section_syms: dict[int, list] = {}
+        for sym in symtab.iter_symbols():
+            if sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT") and isinstance(sym["st_shndx"], int):
+                section_syms.setdefault(sym["st_shndx"], []).append(sym)
+        relocs: dict[int, RelocationSection] = {}
+        for sec in sections:
+            if isinstance(sec, RelocationSection):
+                relocs[sec["sh_info"]] = sec
+        for idx, syms in section_syms.items():
+            sec = sections[idx]
+            data = sec.data() if sec["sh_type"] != "SHT_NOBITS" else b"\0" * sec["sh_size"]
+            for sym in syms:
+                start, size = sym["st_value"], sym["st_size"]
+                code = bytearray(data[start:start + size])
+                refs, callees, addressed = [], [], []
+                traced = False
+                rs = relocs.get(idx)
+                if rs is not None:
+                    for rel in rs.iter_relocations():
+                        off = rel["r_offset"] - start
+                        if not 0 <= off < size:
+                            continue
+                        width = RELOC_SIZE.get(rel["r_info_type"], 4)
+                        code[off:off + width] = b"\0" * width
+                        target = symtab.get_symbol(rel["r_info_sym"])
+                        what = _describe(target, rel["r_addend"] if rel.is_RELA() else 0, sections)
+                        refs.append(f"{off}:{rel['r_info_type']}:{what}")
+                        tname = target.name
+                        if tname:
+                            if rel["r_info_type"] == 4:  # PLT32: a call or a tail jump
+                                callees.append(tname)
+                                if tname == "__fentry__" and off <= 5:
+                                    traced = True
+                            else:
+                                addressed.append(tname)
+                        else:
+                            tsec = sections[target["st_shndx"]] if isinstance(target["st_shndx"], int) else None
+                            if tsec is not None and tsec.name.startswith(".text."):
+                                addressed.append(tsec.name[len(".text."):])
+                kind = "func" if sym["st_info"]["type"] == "STT_FUNC" else "object"
+                obj.symbols[sym.name] = Symbol(
+                    name=sym.name, kind=kind, bind=sym["st_info"]["bind"].replace("STB_", ""), section=sec.name,
+                    size=size, code=bytes(code), refs=tuple(refs), callees=tuple(callees),
+                    addressed=tuple(addressed), traced=traced)
+    return obj
+
+
+def _describe(target, addend: int, sections: list) -> str:
+    if target.name and target["st_info"]["type"] != "STT_SECTION":
+        return f"{_norm(target.name)}{addend:+d}"
+    shndx = target["st_shndx"]
+    if not isinstance(shndx, int):
+        return f"?{addend:+d}"
+    sec = sections[shndx]
+    if sec["sh_flags"] & 0x20:  # SHF_STRINGS: name the string by its text
+        data = sec.data()
+        end = data.find(b"\0", max(addend, 0))
+        return "str:" + data[max(addend, 0):end if end >= 0 else None].decode("latin-1")
+    name = re.sub(r"\.\d+$", ".N", sec.name)
+    if sec["sh_type"] == "SHT_PROGBITS" and not sec["sh_flags"] & 0x1:  # read-only: by contents
+        return f"{name}:{sec.data()[max(addend, 0):max(addend, 0) + 64].hex()}"
+    return f"{name}{addend:+d}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    changed: tuple[str, ...]  # functions in both whose code differs
+    added: tuple[str, ...]  # functions only in the patched object
+    removed: tuple[str, ...]  # functions only in the original
+    changed_data: tuple[str, ...]  # variables in both whose contents differ
+    added_data: tuple[str, ...]
+
+
+def compare(old: Object, new: Object) -> Comparison:
+    of, nf = old.functions(), new.functions()
+    changed = sorted(n for n in of.keys() & nf.keys()
+                     if (of[n].code, of[n].refs) != (nf[n].code, nf[n].refs))
+    ov = {_norm(n): s for n, s in old.variables().items()}
+    nv = {_norm(n): s for n, s in new.variables().items()}
+    changed_data = sorted(n for n in ov.keys() & nv.keys()
+                          if (ov[n].code, ov[n].refs, ov[n].size) != (nv[n].code, nv[n].refs, nv[n].size))
+    return Comparison(changed=tuple(changed), added=tuple(sorted(nf.keys() - of.keys())),
+                      removed=tuple(sorted(of.keys() - nf.keys())), changed_data=tuple(changed_data),
+                      added_data=tuple(sorted(nv.keys() - ov.keys())))
