@@ -46,6 +46,45 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_source(args: argparse.Namespace) -> int:
+    from . import source
+
+    k = _kernel(args)
+    src = source.find(k, Path(args.source) if args.source else None,
+                      progress=lambda line: print(line, flush=True))
+    print(f"kpgen: the source of {k.release} ({src.version}) is {src.root}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import time
+
+    from . import diff, source
+
+    start = time.monotonic()
+    patch = Path(args.patch)
+    if not patch.is_file():
+        raise UsageError(f"{patch}: no such diff file")
+    k = _kernel(args)
+    src = source.find(k, Path(args.source) if args.source else None,
+                      progress=lambda line: print(line, flush=True))
+    name = args.name or diff.module_name(patch)
+    if not spec.NAME_RE.match(name) or name.startswith("kpatch") or len(name) > spec.MODULE_NAME_MAX:
+        raise UsageError(f"--name {name!r} is not a valid module name: lower-case letters, digits and '_'")
+    out = Path(args.output) if args.output else Path(name)
+    plan = diff.plan(k, patch, src, name)
+    for d in plan.decisions:
+        print(f"kpgen: {d.line()}")
+    written = diff.write(plan, out)
+    for path in written:
+        print(f"kpgen: wrote {path}")
+    if args.build:
+        ko = diff.build(k, out, plan, Path(args.core) if args.core else None)
+        print(f"kpgen: built {ko}: ok")
+    print(f"kpgen: {patch.name} -> {len(plan.targets)} function(s) in {time.monotonic() - start:.1f} s")
+    return 0
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     k = _kernel(args)
     with tempfile.TemporaryDirectory(prefix="kpgen-snapshot-") as tmp:
@@ -214,6 +253,21 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_new)
+
+    sp = sub.add_parser("source", help="the exact source of a kernel, downloaded and unpacked once into the cache")
+    sp.add_argument("--source", help="check a tree of your own against the kernel instead")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_source)
+
+    sp = sub.add_parser("diff", help="a live patch (spec and C) from a source diff of the kernel")
+    sp.add_argument("patch", help="the diff (unified, -p1, against the kernel's source)")
+    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s)")
+    sp.add_argument("-o", "--output", help="where to write the spec and fix.c (default: ./NAME)")
+    sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
+    sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
+    sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_diff)
 
     sp = sub.add_parser("snapshot", help="boot a kernel once and cache its symbols for checking specs")
     sp.add_argument("--dry-run", action="store_true", help="print the vng command only")

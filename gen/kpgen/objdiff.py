@@ -115,8 +115,10 @@ def read(path: Path) -> Object:
                                 addressed.append(tname)
                         else:
                             tsec = sections[target["st_shndx"]] if isinstance(target["st_shndx"], int) else None
-                            if tsec is not None and tsec.name.startswith(".text."):
-                                addressed.append(tsec.name[len(".text."):])
+                            if tsec is not None:
+                                m = re.match(r"^\.(?:text|data|bss|rodata)(?:\.unlikely)?\.(.+)$", tsec.name)
+                                if m:
+                                    addressed.append(m.group(1))
                 kind = "func" if sym["st_info"]["type"] == "STT_FUNC" else "object"
                 obj.symbols[sym.name] = Symbol(
                     name=sym.name, kind=kind, bind=sym["st_info"]["bind"].replace("STB_", ""), section=sec.name,

@@ -32,7 +32,10 @@ MAX_SOURCE_BYTES = 1024 * 1024
 
 TOP_KEYS = {"name", "description", "sources", "function", "symbol"}
 FUNC_KEYS = {"target", "object", "replacement", "sympos"}
-SYMBOL_KEYS = {"name", "object", "sympos"}
+SYMBOL_KEYS = {"name", "object", "sympos", "kallsyms"}
+# A name in kallsyms that is no C identifier: a function-local static (`last_check.2`), a gcc
+# clone (`show_val_kb.isra.0`).
+KALLSYMS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z")
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto
@@ -58,6 +61,12 @@ class SymbolSpec:
     name: str
     sympos: int
     object: str = "vmlinux"
+    # the symbol's name in kallsyms, when it is not the C name the sources use
+    kallsyms: str = ""
+
+    @property
+    def lookup(self) -> str:
+        return self.kallsyms or self.name
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,14 @@ def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
             raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each symbol once")
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         obj = _check_object(path, f"{prefix}.object", table.get("object", "vmlinux"))
-        result.append(SymbolSpec(name=name, sympos=sympos, object=obj))
+        ksym = table.get("kallsyms", "")
+        if "kallsyms" in table and (not isinstance(ksym, str) or not KALLSYMS_RE.match(ksym)
+                                    or len(ksym) > KSYM_NAME_MAX):
+            raise SpecError(path, f"{prefix}.kallsyms", f"{ksym!r} is not a kallsyms name",
+                            "give the name as /proc/kallsyms shows it, e.g. \"last_check.2\"")
+        if ksym == name:
+            ksym = ""
+        result.append(SymbolSpec(name=name, sympos=sympos, object=obj, kallsyms=ksym))
     return tuple(result)
 
 

@@ -1,0 +1,600 @@
+"""`kpgen diff`: a live patch from a source diff.
+
+    FIX.patch + the kernel's exact source
+      -> apply to an overlay of the source; compile each changed unit before and after with
+         Kbuild's flags; compare function by function (objdiff)
+      -> map each changed function to what the running kernel has (ksyms): a target, or its
+         callers up to functions that exist as themselves
+      -> extract with libclang (extract): local definitions, copied helpers, `extern`s
+      -> a spec and fix.c in DIR, which `kpgen patch` / `kpgen build` turn into a module
+
+Every decision is kept with its reason, printed, and written into fix.c as a comment.
+A refusal (DiffRefused) writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import extract, ksyms, objdiff, source as ksource, tu
+from .errors import UsageError
+from .kernel import Kernel
+
+PATCH_FILE_RE = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.M)
+OLD_FILE_RE = re.compile(r"^--- (?:a/)?(\S+)", re.M)
+PREFIX = "livepatch_"
+MAX_CALLER_DEPTH = 8
+
+
+class DiffRefused(UsageError):
+    """The diff cannot become a live patch: the message says why and what to do instead."""
+
+
+@dataclass
+class Decision:
+    symbol: str
+    action: str  # target, caller, copy, extern, exported, new, local-static, definition
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.symbol}: {self.action} ({self.reason})"
+
+
+@dataclass
+class Target:
+    name: str
+    object: str
+    sympos: int
+    replacement: str
+    unit: str
+
+
+@dataclass
+class SymbolUse:
+    ident: str  # the C name fix.c uses
+    kallsyms: str
+    object: str
+    sympos: int
+
+
+@dataclass
+class Plan:
+    name: str
+    patch: Path
+    release: str
+    targets: list[Target] = field(default_factory=list)
+    symbols: list[SymbolUse] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    fix_c: str = ""
+    spec: str = ""
+
+    def decide(self, symbol: str, action: str, reason: str) -> None:
+        if not any(d.symbol == symbol and d.action == action for d in self.decisions):
+            self.decisions.append(Decision(symbol, action, reason))
+
+
+def patch_files(text: str) -> list[str]:
+    """The files a unified diff changes (paths in the tree, -p1).
+
+    >>> patch_files("--- a/fs/proc/meminfo.c\\n+++ b/fs/proc/meminfo.c\\n@@ -1 +1 @@\\n")
+    ['fs/proc/meminfo.c']
+    """
+    news = PATCH_FILE_RE.findall(text)
+    olds = OLD_FILE_RE.findall(text)
+    files: list[str] = []
+    for old, new in zip(olds, news, strict=False):
+        if new == "/dev/null" or old == "/dev/null":
+            raise DiffRefused(f"the diff {'removes' if new == '/dev/null' else 'creates'} {old if new == '/dev/null' else new}: "
+                              "a live patch changes existing C files only; put new code in the files it serves")
+        if new not in files:
+            files.append(new)
+    return files
+
+
+def module_name(patch: Path) -> str:
+    """>>> module_name(Path("0001-Fix-the-meminfo.patch"))
+    'lp_0001_fix_the_meminfo'
+    """
+    stem = re.sub(r"[^a-z0-9_]+", "_", patch.stem.lower()).strip("_") or "fix"
+    if not stem[0].isalpha():
+        stem = "lp_" + stem
+    return stem[:55]
+
+
+def _refuse_other_files(files: list[str]) -> None:
+    for f in files:
+        if ".." in Path(f).parts or f.startswith("/"):
+            raise DiffRefused(f"the diff names {f}, outside the kernel tree: give a diff made in the tree (-p1)")
+        if not f.endswith((".c", ".h")):
+            raise DiffRefused(f"the diff changes {f}: a live patch can change C code only, not the build or "
+                              "the configuration")
+
+
+def apply(patch_text: str, patch: Path, tree: Path, overlay: Path, files: list[str]) -> None:
+    for f in files:
+        if not (tree / f).is_file():
+            raise DiffRefused(f"{patch}: {f} is not in the kernel source: the diff does not apply")
+    tu.make_overlay(tree, overlay, files)
+    argv = ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-r", "-", "-d", str(overlay)]
+    dry = subprocess.run([*argv, "--dry-run"], input=patch_text, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, check=False)
+    if dry.returncode != 0:
+        first = next((line for line in dry.stdout.splitlines() if "FAILED" in line or "Reversed" in line
+                      or "malformed" in line.lower() or "can't find" in line.lower()), dry.stdout.strip()[:200])
+        raise DiffRefused(f"{patch} does not apply to the source of the kernel: {first.strip()}")
+    subprocess.run(argv, input=patch_text, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True)
+
+
+def header_reach(tree: Path, header: str, named: set[str]) -> list[str]:
+    """Units outside the diff that include a changed header."""
+    hdr = Path(header)
+    if hdr.parts[0] == "include" or re.match(r"arch/[^/]+/include/", header):
+        spelled = str(Path(*hdr.parts[1:])) if hdr.parts[0] == "include" else str(Path(*hdr.parts[3:]))
+        pattern = f"#include <{spelled}>"
+        search = [str(tree)]
+    else:
+        pattern = f"#include \"{hdr.name}\""
+        search = [str(tree / hdr.parent)]
+    proc = subprocess.run(["grep", "-rlF", "--include=*.c", pattern, *search], stdout=subprocess.PIPE, text=True,
+                          check=False)
+    users = sorted(str(Path(p).relative_to(tree)) for p in proc.stdout.split())
+    return [u for u in users if u not in named]
+
+
+@dataclass
+class UnitWork:
+    unit: tu.Unit
+    old: objdiff.Object
+    new: objdiff.Object
+    cmp: objdiff.Comparison
+    new_argv: list[str]
+    old_argv: list[str]
+
+
+def compile_units(k: Kernel, tree: Path, overlay: Path, work: Path, units: list[tu.Unit]) -> list[UnitWork]:
+    procs = []
+    for i, u in enumerate(units):
+        old_o, new_o = work / f"old{i}.o", work / f"new{i}.o"
+        a = tu.compile_argv(k, u, tree, None, tree / u.rel, old_o)
+        b = tu.compile_argv(k, u, tree, overlay, overlay / u.rel, new_o)
+        procs.append((u, a, b, old_o, new_o, tu.run_compile(a, k, ""), tu.run_compile(b, k, "")))
+    out = []
+    for u, a, b, old_o, new_o, pa, pb in procs:
+        tu.wait_compile(pa, f"{u.rel} (original)")
+        try:
+            tu.wait_compile(pb, f"{u.rel} (patched)")
+        except Exception as exc:
+            raise DiffRefused(f"the patched {u.rel} does not compile: {exc}") from None
+        old, new = objdiff.read(old_o), objdiff.read(new_o)
+        out.append(UnitWork(u, old, new, objdiff.compare(old, new), b, a))
+    return out
+
+
+def _pick_position(objsyms: ksyms.ObjectSymbols, name: str, neighbours: set[str], text: bool) -> int:
+    """sympos of `name` in the object (0 when unique): the candidate among the unit's own symbols."""
+    pos = objsyms.positions(name, text=text)
+    if len(pos) <= 1:
+        return 0
+    scores = []
+    for i in pos:
+        around = {n for _, n in objsyms.entries[max(0, i - 30):i + 30]}
+        scores.append(len(around & neighbours))
+    best = max(scores)
+    if scores.count(best) > 1:
+        raise DiffRefused(f"{name} appears {len(pos)} times in {objsyms.name} and kpgen cannot tell which one "
+                          "is this file's")
+    return scores.index(best) + 1
+
+
+def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, progress=print) -> Plan:
+    text = patch.read_text(encoding="utf-8", errors="replace")
+    files = patch_files(text)
+    if not files:
+        raise DiffRefused(f"{patch} is not a unified diff (no '+++ b/FILE' line): make it with git diff or diff -u")
+    _refuse_other_files(files)
+    p = Plan(name=name, patch=patch, release=k.release)
+    with tempfile.TemporaryDirectory(prefix="kpgen-diff-") as tmp:
+        work = Path(tmp)
+        overlay = work / "tree"
+        apply(text, patch, src.root, overlay, files)
+        cfiles = [f for f in files if f.endswith(".c")]
+        for h in (f for f in files if f.endswith(".h")):
+            reach = header_reach(src.root, h, set(cfiles))
+            if reach:
+                more = f" and {len(reach) - 3} more" if len(reach) > 3 else ""
+                raise DiffRefused(f"the diff changes {h}, which {', '.join(reach[:3])}{more} also include: "
+                                  "a live patch replaces functions of the files the diff names only; change "
+                                  "the header's users in the diff, or leave the header alone")
+        if not cfiles:
+            raise DiffRefused(f"{patch} changes no .c file: nothing to compile")
+        units = [tu.locate(k, src.root, f) for f in cfiles]
+        objects = {u.object for u in units}
+        if len(objects) > 1:
+            raise DiffRefused(f"the diff changes code of {' and '.join(sorted(objects))}: one live patch module "
+                              "patches one object; split the diff")
+        works = compile_units(k, src.root, overlay, work, units)
+        syms = ksyms.vmlinux_symbols(k)
+        p.decide("kernel symbols", "read", syms.origin)
+        obj = units[0].object
+        objsyms = syms.object(k, obj)
+        parts = []
+        for w in works:
+            parts.append(_plan_unit(k, p, w, src.root, overlay, objsyms, syms.ibt, progress))
+        if not p.targets:
+            raise DiffRefused(f"{patch} changes no function's compiled code in {k.release}: nothing to patch")
+        p.fix_c = _fix_c(p, k, patch, parts)
+        p.spec = _spec(p, patch)
+    return p
+
+
+def _refuse_special(p: Plan, w: UnitWork) -> None:
+    c = w.cmp
+    for fname in c.changed:
+        sec = w.old.symbols[fname].section
+        if sec.startswith((".init", ".exit")) or sec in (".text.startup",):
+            what = "__init" if sec.startswith(".init") else "__exit"
+            raise DiffRefused(f"the diff changes {fname}() in {w.unit.rel}, which is {what} code: it ran at boot "
+                              "(or runs at unload) and a live patch cannot change it")
+    for vname in c.changed_data:
+        sym = w.new.variables().get(vname) or next(s for n, s in w.new.variables().items()
+                                                     if objdiff._norm(n) == vname)
+        if sym.section.startswith((".init", ".exit")):
+            raise DiffRefused(f"the diff changes {vname} in {w.unit.rel}, which is __init data: a live patch "
+                              "cannot change what the kernel used at boot")
+        raise DiffRefused(f"the diff changes the initial value or size of {vname} in {w.unit.rel}: a live patch "
+                          "replaces functions, not data the kernel already holds; use a shadow variable "
+                          "(klp_shadow_*) for new state")
+    for fname in c.added:
+        if w.new.symbols[fname].section.startswith(".init"):
+            raise DiffRefused(f"the diff adds __init code ({fname}) to {w.unit.rel}: it would never run in a "
+                              "live patch")
+
+
+def _layout_refusal(w: UnitWork, old_p: extract.Parsed, new_p: extract.Parsed, tree: Path, overlay: Path) -> None:
+    def rel_files(parsed: extract.Parsed, root: Path) -> set[str]:
+        return {f for f in parsed.local_files}
+
+    old_l = extract.record_layouts(old_p, rel_files(old_p, tree))
+    new_l = extract.record_layouts(new_p, rel_files(new_p, overlay))
+    for rec, layout in sorted(new_l.items()):
+        if rec in old_l and old_l[rec] != layout:
+            raise DiffRefused(f"the diff changes the layout of {rec} in {w.unit.rel}: objects of it already exist "
+                              "in the running kernel; keep the layout and put new fields in a shadow variable "
+                              "(klp_shadow_*)")
+
+
+@dataclass
+class UnitPart:
+    unit: tu.Unit
+    parsed: extract.Parsed
+    emit: list[tuple[str, str]]  # (key name, text) in source order, with their comments
+    includes: list[str]
+
+
+def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsyms: ksyms.ObjectSymbols,
+               ibt: bool, progress) -> UnitPart:
+    _refuse_special(p, w)
+    new_p = extract.parse(overlay / w.unit.rel, w.new_argv, [overlay, tree])
+    changed_files = {f for f in new_p.local_files}
+    if any(Path(f).is_file() and not Path(f).is_symlink() for f in changed_files if f != str(overlay / w.unit.rel)):
+        pass
+    old_p = extract.parse(tree / w.unit.rel, w.old_argv, [tree])
+    _layout_refusal(w, old_p, new_p, tree, overlay)
+    unit_funcs = {objdiff.base_name(n) for n in w.old.functions()}
+    unit_vars = set(w.old.variables())
+
+    def present(fn: str) -> bool:
+        return bool(objsyms.positions(fn))
+
+    changed = {objdiff.base_name(n) for n in w.cmp.changed}
+    added = {objdiff.base_name(n) for n in w.cmp.added} - {objdiff.base_name(n) for n in w.old.functions()}
+    # callers, for changed functions the kernel does not have as themselves
+    targets: dict[str, str] = {}
+    queue = sorted(changed)
+    seen: set[str] = set()
+    depth = 0
+    while queue and depth <= MAX_CALLER_DEPTH:
+        nxt: list[str] = []
+        for fn in queue:
+            if fn in seen:
+                continue
+            seen.add(fn)
+            own = w.old.functions().get(fn)
+            if own is not None and present(fn):
+                if not own.traced:
+                    reason = "notrace: ftrace cannot hook it"
+                else:
+                    targets[fn] = "its compiled code changed" if fn in changed else targets.get(fn, "")
+                    continue
+            else:
+                clones = sorted(n for n in w.old.functions() if objdiff.base_name(n) == fn and n != fn
+                                and not n.endswith(".cold"))
+                reason = (f"only gcc's clone {', '.join(clones)} exists, with another calling convention"
+                          if clones else f"inlined away in {k.release}")
+            callers = sorted({objdiff.base_name(g) for g, s in w.new.functions().items()
+                              if any(objdiff.base_name(c) == fn for c in s.callees + s.addressed)
+                              and objdiff.base_name(g) != fn})
+            taken = [v for v, s in w.new.variables().items() if fn in s.addressed or
+                     any(objdiff.base_name(a) == fn for a in s.addressed)]
+            if taken:
+                raise DiffRefused(f"{fn}() in {w.unit.rel} changed, is not patchable itself ({reason}), and "
+                                  f"{taken[0]} holds its address: no patchable caller covers every use")
+            if not callers:
+                raise DiffRefused(f"{fn}() in {w.unit.rel} changed but is not patchable ({reason}) and has no "
+                                  "caller in its file to patch instead: no patchable caller")
+            p.decide(fn, "via callers", f"{reason}: patching {', '.join(callers)}")
+            for c in callers:
+                targets.setdefault(c, f"calls {fn}(), which changed and is {reason.split(':')[0]}")
+            nxt += callers
+        queue = nxt
+        depth += 1
+    targets = {t: r for t, r in targets.items() if t not in added}
+    for t, r in sorted(targets.items()):
+        pos = _pick_position(objsyms, t, unit_funcs, text=True)
+        p.targets.append(Target(t, w.unit.object, pos, PREFIX + t, w.unit.rel))
+        p.decide(t, "target", r or "its compiled code changed")
+    for a in sorted(added):
+        p.decide(a, "new", "a function the diff adds: compiled into the patch module")
+    return _extract_unit(k, p, w, new_p, set(targets), added, objsyms, ibt, unit_funcs, unit_vars)
+
+
+def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targets: set[str], added: set[str],
+                  objsyms: ksyms.ObjectSymbols, ibt: bool, unit_funcs: set[str], unit_vars: set[str]) -> UnitPart:
+    rel = w.unit.rel
+    renames = {t: PREFIX + t for t in targets}
+    emit_keys: dict[tuple[str, str], str] = {}  # key -> how: define, replace, copy, extern, plain-extern
+    comments: dict[tuple[str, str], str] = {}
+    queue: list[tuple[str, str]] = []
+    for t in sorted(targets | added):
+        key = ("func", t)
+        if key not in parsed.entities or not parsed.entities[key].definition:
+            raise DiffRefused(f"{t}() is defined by a macro kpgen cannot copy out of {rel} "
+                              "(SYSCALL_DEFINE and the like are not supported yet)")
+        emit_keys[key] = "replace" if t in targets else "define"
+        queue.append(key)
+    local_statics: list[tuple[extract.LocalStatic, str, SymbolUse]] = []
+    while queue:
+        key = queue.pop(0)
+        e = parsed.entities[key]
+        deps, statics = extract.references(parsed, e)
+        how = emit_keys[key]
+        if statics and how == "replace":
+            for st in statics:
+                ksym = _local_static_name(w, e.name, st.name)
+                if ksym is None or not objsyms.has(ksym):
+                    raise DiffRefused(f"{e.name}() has its own static {st.name}, which kpgen cannot find in "
+                                      f"{objsyms.name}: patching it would start a second copy of that state")
+                ident = f"{e.name}_{st.name}"
+                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False)
+                use = SymbolUse(ident, ksym, w.unit.object, pos)
+                local_statics.append((st, ident, use))
+                p.symbols.append(use)
+                p.decide(f"{e.name}:{st.name}", "original's static",
+                         f"{ksym} in kallsyms: the patched function keeps the running kernel's variable")
+        elif statics and how == "copy":
+            raise DiffRefused(f"{e.name}() must be copied ({comments[key]}) but holds state of its own "
+                              f"(static {statics[0].name}): a copy would not share it")
+        for d in sorted(deps):
+            if d in emit_keys:
+                continue
+            de = parsed.entities[d]
+            if d[0] in ("macro", "type", "enumconst"):
+                emit_keys[d] = "define"
+                queue.append(d)
+                continue
+            if d[0] == "func":
+                how_d, why = _decide_function(k, de, objsyms, ibt, rel)
+            else:
+                how_d, why = _decide_variable(k, de, objsyms, rel)
+            emit_keys[d] = how_d
+            comments[d] = why
+            p.decide(d[1], how_d, why)
+            if how_d in ("copy", "define"):
+                queue.append(d)
+            if how_d == "extern":
+                pos = _pick_position(objsyms, d[1], unit_funcs if d[0] == "func" else unit_vars | unit_funcs,
+                                     text=d[0] == "func")
+                if pos or w.unit.object != "vmlinux":
+                    p.symbols.append(SymbolUse(d[1], "", w.unit.object, pos))
+    # render in source order
+    emit: list[tuple[str, str]] = []
+    for key in sorted(emit_keys, key=lambda kk: parsed.order(parsed.entities[kk])):
+        e = parsed.entities[key]
+        how = emit_keys[key]
+        if how == "header":
+            continue
+        if e.ns == "enumconst":
+            continue
+        if how == "extern":
+            decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
+            emit.append((key[1], f"/* {e.name}: {comments[key]} */\n{decl}"))
+        elif how == "plain-extern":
+            decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
+            emit.append((key[1], f"/* {e.name}: {comments[key]} */\n{decl}"))
+        elif e.ns == "macro":
+            emit.append((key[1], "#define " + parsed.text(e.file, e.start, e.end)))
+        elif e.ns == "type":
+            emit.append((key[1], parsed.text(e.file, e.start, e.end) + ";"))
+        elif e.ns == "var":
+            emit.append((key[1], parsed.text(e.file, e.start, e.end) + ";"))
+        else:
+            edits = extract.rename_edits(parsed, e, renames)
+            head = ""
+            if how == "replace":
+                mine = [(st, ident, use) for st, ident, use in local_statics if st.function == e.name]
+                for st, ident, use in mine:
+                    edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, "
+                                                    f"declared above */"))
+                    edits += _static_ref_edits(parsed, e, st, ident)
+                    head += (f"/* {st.name} of {e.name}(): the running kernel's own {use.kallsyms} */\n"
+                             f"{extract.var_declaration(st.cursor, ident)}\n\n")
+                head += f"/* Replaces {e.name}() of {rel}. */\n"
+            elif how == "copy":
+                head = f"/* {e.name}: {comments[key]} */\n"
+            body = extract.apply_edits(parsed, e, edits)
+            if how in ("replace", "copy", "define") and not body.lstrip().startswith("static"):
+                body = "static " + body
+            emit.append((key[1], head + body))
+    # the file's own includes, and those of its private headers that something copied comes from
+    used_files = {parsed.entities[kk].file for kk, how in emit_keys.items() if how in ("define", "copy")}
+    incs = []
+    for fname, spelled in parsed.includes:
+        if spelled.startswith("<") and spelled not in incs and (fname == str(parsed.path) or fname in used_files):
+            incs.append(spelled)
+    return UnitPart(w.unit, parsed, emit, incs)
+
+
+def _static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.LocalStatic,
+                      ident: str) -> list[tuple[int, int, str]]:
+    import clang.cindex as ci
+
+    edits = []
+    for c in e.cursor.walk_preorder():
+        if c.kind == ci.CursorKind.DECL_REF_EXPR and c.referenced is not None and c.referenced == st.cursor:
+            off = c.location.offset
+            if c.location.file is not None and str(c.location.file.name) == e.file and \
+                    parsed.text(e.file, off, off + len(st.name)) == st.name:
+                edits.append((off, off + len(st.name), ident))
+    return edits
+
+
+def _local_static_name(w: UnitWork, func: str, var: str) -> str | None:
+    """The kallsyms name of `func`'s own static `var`: gcc's `var.N`, referenced by func."""
+    fsym = w.old.functions().get(func)
+    if fsym is None:
+        return None
+    for ref in fsym.addressed:
+        m = objdiff.LOCAL_STATIC_RE.match(ref)
+        if m and m.group("base") == var:
+            return ref
+    return None
+
+
+def _decide_function(k: Kernel, e: extract.Entity, objsyms: ksyms.ObjectSymbols, ibt: bool,
+                     rel: str) -> tuple[str, str]:
+    name = e.name
+    static = extract.is_static(e)
+    if not static and name in k.exports:
+        if Path(e.file).name.endswith(".c") or "/include/" not in e.file:
+            return "plain-extern", "exported by the kernel: called as it is"
+        return "header", "exported"
+    pos = objsyms.positions(name)
+    if pos:
+        if ibt and objsyms.endbr is not None and not any(objsyms.endbr.get(i) for i in pos):
+            if e.definition:
+                return "copy", (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, "
+                                f"so it is copied from {rel}")
+            raise DiffRefused(f"{name}() has no ENDBR in {k.release} (IBT) and is defined in another file: "
+                              "calling it through a pointer would fault on IBT hardware, and kpgen copies "
+                              "functions from the diff's own files only")
+        where = "static in " + rel if static else "not exported"
+        return "extern", f"{where}: the running kernel's own function, reached through kallsyms"
+    if e.definition:
+        return "copy", f"inlined away in {k.release}: copied from {rel}"
+    raise DiffRefused(f"{name}() is neither exported nor in kallsyms of {k.release}, and {rel} does not define "
+                      "it: kpgen cannot reach it")
+
+
+def _decide_variable(k: Kernel, e: extract.Entity, objsyms: ksyms.ObjectSymbols, rel: str) -> tuple[str, str]:
+    name = e.name
+    static = extract.is_static(e)
+    if not static and name in k.exports:
+        return ("plain-extern" if "/include/" not in e.file else "header"), "exported by the kernel"
+    if objsyms.positions(name, text=False):
+        where = "static in " + rel if static else "not exported"
+        return "extern", f"{where}: the running kernel's own variable, reached through kallsyms"
+    if e.cursor.type.is_const_qualified() or "const" in e.cursor.type.spelling.split():
+        return "define", f"constant data the compiler folded away in {k.release}: copied"
+    raise DiffRefused(f"{name} is used by the patched code but is not in kallsyms of {k.release}: kpgen cannot "
+                      "reach the kernel's copy")
+
+
+def _fix_c(p: Plan, k: Kernel, patch: Path, parts: list[UnitPart]) -> str:
+    incs: list[str] = []
+    for part in parts:
+        for i in part.includes:
+            if i not in incs:
+                incs.append(i)
+    lines = ["// SPDX-License-Identifier: GPL-2.0-only", "/*",
+             f" * Live patch {p.name}: {patch.name} for {k.release}.", " *",
+             f" * Generated by kpgen diff from the diff and the kernel's exact source: the",
+             " * patched functions as the diff leaves them, renamed, with what they need.",
+             " * Each copied or externally declared symbol says why. Review it; regenerate",
+             " * it with kpgen diff rather than editing it.", " */", ""]
+    lines += [f"#include {i}" for i in incs]
+    for part in parts:
+        lines += ["", f"/* From {part.unit.rel}. */"]
+        for _, text in part.emit:
+            lines += ["", text.rstrip()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _spec(p: Plan, patch: Path) -> str:
+    out = [f"# Live patch {p.name}, made by kpgen diff from {patch.name} for {p.release}.",
+           f"name = {_toml_str(p.name)}",
+           f"description = {_toml_str(('Live patch from ' + patch.name)[:200])}",
+           'sources = ["fix.c"]']
+    for t in p.targets:
+        out += ["", "[[function]]", f"target = {_toml_str(t.name)}", f"object = {_toml_str(t.object)}",
+                f"replacement = {_toml_str(t.replacement)}"]
+        if t.sympos:
+            out.append(f"sympos = {t.sympos}")
+    for s in p.symbols:
+        out += ["", "[[symbol]]", f"name = {_toml_str(s.ident)}"]
+        if s.kallsyms and s.kallsyms != s.ident:
+            out.append(f"kallsyms = {_toml_str(s.kallsyms)}")
+        if s.object != "vmlinux":
+            out.append(f"object = {_toml_str(s.object)}")
+        if s.sympos:
+            out.append(f"sympos = {s.sympos}")
+    return "\n".join(out) + "\n"
+
+
+def write(p: Plan, out: Path) -> list[Path]:
+    """Write the spec and fix.c into `out` (refusing to mix them into a directory of other files)."""
+    out = Path(out)
+    spec_path, c_path = out / f"{p.name}.toml", out / "fix.c"
+    if out.exists() and any(x for x in out.iterdir() if x.name not in (spec_path.name, "fix.c", "module", "core")):
+        raise UsageError(f"{out} holds other files: give kpgen diff an empty or new directory (-o DIR)")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_spec, tmp_c = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp"
+    tmp_spec.write_text(p.spec)
+    tmp_c.write_text(p.fix_c)
+    tmp_c.replace(c_path)
+    tmp_spec.replace(spec_path)
+    return [spec_path, c_path]
+
+
+def rmtree_quiet(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
+    """`kpgen patch` and `kpgen build` of the written spec: render, Kbuild, ELF checks."""
+    from . import elfcheck, generate, kbuild, render, spec
+    from .errors import BuildError
+
+    if core is None:
+        core = out / "core"
+        if generate.generated_for(core) is None or generate.generated_for(core)[0] != k.release \
+                or not (core / "Module.symvers").is_file():
+            render.write(out, generate.core_files(k))
+            kbuild.build(k, core)
+    module = out / "module"
+    generate.generate_patch(k, out / f"{p.name}.toml", module, core)
+    kbuild.build(k, module, core)
+    ko = module / f"{p.name}.ko"
+    patch = spec.load(out / f"{p.name}.toml")
+    verdict = elfcheck.check_module(ko, k, core / "Module.symvers", tuple(f.replacement for f in patch.functions))
+    if not verdict.ok:
+        raise BuildError(f"{ko}: " + "; ".join(verdict.problems))
+    return ko
