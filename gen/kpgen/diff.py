@@ -28,6 +28,7 @@ from .kernel import Kernel
 PATCH_FILE_RE = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.M)
 OLD_FILE_RE = re.compile(r"^--- (?:a/)?(\S+)", re.M)
 PREFIX = "livepatch_"
+SYSCALL_RE = re.compile(r"^__(?:x64|ia32|x32|se|do)_(?:compat_)?sys_\w+$")
 MAX_CALLER_DEPTH = 8
 
 
@@ -278,13 +279,11 @@ class UnitPart:
 
 def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsyms: ksyms.ObjectSymbols,
                ibt: bool, progress) -> UnitPart:
-    _refuse_special(p, w)
     new_p = extract.parse(overlay / w.unit.rel, w.new_argv, [overlay, tree])
-    changed_files = {f for f in new_p.local_files}
-    if any(Path(f).is_file() and not Path(f).is_symlink() for f in changed_files if f != str(overlay / w.unit.rel)):
-        pass
     old_p = extract.parse(tree / w.unit.rel, w.old_argv, [tree])
     _layout_refusal(w, old_p, new_p, tree, overlay)
+    _refuse_special(p, w)
+    new_p.new_names = {key for key in new_p.entities if key[0] in ("func", "var") and key not in old_p.entities}
     unit_funcs = {objdiff.base_name(n) for n in w.old.functions()}
     unit_vars = set(w.old.variables())
 
@@ -334,6 +333,11 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
         queue = nxt
         depth += 1
     targets = {t: r for t, r in targets.items() if t not in added}
+    wrapped = sorted(t for t in targets if SYSCALL_RE.match(t))
+    if wrapped:
+        raise DiffRefused(f"the diff changes a system call ({', '.join(wrapped)} in {w.unit.rel}): functions "
+                          "made by SYSCALL_DEFINE are not supported yet; move the change into a helper the "
+                          "system call calls, or write the replacement with kpgen new")
     for t, r in sorted(targets.items()):
         pos = _pick_position(objsyms, t, unit_funcs, text=True)
         p.targets.append(Target(t, w.unit.object, pos, PREFIX + t, w.unit.rel))
@@ -377,6 +381,20 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                 p.decide(f"{e.name}:{st.name}", "original's static",
                          f"{ksym} in kallsyms: the patched function keeps the running kernel's variable")
         elif statics and how == "copy":
+            for st in statics:
+                ksym = _unit_static_name(w, st.name)
+                if ksym is None or not objsyms.has(ksym):
+                    break
+                ident = f"{e.name}_{st.name}"
+                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False)
+                use = SymbolUse(ident, ksym, w.unit.object, pos)
+                local_statics.append((st, ident, use))
+                p.symbols.append(use)
+                p.decide(f"{e.name}:{st.name}", "original's static",
+                         f"{ksym} in kallsyms: the copy keeps the running kernel's variable")
+            else:
+                statics = []
+        if statics and how == "copy" and not all(any(ls[0] is st for ls in local_statics) for st in statics):
             raise DiffRefused(f"{e.name}() must be copied ({comments[key]}) but holds state of its own "
                               f"(static {statics[0].name}): a copy would not share it")
         for d in sorted(deps):
@@ -387,13 +405,16 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                 emit_keys[d] = "define"
                 queue.append(d)
                 continue
-            if d[0] == "func":
-                how_d, why = _decide_function(k, de, objsyms, ibt, rel)
+            if d in parsed.new_names:
+                how_d, why = "define", "new in the diff: compiled into the patch module"
+            elif d[0] == "func":
+                how_d, why = _decide_function(k, parsed, de, objsyms, ibt, rel)
             else:
-                how_d, why = _decide_variable(k, de, objsyms, rel)
+                how_d, why = _decide_variable(k, parsed, de, objsyms, rel)
             emit_keys[d] = how_d
             comments[d] = why
-            p.decide(d[1], how_d, why)
+            if how_d != "header":
+                p.decide(d[1], how_d, why)
             if how_d in ("copy", "define"):
                 queue.append(d)
             if how_d == "extern":
@@ -425,7 +446,7 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         else:
             edits = extract.rename_edits(parsed, e, renames)
             head = ""
-            if how == "replace":
+            if how in ("replace", "copy"):
                 mine = [(st, ident, use) for st, ident, use in local_statics if st.function == e.name]
                 for st, ident, use in mine:
                     edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, "
@@ -433,9 +454,8 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                     edits += _static_ref_edits(parsed, e, st, ident)
                     head += (f"/* {st.name} of {e.name}(): the running kernel's own {use.kallsyms} */\n"
                              f"{extract.var_declaration(st.cursor, ident)}\n\n")
-                head += f"/* Replaces {e.name}() of {rel}. */\n"
-            elif how == "copy":
-                head = f"/* {e.name}: {comments[key]} */\n"
+                head += (f"/* Replaces {e.name}() of {rel}. */\n" if how == "replace"
+                         else f"/* {e.name}: {comments[key]} */\n")
             body = extract.apply_edits(parsed, e, edits)
             if how in ("replace", "copy", "define") and not body.lstrip().startswith("static"):
                 body = "static " + body
@@ -463,6 +483,13 @@ def _static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.Loc
     return edits
 
 
+def _unit_static_name(w: UnitWork, var: str) -> str | None:
+    """The kallsyms name of an inlined function's own static: the unit's only `var.N`."""
+    found = {ref for s in w.old.functions().values() for ref in s.addressed
+             if (m := objdiff.LOCAL_STATIC_RE.match(ref)) and m.group("base") == var}
+    return found.pop() if len(found) == 1 else None
+
+
 def _local_static_name(w: UnitWork, func: str, var: str) -> str | None:
     """The kallsyms name of `func`'s own static `var`: gcc's `var.N`, referenced by func."""
     fsym = w.old.functions().get(func)
@@ -475,14 +502,14 @@ def _local_static_name(w: UnitWork, func: str, var: str) -> str | None:
     return None
 
 
-def _decide_function(k: Kernel, e: extract.Entity, objsyms: ksyms.ObjectSymbols, ibt: bool,
+def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols, ibt: bool,
                      rel: str) -> tuple[str, str]:
     name = e.name
     static = extract.is_static(e)
     if not static and name in k.exports:
-        if Path(e.file).name.endswith(".c") or "/include/" not in e.file:
-            return "plain-extern", "exported by the kernel: called as it is"
-        return "header", "exported"
+        if extract.declared_in_header(p, e):
+            return "header", "exported, declared by a kernel header"
+        return "plain-extern", "exported by the kernel: called as it is"
     pos = objsyms.positions(name)
     if pos:
         if ibt and objsyms.endbr is not None and not any(objsyms.endbr.get(i) for i in pos):
@@ -500,11 +527,14 @@ def _decide_function(k: Kernel, e: extract.Entity, objsyms: ksyms.ObjectSymbols,
                       "it: kpgen cannot reach it")
 
 
-def _decide_variable(k: Kernel, e: extract.Entity, objsyms: ksyms.ObjectSymbols, rel: str) -> tuple[str, str]:
+def _decide_variable(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols,
+                     rel: str) -> tuple[str, str]:
     name = e.name
     static = extract.is_static(e)
     if not static and name in k.exports:
-        return ("plain-extern" if "/include/" not in e.file else "header"), "exported by the kernel"
+        if extract.declared_in_header(p, e):
+            return "header", "exported, declared by a kernel header"
+        return "plain-extern", "exported by the kernel"
     if objsyms.positions(name, text=False):
         where = "static in " + rel if static else "not exported"
         return "extern", f"{where}: the running kernel's own variable, reached through kallsyms"

@@ -72,6 +72,7 @@ class Parsed:
     includes: list[tuple[str, str]] = field(default_factory=list)  # (file, include spelling)
     texts: dict[str, bytes] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)  # every member name the unit knows
+    new_names: set[tuple[str, str]] = field(default_factory=set)  # functions and variables the diff adds
 
     def text(self, file: str, start: int, end: int) -> str:
         if file not in self.texts:
@@ -278,6 +279,8 @@ def prototype(p: Parsed, e: Entity) -> str:
     body = next((c for c in e.cursor.get_children() if c.kind == ci.CursorKind.COMPOUND_STMT), None)
     head = p.text(e.file, e.start, body.extent.start.offset if body else e.end).rstrip()
     head = DROP_IN_PROTO.sub("", head).strip()
+    if head.startswith("extern "):
+        head = head[len("extern "):]
     return f"extern {head};"
 
 
@@ -306,6 +309,13 @@ def function_body(e: Entity):
     import clang.cindex as ci
 
     return next((c for c in e.cursor.get_children() if c.kind == ci.CursorKind.COMPOUND_STMT), None)
+
+
+def declared_in_header(p: Parsed, e: Entity) -> bool:
+    """Whether a kernel header (not the unit's own files) declares the symbol."""
+    c = e.cursor.canonical
+    f = c.location.file
+    return f is not None and str(f.name) not in p.local_files
 
 
 def is_static(e: Entity) -> bool:

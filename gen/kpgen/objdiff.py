@@ -65,10 +65,21 @@ class Object:
         return {n: s for n, s in self.symbols.items() if s.kind == "object"}
 
 
+UNIQUE_ID_RE = re.compile(r"^(__UNIQUE_ID_[A-Za-z_]+?)\d+")
+# Sections of data the kernel keeps: a changed initial value there is a change of state.
+DATA_SECTION_RE = re.compile(r"^\.(?:data|rodata|bss)\b")
+
+
 def _norm(name: str) -> str:
-    """Local statics are numbered by gcc per unit: a new one renumbers the rest."""
+    """Local statics are numbered by gcc per unit and __UNIQUE_ID_ by __COUNTER__: a new one
+    renumbers the rest.
+
+    >>> _norm("last_check.2"), _norm("__UNIQUE_ID_ddebug326.4")
+    ('last_check.N', '__UNIQUE_ID_ddebug#.N')
+    """
     m = LOCAL_STATIC_RE.match(name)
-    return m.group("base") + ".N" if m else name
+    name = m.group("base") + ".N" if m else name
+    return UNIQUE_ID_RE.sub(r"\1#", name)
 
 
 def read(path: Path) -> Object:
@@ -139,6 +150,8 @@ def _describe(target, addend: int, sections: list) -> str:
         end = data.find(b"\0", max(addend, 0))
         return "str:" + data[max(addend, 0):end if end >= 0 else None].decode("latin-1")
     name = re.sub(r"\.\d+$", ".N", sec.name)
+    if sec["sh_flags"] & 0x4:  # code: a function's section, by its name
+        return f"{name}{addend:+d}"
     if sec["sh_type"] == "SHT_PROGBITS" and not sec["sh_flags"] & 0x1:  # read-only: by contents
         return f"{name}:{sec.data()[max(addend, 0):max(addend, 0) + 64].hex()}"
     return f"{name}{addend:+d}"
@@ -157,8 +170,8 @@ def compare(old: Object, new: Object) -> Comparison:
     of, nf = old.functions(), new.functions()
     changed = sorted(n for n in of.keys() & nf.keys()
                      if (of[n].code, of[n].refs) != (nf[n].code, nf[n].refs))
-    ov = {_norm(n): s for n, s in old.variables().items()}
-    nv = {_norm(n): s for n, s in new.variables().items()}
+    ov = {_norm(n): s for n, s in old.variables().items() if DATA_SECTION_RE.match(s.section)}
+    nv = {_norm(n): s for n, s in new.variables().items() if DATA_SECTION_RE.match(s.section)}
     changed_data = sorted(n for n in ov.keys() & nv.keys()
                           if (ov[n].code, ov[n].refs, ov[n].size) != (nv[n].code, nv[n].refs, nv[n].size))
     return Comparison(changed=tuple(changed), added=tuple(sorted(nf.keys() - of.keys())),
