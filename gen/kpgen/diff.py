@@ -230,7 +230,39 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, progress=print)
             raise DiffRefused(f"{patch} changes no function's compiled code in {k.release}: nothing to patch")
         p.fix_c = _fix_c(p, k, patch, parts)
         p.spec = _spec(p, patch)
+        _check_module(k, p, work / "check", objsyms, syms.ibt)
     return p
+
+
+def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+    """Compile the module once, as `kpgen patch` will: every kernel symbol it needs must be
+    reachable, and on IBT kernels every function it calls through a pointer must keep its ENDBR."""
+    from . import generate, kbuild, spec as kspec
+
+    write(p, where)
+    patch = kspec.load(where / f"{p.name}.toml")
+    core = generate.core_files(k)
+    model_files = generate.render.render_patch(
+        generate.patch_model(patch, where / "module", where / "core", k.release, k.features.summary()), "module")
+    header = next(f.content for f in core if f.path.name == "kpatch.h")
+    undefined, called = kbuild.probe_symbols(k, model_files, header, "module", patch.name)
+    core_c = next(f.content for f in core if f.path.name == "kpatch.c")
+    core_exports = {m.decode() for m in generate.EXPORT_RE.findall(core_c)}
+    unexported = sorted(undefined - set(k.exports) - core_exports - generate.MODPOST_SYMBOLS)
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.fix_c))
+    vm = ksyms.vmlinux_symbols(k).objects["vmlinux"]
+    for name in unexported:
+        if name not in words:
+            raise DiffRefused(f"the patched code needs {name}, which the kernel does not export, through an "
+                              "inline function of the kernel headers: kpgen can redirect only the names fix.c "
+                              "itself uses; patch the functions that call that inline function differently")
+        if ibt and name in called:
+            table = objsyms if objsyms.has(name) else vm
+            pos = table.positions(name)
+            if table.endbr is not None and pos and not any(table.endbr.get(i) for i in pos):
+                raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT): "
+                                  "a call through a pointer would fault on IBT hardware, and it is not a "
+                                  "function of the diff's files that kpgen could copy")
 
 
 def _refuse_special(p: Plan, w: UnitWork) -> None:
@@ -511,9 +543,10 @@ def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: k
             return "header", "exported, declared by a kernel header"
         return "plain-extern", "exported by the kernel: called as it is"
     pos = objsyms.positions(name)
+    weak = e.definition and re.search(r"\b__weak\b|__attribute__\(\(weak\)\)", p.text(e.file, e.start, e.end))
     if pos:
         if ibt and objsyms.endbr is not None and not any(objsyms.endbr.get(i) for i in pos):
-            if e.definition:
+            if e.definition and not weak:
                 return "copy", (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, "
                                 f"so it is copied from {rel}")
             raise DiffRefused(f"{name}() has no ENDBR in {k.release} (IBT) and is defined in another file: "

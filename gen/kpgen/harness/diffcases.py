@@ -1,0 +1,82 @@
+"""Diff cases: a source diff per kernel and what `kpgen diff` must make of it.
+
+A case is a directory (the repository keeps its corpus in tests/diffs/):
+
+    <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
+    <case>/<kernel>.patch the diff against that kernel's source
+    <case>/loaded         (cases that build) exit 0 only while the patched behaviour is visible
+
+The boot tree gets one directory per case that builds, diffs/<case>/, with the module and
+the `loaded` check; the guest's `diffs` topic runs one scenario per directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import diff, kernel as kmod, source
+
+
+@dataclass(frozen=True)
+class Expect:
+    targets: tuple[str, ...] = ()
+    refused: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    category: str
+    kernels: dict[str, Expect]
+
+    def patch(self, kname: str) -> Path:
+        return self.path / f"{kname}.patch"
+
+    @property
+    def loaded(self) -> Path:
+        return self.path / "loaded"
+
+
+def load(root: Path) -> list[Case]:
+    cases = []
+    for d in sorted(p for p in Path(root).iterdir() if (p / "case.toml").is_file()):
+        data = tomllib.loads((d / "case.toml").read_text())
+        kernels = {k: Expect(tuple(v.get("targets", ())), v.get("refused", ""))
+                   for k, v in data.get("kernel", {}).items()}
+        cases.append(Case(d.name, d, data.get("category", ""), kernels))
+    return cases
+
+
+@dataclass
+class Built:
+    case: Case
+    ko: Path
+    seconds: float
+
+
+def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path) -> list[Built]:
+    """`kpgen diff --build` of every case that builds on this kernel, into root/diffs/<case>/."""
+    src = source.find(k, fetch=True, progress=lambda line: print(line, flush=True))
+    out: list[Built] = []
+    for case in cases:
+        expect = case.kernels.get(kname)
+        if expect is None or expect.refused:
+            continue
+        start = time.monotonic()
+        work, final = Path(root) / "diffs-work" / case.name, Path(root) / "diffs" / case.name
+        for d in (work, final):
+            if d.exists():
+                shutil.rmtree(d)
+        plan = diff.plan(k, case.patch(kname), src, case.name)
+        diff.write(plan, work)
+        ko = diff.build(k, work, plan, core)
+        final.mkdir(parents=True)
+        shutil.copy2(case.loaded, final / "loaded")
+        shutil.copy2(ko, final / ko.name)
+        out.append(Built(case, final / ko.name, time.monotonic() - start))
+    return out
