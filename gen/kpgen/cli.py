@@ -157,7 +157,7 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
-        tree = boottest.build_tree(k)
+        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None)
         if args.dry_run:
             print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles).shell())
             continue
@@ -279,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
+    sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
     sp.set_defaults(func=cmd_boot_test)
 
     sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")

@@ -22,6 +22,7 @@ CLONE_RE = re.compile(r"^(?P<base>[A-Za-z_][A-Za-z0-9_]*?)(?P<suffix>(?:\.(?:isr
                       r"localalias)(?:\.\d+)?)+)$")
 LOCAL_STATIC_RE = re.compile(r"^(?P<base>[A-Za-z_][A-Za-z0-9_]*)\.(?P<n>\d+)$")
 # relocation type sizes on x86_64 (the field a relocation writes)
+PC_RELATIVE = {2, 4, 9, 41, 42}  # PC32, PLT32, GOTPCREL, GOTPCRELX, REX_GOTPCRELX
 RELOC_SIZE = {1: 8, 2: 4, 4: 4, 9: 4, 10: 4, 11: 4, 24: 8, 41: 4, 42: 4, 23: 4}
 
 
@@ -114,7 +115,10 @@ def read(path: Path) -> Object:
                         width = RELOC_SIZE.get(rel["r_info_type"], 4)
                         code[off:off + width] = b"\0" * width
                         target = symtab.get_symbol(rel["r_info_sym"])
-                        what = _describe(target, rel["r_addend"] if rel.is_RELA() else 0, sections)
+                        addend = rel["r_addend"] if rel.is_RELA() else 0
+                        if rel["r_info_type"] in PC_RELATIVE:
+                            addend += 4  # relative to the end of the 4-byte field: the data's own offset
+                        what = _describe(target, addend, sections)
                         refs.append(f"{off}:{rel['r_info_type']}:{what}")
                         tname = target.name
                         if tname:
@@ -139,8 +143,11 @@ def read(path: Path) -> Object:
 
 
 def _describe(target, addend: int, sections: list) -> str:
-    if target.name and target["st_info"]["type"] != "STT_SECTION":
+    local_label = target["st_info"]["type"] == "STT_NOTYPE" and target.name.startswith(".L")
+    if target.name and target["st_info"]["type"] != "STT_SECTION" and not local_label:
         return f"{_norm(target.name)}{addend:+d}"
+    if local_label:
+        addend += target["st_value"]
     shndx = target["st_shndx"]
     if not isinstance(shndx, int):
         return f"?{addend:+d}"

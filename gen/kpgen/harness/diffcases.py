@@ -42,6 +42,16 @@ class Case:
         return self.path / "loaded"
 
 
+def matrix_name(k: kmod.Kernel) -> str | None:
+    """The kernel's name in the matrix (cases are keyed by it), e.g. "6.1"."""
+    import fnmatch
+
+    for m in kmod.matrix():
+        if fnmatch.fnmatch(k.release, m.release_glob):
+            return m.name
+    return None
+
+
 def load(root: Path) -> list[Case]:
     cases = []
     for d in sorted(p for p in Path(root).iterdir() if (p / "case.toml").is_file()):
