@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BuildError
 
@@ -45,7 +46,7 @@ class Entity:
     file: str
     start: int
     end: int
-    cursor: object
+    cursor: Any
     definition: bool = True
 
     @property
@@ -57,7 +58,7 @@ class Entity:
 class LocalStatic:
     function: str
     name: str
-    cursor: object
+    cursor: Any
     start: int
     end: int  # through the ';'
 
@@ -65,7 +66,7 @@ class LocalStatic:
 @dataclass
 class Parsed:
     path: Path
-    tu: object
+    tu: Any
     local_files: list[str]  # in the order they are first included; the .c file last
     entities: dict[tuple[str, str], Entity] = field(default_factory=dict)
     macro_uses: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (offset, name)
@@ -83,7 +84,7 @@ class Parsed:
         return (self.local_files.index(e.file), e.start)
 
 
-def _type_key(cursor) -> tuple[str, str] | None:
+def _type_key(cursor: Any) -> tuple[str, str] | None:
     import clang.cindex as ci
 
     K = ci.CursorKind
@@ -290,7 +291,7 @@ def declaration(p: Parsed, e: Entity, name: str | None = None) -> str:
     return var_declaration(c, name or e.name)
 
 
-def var_declaration(c, name: str) -> str:
+def var_declaration(c: Any, name: str) -> str:
     import clang.cindex as ci
 
     t = c.type
@@ -305,7 +306,7 @@ def var_declaration(c, name: str) -> str:
     return f"extern {spelled}{sep}{name}{dims};"
 
 
-def function_body(e: Entity):
+def function_body(e: Entity) -> Any:
     import clang.cindex as ci
 
     return next((c for c in e.cursor.get_children() if c.kind == ci.CursorKind.COMPOUND_STMT), None)
@@ -321,7 +322,7 @@ def declared_in_header(p: Parsed, e: Entity) -> bool:
 def is_static(e: Entity) -> bool:
     import clang.cindex as ci
 
-    return e.cursor.storage_class == ci.StorageClass.STATIC
+    return bool(e.cursor.storage_class == ci.StorageClass.STATIC)
 
 
 def record_layouts(p: Parsed, files: set[str]) -> dict[str, tuple]:

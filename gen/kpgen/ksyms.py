@@ -22,11 +22,11 @@ import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import KernelError
 from .kernel import Kernel
-from .snapshot import cache_root
-from .snapshot import load as load_snapshot
+from .snapshot import cache_root, load as load_snapshot
 
 ENDBR64 = b"\xf3\x0f\x1e\xfa"
 TEXT_TYPES = "tTwW"
@@ -91,7 +91,7 @@ def _image_kallsyms(vmlinuz: Path) -> list[tuple[int, str, str]]:
     if exe is None:
         raise KernelError("kallsyms-finder (PyPI: vmlinux-to-elf) is not installed: run `make provision`, "
                           "or take a snapshot of the booted kernel (`kpgen snapshot`)")
-    proc = subprocess.run([exe, str(vmlinuz)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.run([exe, str(vmlinuz)], capture_output=True, text=True,
                           check=False)
     rows = []
     for line in proc.stdout.splitlines():
@@ -163,7 +163,7 @@ def vmlinux_symbols(k: Kernel) -> KernelSymbols:
     return KernelSymbols(release=k.release, origin=origin, ibt=ibt, objects={"vmlinux": vm})
 
 
-def _snapshot_order(snap) -> list[tuple[str, str]]:
+def _snapshot_order(snap: Any) -> list[tuple[str, str]]:
     # rebuild kallsyms order from each entry's predecessor
     nxt: dict[str, list[tuple[str, str]]] = {}
     for (obj, name), rows in snap.symbols.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
@@ -142,7 +143,7 @@ def read(path: Path) -> Object:
     return obj
 
 
-def _describe(target, addend: int, sections: list) -> str:
+def _describe(target: Any, addend: int, sections: list) -> str:
     local_label = target["st_info"]["type"] == "STT_NOTYPE" and target.name.startswith(".L")
     if target.name and target["st_info"]["type"] != "STT_SECTION" and not local_label:
         return f"{_norm(target.name)}{addend:+d}"
@@ -155,12 +156,13 @@ def _describe(target, addend: int, sections: list) -> str:
     if sec["sh_flags"] & 0x20:  # SHF_STRINGS: name the string by its text
         data = sec.data()
         end = data.find(b"\0", max(addend, 0))
-        return "str:" + data[max(addend, 0):end if end >= 0 else None].decode("latin-1")
+        return "str:" + str(data[max(addend, 0):end if end >= 0 else None].decode("latin-1"))
     name = re.sub(r"\.\d+$", ".N", sec.name)
     if sec["sh_flags"] & 0x4:  # code: a function's section, by its name
         return f"{name}{addend:+d}"
     if sec["sh_type"] == "SHT_PROGBITS" and not sec["sh_flags"] & 0x1:  # read-only: by contents
-        return f"{name}:{sec.data()[max(addend, 0):max(addend, 0) + 64].hex()}"
+        data = bytes(sec.data())
+        return f"{name}:{data[max(addend, 0):max(addend, 0) + 64].hex()}"
     return f"{name}{addend:+d}"
 
 

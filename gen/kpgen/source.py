@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def user_tree(k: Kernel, root: Path) -> Source:
     return Source(root=Path(root).resolve(), release=k.release, version="user tree")
 
 
-def find(k: Kernel, given: Path | None = None, fetch: bool = True, progress=print) -> Source:
+def find(k: Kernel, given: Path | None = None, fetch: bool = True,
+         progress: Callable[[str], object] = print) -> Source:
     """The source for `k`: the given tree (checked), the cached one, or a fresh download."""
     if given is not None:
         return user_tree(k, given)
@@ -172,7 +174,7 @@ def find(k: Kernel, given: Path | None = None, fetch: bool = True, progress=prin
     return download(k, progress)
 
 
-def download(k: Kernel, progress=print) -> Source:
+def download(k: Kernel, progress: Callable[[str], object] = print) -> Source:
     pkg, version = source_package(k)
     debs = debs_dir()
     debs.mkdir(parents=True, exist_ok=True)

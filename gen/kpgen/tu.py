@@ -57,7 +57,7 @@ def kbuild_command(k: Kernel) -> list[str]:
             raise BuildError(f"Kbuild of {k.kdir} cannot compile a scratch object:\n{proc.stdout[-1500:]}")
         line = cmd.read_text().splitlines()[0]
     command = line.split(":=", 1)[1].split(";", 1)[0]
-    argv = [a for a in shlex.split(command)]
+    argv = list(shlex.split(command))
     # what belongs to the scratch file is dropped; the rest is the kernel's
     out: list[str] = []
     skip = False
@@ -74,7 +74,7 @@ def kbuild_command(k: Kernel) -> list[str]:
             continue
         if a.endswith("kpgen_cc.c"):
             continue
-        if a.startswith("-I./") or a.startswith("-I") and not a.startswith("-I/"):
+        if a.startswith("-I./") or (a.startswith("-I") and not a.startswith("-I/")):
             a = "-I" + str((k.kdir / a[2:]).resolve())
         out.append(a)
     cache.parent.mkdir(parents=True, exist_ok=True)
