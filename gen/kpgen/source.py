@@ -217,3 +217,28 @@ def _run_tar(argv: list[str], feeder: subprocess.Popen, what: str) -> None:
         feeder.stdout.close()
     if feeder.wait() != 0 or proc.returncode != 0:
         raise KernelError(f"{what} failed: {proc.stdout.strip()[-300:]}")
+
+
+def _matrix_kernels() -> list[Kernel]:
+    from .kernel import matrix, probe
+
+    return [k for k in (probe(m.kdir()) for m in matrix()) if not is_rt(k)]
+
+
+def main(argv: list[str]) -> int:
+    """`python3 -m kpgen.source --fetch-matrix | --check-cached`, for provisioning."""
+    if argv == ["--check-cached"]:
+        return 0 if all(cached(k) is not None for k in _matrix_kernels()) else 1
+    if argv == ["--fetch-matrix"]:
+        for k in _matrix_kernels():
+            src = find(k)
+            print(f"kpgen: the source of {k.release} is {src.root}")
+        return 0
+    print("usage: python3 -m kpgen.source --fetch-matrix | --check-cached")
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

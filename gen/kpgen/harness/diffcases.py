@@ -90,3 +90,36 @@ def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path)
         shutil.copy2(ko, final / ko.name)
         out.append(Built(case, final / ko.name, time.monotonic() - start))
     return out
+
+
+def bench_table(kname: str, release: str, built: list[Built]) -> str:
+    """The figures of `kpgen diff --build` per case (source cached, core built), as markdown."""
+    rows = ["| case | kernel | functions | seconds |", "| --- | --- | --- | ---: |"]
+    for b in built:
+        n = len(b.case.kernels[kname].targets)
+        rows.append(f"| {b.case.name} | {release} | {n} | {b.seconds:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    """`python3 -m kpgen.harness.diffcases CORPUS OUT [KDIR]`: build every case, print the figures."""
+    from .. import generate, kbuild, render
+
+    corpus, out = Path(argv[0]), Path(argv[1])
+    kdir = Path(argv[2]) if len(argv) > 2 else kmod.default_kdir()
+    k = kmod.probe(kdir)
+    kname = matrix_name(k)
+    if kname is None:
+        print(f"{k.release} is not a kernel of the matrix")
+        return 2
+    render.write(out, generate.core_files(k))
+    kbuild.build(k, out / "core")
+    built = build(k, kname, load(corpus), out, out / "core")
+    print(bench_table(kname, k.release, built))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
