@@ -30,6 +30,20 @@ PATCH_FILE_RE = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.M)
 OLD_FILE_RE = re.compile(r"^--- (?:a/)?(\S+)", re.M)
 PREFIX = "livepatch_"
 SYSCALL_RE = re.compile(r"^__(?:x64|ia32|x32|se|do)_(?:compat_)?sys_\w+$")
+# the entry points SYSCALL_DEFINE makes on x86-64, and the registers each passes arguments in
+WRAPPER_RE = re.compile(r"^__(?P<abi>x64|ia32)_sys_(?P<name>\w+)$")
+ARG_REGS = {"x64": ("di", "si", "dx", "r10", "r8", "r9"), "ia32": ("bx", "cx", "dx", "si", "di", "bp")}
+
+
+def syscall_params(define: str) -> tuple[str, list[tuple[str, str]]]:
+    """The name and (type, argument) pairs of a SYSCALL_DEFINEn(...) head.
+
+    >>> syscall_params("SYSCALL_DEFINE2(foo, struct bar __user *, b, int, n)")
+    ('foo', [('struct bar __user *', 'b'), ('int', 'n')])
+    """
+    inner = define[define.index("(") + 1:define.rindex(")")]
+    parts = [x.strip() for x in inner.split(",")]
+    return parts[0], list(zip(parts[1::2], parts[2::2], strict=False))
 MAX_CALLER_DEPTH = 8
 
 
@@ -367,14 +381,14 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
         queue = nxt
         depth += 1
     targets = {t: r for t, r in targets.items() if t not in added}
-    wrapped = sorted(t for t in targets if SYSCALL_RE.match(t))
+    wrapped = sorted(t for t in targets if SYSCALL_RE.match(t) and not WRAPPER_RE.match(t))
     if wrapped:
         raise DiffRefused(f"the diff changes a system call ({', '.join(wrapped)} in {w.unit.rel}): functions "
                           "made by SYSCALL_DEFINE are not supported yet; move the change into a helper the "
                           "system call calls, or write the replacement with kpgen new")
     for t, r in sorted(targets.items()):
         pos = _pick_position(objsyms, t, unit_funcs, text=True)
-        p.targets.append(Target(t, w.unit.object, pos, PREFIX + t, w.unit.rel))
+        p.targets.append(Target(t, w.unit.object, pos, PREFIX + t.lstrip("_"), w.unit.rel))
         p.decide(t, "target", r or "its compiled code changed")
     for a in sorted(added):
         p.decide(a, "new", "a function the diff adds: compiled into the patch module")
@@ -384,11 +398,22 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
 def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targets: set[str], added: set[str],
                   objsyms: ksyms.ObjectSymbols, ibt: bool, unit_funcs: set[str], unit_vars: set[str]) -> UnitPart:
     rel = w.unit.rel
-    renames = {t: PREFIX + t for t in targets}
+    renames = {t: PREFIX + t.lstrip("_") for t in targets}
+    syscalls: dict[str, list[str]] = {}  # the system call's name -> its entry points to replace
+    for t in sorted(targets):
+        m = WRAPPER_RE.match(t)
+        if m:
+            syscalls.setdefault(m.group("name"), []).append(m.group("abi"))
     emit_keys: dict[tuple[str, str], str] = {}  # key -> how: define, replace, copy, extern, plain-extern
     comments: dict[tuple[str, str], str] = {}
     queue: list[tuple[str, str]] = []
-    for t in sorted(targets | added):
+    for name in sorted(syscalls):
+        key = ("func", f"__do_sys_{name}")
+        if key not in parsed.entities or extract.function_body(parsed.entities[key]) is None:
+            raise DiffRefused(f"the system call {name} of {rel} has no SYSCALL_DEFINE body kpgen can find")
+        emit_keys[key] = "syscall"
+        queue.append(key)
+    for t in sorted((targets | added) - {f"__{abi}_sys_{n}" for n, abis in syscalls.items() for abi in abis}):
         key = ("func", t)
         if key not in parsed.entities or not parsed.entities[key].definition:
             raise DiffRefused(f"{t}() is defined by a macro kpgen cannot copy out of {rel} "
@@ -465,9 +490,12 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
             continue
         if e.ns == "enumconst":
             continue
+        if how == "syscall":
+            emit.append((key[1], _syscall_text(parsed, e, renames, rel, syscalls[e.name[len("__do_sys_"):]])))
+            continue
         if how == "extern" or how == "plain-extern":
             decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
-            emit.append((key[1], f"/* {e.name}: {comments[key]} */\n{decl}"))
+            emit.append((key[1], f"{_comment(f'{e.name}: {comments[key]}')}\n{decl}"))
         elif e.ns == "macro":
             emit.append((key[1], "#define " + parsed.text(e.file, e.start, e.end)))
         elif e.ns == "type" or e.ns == "var":
@@ -481,10 +509,10 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                     edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, "
                                                     f"declared above */"))
                     edits += _static_ref_edits(parsed, e, st, ident)
-                    head += (f"/* {st.name} of {e.name}(): the running kernel's own {use.kallsyms} */\n"
+                    head += (_comment(f"{st.name} of {e.name}(): the running kernel's own {use.kallsyms}") + "\n"
                              f"{extract.var_declaration(st.cursor, ident)}\n\n")
                 head += (f"/* Replaces {e.name}() of {rel}. */\n" if how == "replace"
-                         else f"/* {e.name}: {comments[key]} */\n")
+                         else _comment(f"{e.name}: {comments[key]}") + "\n")
             body = extract.apply_edits(parsed, e, edits)
             if how in ("replace", "copy", "define") and not body.lstrip().startswith("static"):
                 body = "static " + body
@@ -496,6 +524,53 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if spelled.startswith("<") and spelled not in incs and (fname == str(parsed.path) or fname in used_files):
             incs.append(spelled)
     return UnitPart(w.unit, parsed, emit, incs)
+
+
+def _comment(text: str, width: int = 78) -> str:
+    """A C comment, wrapped: one line when it fits.
+
+    >>> _comment("short")
+    '/* short */'
+    """
+    import textwrap
+
+    if len(text) + 6 <= width:
+        return f"/* {text} */"
+    lines = textwrap.wrap(text, width - 3, break_on_hyphens=False)
+    return "/*\n" + "".join(f" * {line}\n" for line in lines) + " */"
+
+
+def _syscall_arg(ctype: str, abi: str, reg: str) -> str:
+    """One argument as the entry point passes it: ia32 takes the register's low 32 bits.
+
+    >>> _syscall_arg("int", "ia32", "bx"), _syscall_arg("char __user *", "ia32", "cx")
+    ('(int)(u32)regs->bx', '(char __user *)(unsigned long)(u32)regs->cx')
+    """
+    if abi != "ia32":
+        return f"({ctype})regs->{reg}"
+    via = "(unsigned long)" if ctype.rstrip().endswith("*") else ""
+    return f"({ctype}){via}(u32)regs->{reg}"
+
+
+def _syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, str], rel: str,
+                  abis: list[str]) -> str:
+    """A SYSCALL_DEFINE written out: its body as a plain function, and the entry points."""
+    body = extract.function_body(e)
+    head = parsed.text(e.file, e.start, body.extent.start.offset).strip()
+    name, params = syscall_params(head)
+    impl = f"{PREFIX}do_sys_{name}"
+    decl = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{a}" for t, a in params) or "void"
+    text = extract.apply_edits(parsed, e, extract.rename_edits(parsed, e, renames), start=body.extent.start.offset)
+    out = [_comment(f"{rel}: {head}, as the diff leaves it. The body of the system call, then its entry "
+                    "points, which pass the arguments as SYSCALL_DEFINE does.") + "\n"
+           f"static long {impl}({decl})\n{text}"]
+    for abi in abis:
+        regs = ARG_REGS[abi]
+        args = ",\n\t\t\t".join(_syscall_arg(t, abi, regs[i]) for i, (t, _) in enumerate(params))
+        out.append(f"/* Replaces __{abi}_sys_{name}(). */\n"
+                   f"static long {PREFIX}{abi}_sys_{name}(const struct pt_regs *regs)\n{{\n"
+                   f"\treturn {impl}({args});\n}}")
+    return "\n\n".join(out)
 
 
 def _static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.LocalStatic,
