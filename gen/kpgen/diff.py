@@ -171,6 +171,7 @@ class UnitWork:
     cmp: objdiff.Comparison
     new_argv: list[str]
     old_argv: list[str]
+    parsed: tuple[extract.Parsed, extract.Parsed]  # patched, original
 
 
 def compile_units(k: Kernel, tree: Path, overlay: Path, work: Path, units: list[tu.Unit]) -> list[UnitWork]:
@@ -180,15 +181,22 @@ def compile_units(k: Kernel, tree: Path, overlay: Path, work: Path, units: list[
         a = tu.compile_argv(k, u, tree, None, tree / u.rel, old_o)
         b = tu.compile_argv(k, u, tree, overlay, overlay / u.rel, new_o)
         procs.append((u, a, b, old_o, new_o, tu.run_compile(a, k, ""), tu.run_compile(b, k, "")))
+    # the C front end reads both versions of each unit while gcc compiles them
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parses = [(pool.submit(extract.parse, overlay / u.rel, b, [overlay, tree]),
+                   pool.submit(extract.parse, tree / u.rel, a, [tree])) for u, a, b, *_ in procs]
+        parsed = [(f1.result(), f2.result()) for f1, f2 in parses]
     out = []
-    for u, a, b, old_o, new_o, pa, pb in procs:
+    for (u, a, b, old_o, new_o, pa, pb), both in zip(procs, parsed, strict=True):
         tu.wait_compile(pa, f"{u.rel} (original)")
         try:
             tu.wait_compile(pb, f"{u.rel} (patched)")
         except BuildError as exc:
             raise DiffRefused(f"the patched {u.rel} does not compile: {exc}") from None
         old, new = objdiff.read(old_o), objdiff.read(new_o)
-        out.append(UnitWork(u, old, new, objdiff.compare(old, new), b, a))
+        out.append(UnitWork(u, old, new, objdiff.compare(old, new), b, a, both))
     return out
 
 
@@ -327,8 +335,7 @@ class UnitPart:
 
 def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsyms: ksyms.ObjectSymbols,
                ibt: bool, progress: Callable[[str], object]) -> UnitPart:
-    new_p = extract.parse(overlay / w.unit.rel, w.new_argv, [overlay, tree])
-    old_p = extract.parse(tree / w.unit.rel, w.old_argv, [tree])
+    new_p, old_p = w.parsed
     _layout_refusal(w, old_p, new_p, tree, overlay)
     _refuse_special(p, w)
     new_p.new_names = {key for key in new_p.entities if key[0] in ("func", "var") and key not in old_p.entities}

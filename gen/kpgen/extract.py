@@ -72,8 +72,8 @@ class Parsed:
     macro_uses: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (offset, name)
     includes: list[tuple[str, str]] = field(default_factory=list)  # (file, include spelling)
     texts: dict[str, bytes] = field(default_factory=dict)
-    fields: set[str] = field(default_factory=set)  # every member name the unit knows
-    new_names: set[tuple[str, str]] = field(default_factory=set)  # functions and variables the diff adds
+    new_names: set[tuple[str, str]] = field(default_factory=set)
+    tops: list[Any] = field(default_factory=list)  # the local files' top-level declarations  # functions and variables the diff adds
 
     def text(self, file: str, start: int, end: int) -> str:
         if file not in self.texts:
@@ -147,6 +147,8 @@ def parse(src: Path, gcc_argv: list[str], tree_roots: list[Path]) -> Parsed:
                 continue
             continue
         start, end = c.extent.start.offset, c.extent.end.offset
+        if c.kind not in (K.MACRO_DEFINITION, K.MACRO_INSTANTIATION):
+            p.tops.append(c)
         if c.kind == K.MACRO_DEFINITION:
             p.entities[("macro", c.spelling)] = Entity("macro", c.spelling, fname, start, end, c)
         elif c.kind == K.MACRO_INSTANTIATION:
@@ -166,9 +168,6 @@ def parse(src: Path, gcc_argv: list[str], tree_roots: list[Path]) -> Parsed:
             if c.kind == K.ENUM_DECL:
                 for e in c.get_children():
                     p.entities[("enumconst", e.spelling)] = Entity("enumconst", e.spelling, fname, start, end, c)
-    for c in tu.cursor.walk_preorder():
-        if c.kind == K.FIELD_DECL:
-            p.fields.add(c.spelling)
     return p
 
 
@@ -331,9 +330,10 @@ def record_layouts(p: Parsed, files: set[str]) -> dict[str, tuple]:
 
     K = ci.CursorKind
     out: dict[str, tuple] = {}
-    for c in p.tu.cursor.walk_preorder():
-        if c.kind in (K.STRUCT_DECL, K.UNION_DECL) and c.is_definition() and c.location.file is not None \
-                and str(c.location.file.name) in files and c.spelling:
+    tops = [c for c in p.tops if str(c.location.file.name) in files]
+    # a typedef of an anonymous struct names the struct by the typedef's name
+    for c in [*tops, *(t.underlying_typedef_type.get_declaration() for t in tops if t.kind == K.TYPEDEF_DECL)]:
+        if c.kind in (K.STRUCT_DECL, K.UNION_DECL) and c.is_definition() and c.spelling:
             t = c.type
             fields = tuple((f.spelling, f.type.spelling, t.get_offset(f.spelling))
                            for f in c.get_children() if f.kind == K.FIELD_DECL)

@@ -129,7 +129,18 @@ def _endbr_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> dict[int, 
             for i, (addr, typ, _) in enumerate(rows) if typ in TEXT_TYPES}
 
 
+_LOADED: dict[tuple[str, str], KernelSymbols] = {}
+
+
 def vmlinux_symbols(k: Kernel) -> KernelSymbols:
+    """The kernel's symbols (read once per process)."""
+    key = (k.release, str(k.kdir))
+    if key not in _LOADED:
+        _LOADED[key] = _vmlinux_symbols(k)
+    return _LOADED[key]
+
+
+def _vmlinux_symbols(k: Kernel) -> KernelSymbols:
     ibt = k.config.get("CONFIG_X86_KERNEL_IBT") == "y"
     cache = cache_root() / k.release / "image-symbols.json.gz"
     data = None
