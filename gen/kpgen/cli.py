@@ -39,9 +39,28 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    roots = kernel.header_roots(Path(args.kdir) if args.kdir else kernel.default_kdir())
+    from . import diff, source
+
+    scaffold.check_names(args.name, args.target, args.object)
     out = Path(args.dir) if args.dir else Path(args.name)
-    for path in scaffold.scaffold(args.name, args.target, args.object, out, roots):
+    scaffold.refuse_overwrite(args.name, out)
+    k = _kernel(args)
+    src = None
+    if not args.no_source:
+        src = (source.find(k, Path(args.source)) if args.source
+               else source.cached(k))
+        if src is None:
+            print(f"kpgen: no source of {k.release} in the cache (`kpgen source` makes it): "
+                  "fix.c gets the prototype from the headers only")
+    if src is not None:
+        plan = diff.plan_function(k, src, args.target, args.name, args.file)
+        for d in plan.decisions:
+            print(f"kpgen: {d.line()}")
+        written = diff.write(plan, out)
+    else:
+        written = scaffold.scaffold(args.name, args.target, args.object, out,
+                                    scaffold.header_prototype(k, args.target))
+    for path in written:
         print(f"kpgen: wrote {path}")
     return 0
 
@@ -251,6 +270,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", required=True, help="the function to replace")
     sp.add_argument("--object", default="vmlinux", help="vmlinux (default) or the module holding it")
     sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)")
+    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)")
+    sp.add_argument("--file", help="the .c file (in the tree) that defines the target, when several do")
+    sp.add_argument("--no-source", action="store_true",
+                    help="write only the prototype (from the headers) and an empty body")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_new)
 

@@ -80,3 +80,20 @@ def test_source_of_another_kernel_refused(probed: Callable[[str], kernel.Kernel]
     assert str(info.value) == (
         f"--source {tree} is Linux {source.kernel_version(k61)}, but {k612.release} is Linux "
         f"{source.kernel_version(k612)}: use the source of {k612.release} (`kpgen source --kdir {k612.kdir}`)")
+
+
+def test_new_starts_from_the_original_function(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+    """With the source, `kpgen new` writes the original function (renamed) and what it needs."""
+    from kpgen import cli, generate, kbuild
+
+    k = probed("6.1")
+    source.find(k)
+    assert cli.main(["new", "fix_cmd", "--target", "cmdline_proc_show", "--kdir", str(k.kdir),
+                     "-d", str(tmp_path / "src")]) == 0
+    c_text = (tmp_path / "src" / "fix.c").read_text()
+    assert "static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)\n{\n" \
+           "\tseq_puts(m, saved_command_line);\n\tseq_putc(m, '\\n');\n\treturn 0;\n}\n" in c_text
+    generate.generate_tree(k, tmp_path / "tree", [])
+    kbuild.build(k, tmp_path / "tree" / "core")
+    generate.generate_patch(k, tmp_path / "src" / "fix_cmd.toml", tmp_path / "mod", tmp_path / "tree" / "core")
+    assert kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").modules
