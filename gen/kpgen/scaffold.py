@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import spec
 from .errors import UsageError
