@@ -72,8 +72,8 @@ class Parsed:
     macro_uses: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (offset, name)
     includes: list[tuple[str, str]] = field(default_factory=list)  # (file, include spelling)
     texts: dict[str, bytes] = field(default_factory=dict)
-    new_names: set[tuple[str, str]] = field(default_factory=set)
-    tops: list[Any] = field(default_factory=list)  # the local files' top-level declarations  # functions and variables the diff adds
+    new_names: set[tuple[str, str]] = field(default_factory=set)  # functions and variables the diff adds
+    tops: list[Any] = field(default_factory=list)  # the local files' top-level declarations
 
     def text(self, file: str, start: int, end: int) -> str:
         if file not in self.texts:
