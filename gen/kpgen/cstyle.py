@@ -94,13 +94,14 @@ def checkpatch(files: list[Path], kind: str) -> list[Finding]:
     return findings
 
 
-def sparse(kernel: Kernel, module_dir: Path, core_dir: Path | None = None) -> tuple[list[Finding], int]:
+def sparse(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
+           variables: tuple[str, ...] = ()) -> tuple[list[Finding], int]:
     """sparse on every C file of a built module directory, with Kbuild's flags (C=2, W=1).
 
     Returns the findings and the number of files sparse checked. Kbuild does not rebuild
     what is up to date, so the directory's objects are left as they are.
     """
-    argv = kbuild.make_argv(kernel, module_dir, core_dir)
+    argv = kbuild.make_argv(kernel, module_dir, core_dir, variables=variables)
     argv[-1:-1] = ["-k", "C=2", f"CHECK={SPARSE_CHECK}"]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     findings = [Finding("sparse", m["path"], int(m["line"]), m["level"], m["msg"])

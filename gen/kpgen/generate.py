@@ -56,8 +56,7 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
-    core_c = next(f.content for f in core if f.path.name == "kpatch.c")
-    core_exports = {m.decode() for m in EXPORT_RE.findall(core_c)}
+    core_exports = {m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
     undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name)
     unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
     tables = {s.name: s for s in patch.symbols}

@@ -26,20 +26,23 @@ class BuildResult:
         return [line for line in self.log.splitlines() if WARNING_RE.search(line)]
 
 
-def make_argv(kernel: Kernel, module_dir: Path, core_dir: Path | None = None, jobs: int | None = None) -> list[str]:
-    """The exact make command that builds the modules in module_dir."""
+def make_argv(kernel: Kernel, module_dir: Path, core_dir: Path | None = None, jobs: int | None = None,
+              variables: tuple[str, ...] = ()) -> list[str]:
+    """The exact make command that builds the modules in module_dir; `variables` are extra
+    make variables, e.g. KPATCH_FAULTS=y for the core's test build."""
     argv = ["make", "-C", str(kernel.kdir), f"M={Path(module_dir).resolve()}", "W=1"]
     if core_dir is not None:
         argv.append(f"KPATCH_CORE={Path(core_dir).resolve()}")
-    argv += [f"-j{jobs or os.cpu_count() or 1}", "modules"]
+    argv += [*variables, f"-j{jobs or os.cpu_count() or 1}", "modules"]
     return argv
 
 
-def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None) -> BuildResult:
+def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
+          variables: tuple[str, ...] = ()) -> BuildResult:
     module_dir = Path(module_dir)
     if not (module_dir / "Kbuild").is_file() and not (module_dir / "Makefile").is_file():
         raise BuildError(f"{module_dir} has no Kbuild file: pass a directory made by `kpgen generate` or `kpgen patch`")
-    argv = make_argv(kernel, module_dir, core_dir)
+    argv = make_argv(kernel, module_dir, core_dir, variables=variables)
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     log = proc.stdout
     (module_dir / "kpgen-build.log").write_text(log)

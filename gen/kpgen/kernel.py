@@ -49,6 +49,8 @@ class KernelFeatures:
     module_ksym_takes_modname: bool
     # ftrace_test_recursion_trylock() disables preemption itself (5.15 and later)
     recursion_lock_disables_preemption: bool = False
+    # struct module keeps its memory in mem[MOD_TEXT...] (6.4 and later), not in core_layout
+    module_mem: bool = False
 
     @property
     def ksym_cb_params(self) -> str:
@@ -68,7 +70,8 @@ class KernelFeatures:
             f"ibt={'y' if self.has_ibt else 'n'} "
             f"ftrace-args={'y' if self.ftrace_with_args else 'n'} "
             f"ip-setter={self.ftrace_ip_setter} "
-            f"kallsyms-callback={'mod' if self.ksym_cb_has_mod else 'nomod'}"
+            f"kallsyms-callback={'mod' if self.ksym_cb_has_mod else 'nomod'} "
+            f"module-mem={'y' if self.module_mem else 'n'}"
         )
 
 
@@ -190,6 +193,7 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
         ksym_cb_has_mod="struct module" in m.group(1),
         module_ksym_takes_modname="const char *modname" in m2.group(1),
         recursion_lock_disables_preemption=bool(trylock and "preempt_disable_notrace()" in trylock.group(0)),
+        module_mem=bool(re.search(r"struct module_memory\s+mem\[", module_h)),
     )
 
 

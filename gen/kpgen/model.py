@@ -53,18 +53,19 @@ def kdir_hint(release: str) -> str:
     return f"/lib/modules/{release}/build"
 
 
+# The core's files, in the order they are rendered: the public API header, the internal one,
+# the header of probed kernel facts (the only one whose C differs from kernel to kernel), the
+# C files by responsibility, and the Kbuild file.
+CORE_FILES = ("kpatch.h", "core.h", "probed.h", "core.c", "patch.c", "transition.c", "nmi.c", "symbols.c",
+              "internals.c", "module.c", "sysfs.c", "faults.c", "Kbuild")
+# The test build's fault points (faults.c, `make KPATCH_FAULTS=y`).
+FAULT_POINTS = ("alloc", "lookup", "filter", "filter_remove", "register", "unregister", "activeness", "sysfs", "nmi")
+
+
 @dataclass(frozen=True)
 class CoreModel:
     features: KernelFeatures
     release: str
-    hash_bits: int = 10
-    max_stack_entries: int = 128
-    unregister_tries: int = 50
-    max_busy_retries: int = 1000
-    max_busy_retry_ms: int = 10000
-    # Test builds only: the core can be told to fail at each of these points.
-    fault_injection: bool = False
-    fault_points: tuple[str, ...] = ("alloc", "lookup", "filter", "register", "activeness", "sysfs")
 
     @property
     def generated(self) -> Generated:

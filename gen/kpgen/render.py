@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import UsageError
-from .model import CoreModel, PatchModel
+from .model import CORE_FILES, CoreModel, PatchModel
 from .resources import TEMPLATES
 
 
@@ -39,15 +39,8 @@ def _render(env: jinja2.Environment, template: str, **ctx: object) -> bytes:
 
 def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
     env = environment()
-    ctx = {"k": core.features, "hash_bits": core.hash_bits, "max_stack_entries": core.max_stack_entries,
-           "unregister_tries": core.unregister_tries, "max_busy_retries": core.max_busy_retries,
-           "max_busy_retry_ms": core.max_busy_retry_ms, "fault_injection": core.fault_injection,
-           "fault_points": core.fault_points, "gen": core.generated}
-    return [
-        OutputFile(Path(subdir) / "kpatch.h", _render(env, "core/kpatch.h.j2", **ctx)),
-        OutputFile(Path(subdir) / "kpatch.c", _render(env, "core/kpatch.c.j2", **ctx)),
-        OutputFile(Path(subdir) / "Kbuild", _render(env, "core/Kbuild.j2", **ctx)),
-    ]
+    ctx = {"k": core.features, "gen": core.generated}
+    return [OutputFile(Path(subdir) / name, _render(env, f"core/{name}.j2", **ctx)) for name in CORE_FILES]
 
 
 def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:

@@ -44,6 +44,8 @@ C_KEYWORDS = frozenset(
 )
 # Names the generated code or the core defines: a replacement must not take them.
 RESERVED_PREFIXES = ("kpatch_", "__")
+# The generated module defines NAME_init, NAME_exit, NAME_funcs, NAME_syms and NAME_patch.
+GENERATED_SUFFIXES = ("init", "exit", "funcs", "syms", "patch")
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,12 @@ def validate(path: Path, data: dict) -> PatchSpec:
 
     sources = _validate_sources(path, name, data["sources"])
     functions = _validate_functions(path, data["function"])
+    generated = {f"{name}_{suffix}" for suffix in GENERATED_SUFFIXES}
+    for i, func in enumerate(functions):
+        if func.replacement in generated:
+            raise SpecError(path, f"function[{i}].replacement",
+                            f"{func.replacement!r} is a name the generated module defines",
+                            f"do not name replacements {', '.join(sorted(generated))}")
     symbols = _validate_symbols(path, data.get("symbol", []))
 
     # a module's symbols are only resolved while it is loaded: only replacements of that

@@ -11,7 +11,10 @@ from test_render import GOLDEN, IBT_FEATURES, IBT_RELEASE
 
 from kpgen import model, render
 
+# only the probed header differs from one kernel to another (test_core_c_is_the_same_for_every_kernel)
 for f in render.render_core(model.CoreModel(IBT_FEATURES, IBT_RELEASE)):
+    if f.path.name != "probed.h":
+        continue
     target = GOLDEN / "core-ibt" / f.path.name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(f.content)

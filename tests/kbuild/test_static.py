@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from kpgen import cstyle, kbuild, kernel
+from kpgen.harness import boottest
 
 KERNELS = [m.name for m in kernel.matrix()]
 
@@ -23,8 +24,8 @@ def test_checkpatch_generated(built, kname):
     tree = built(kname)
     files = cstyle.generated_sources(tree.root)
     names = {p.relative_to(tree.root).as_posix() for p in files}
-    assert {"core/kpatch.c", "core/kpatch.h", "core-faults/kpatch.c", "patches/cmdline_ksym/cmdline_ksym.c",
-            "patches/test_static_sym/test_static_sym.c"} <= names
+    assert {"core/core.c", "core/transition.c", "core/kpatch.h", "core-faults/faults.c",
+            "patches/cmdline_ksym/cmdline_ksym.c", "patches/test_static_sym/test_static_sym.c"} <= names
     findings = cstyle.checkpatch(files, "generated")
     assert not findings, _report(findings)
 
@@ -45,7 +46,8 @@ def test_sparse(built, kname):
             *sorted((tree.root / "patches").iterdir()), *sorted((tree.root / "modules").iterdir())]
     for mod_dir in dirs:
         core = tree.root / "core" if mod_dir.parent.name == "patches" else None
-        found, n = cstyle.sparse(tree.kernel, mod_dir, core)
+        variables = boottest.FAULTS_BUILD if mod_dir.name == "core-faults" else ()
+        found, n = cstyle.sparse(tree.kernel, mod_dir, core, variables)
         findings += found
         checked += n
     assert checked >= len(dirs)

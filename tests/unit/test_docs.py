@@ -15,7 +15,9 @@ from kpgen.resources import TEMPLATES
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DOCS = REPO_ROOT / "docs"
-TEMPLATE = (TEMPLATES / "core" / "kpatch.c.j2").read_text()
+# the core's C, apart from the test build's faults.c
+TEMPLATE = "".join(p.read_text() for p in sorted((TEMPLATES / "core").glob("*.c.j2")) if p.name != "faults.c.j2")
+FAULTS = (TEMPLATES / "core" / "faults.c.j2").read_text()
 HEADER = (REPO_ROOT / "kmod" / "core" / "kpatch.h").read_text()
 
 
@@ -127,21 +129,31 @@ def test_last_change_example_matches_the_format():
 
 
 def test_parameters_are_documented():
-    params = set(re.findall(r"module_param\((\w+),", TEMPLATE)) - {"fail_at"}
+    params = set(re.findall(r"module_param(?:_cb)?\((\w+),", TEMPLATE))
     assert set(first_column(section("sysfs.md", "## `/sys/module/kpatch/parameters/`"))) == params
-    points = set(re.findall(r'kpatch_fail\("(\w+)"\)', TEMPLATE))
-    text = section("sysfs.md", "## `/sys/module/kpatch/parameters/`")
-    assert set(re.findall(r"`(\w+)`", text.split("`fail_at`")[1])) == points
+    test_params = set(re.findall(r"module_param(?:_string)?\((\w+),", FAULTS))
+    points = set(re.findall(r'kpatch_fail\("(\w+)"\)', TEMPLATE + FAULTS))
+    parks = set(re.findall(r'kpatch_park\("(\w+)"\)', TEMPLATE))
+    text = section("sysfs.md", "### The test build")
+    assert set(first_column(text)) == test_params
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2] for line in text.splitlines()
+            if line.startswith("| `")}
+    assert set(re.findall(r"`(\w+)`", rows["fail_at"])) == points
+    assert set(re.findall(r"`(\w+)`", rows["park_at"])) - {"park_ms"} == parks
 
 
 # --- messages ----------------------------------------------------------------------------------
 
 def test_every_core_message_is_documented_and_no_other():
-    in_core = {m.replace("\\n", "") for m in re.findall(r'pr_\w+\(\s*"((?:[^"\\]|\\.)*)"', TEMPLATE)}
-    documented = {cells.split("|")[2].strip().strip("`") for cells in
-                  section("messages.md", "## Kernel log").splitlines() if cells.startswith("| ")
-                  and cells.split("|")[1].strip() in ("notice", "info", "err")}
-    assert documented == in_core
+    def messages(c: str) -> set[str]:
+        return {m.replace("\\n", "") for m in re.findall(r'pr_\w+\(\s*"((?:[^"\\]|\\.)*)"', c)}
+
+    rows = [cells.split("|") for cells in section("messages.md", "## Kernel log").splitlines()
+            if cells.startswith("| ") and cells.split("|")[1].strip() in ("emerg", "err", "warn", "notice", "info")]
+    documented = [cells[2].strip().strip("`") for cells in rows]
+    test_build = documented[documented.index("injected failure at '%s'"):]
+    assert set(documented[:len(documented) - len(test_build)]) == messages(TEMPLATE)
+    assert set(test_build) == messages(FAULTS)
 
 
 def test_exit_codes_are_documented():

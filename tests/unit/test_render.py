@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ GOLDEN = REPO / "tests" / "golden"
 IBT_FEATURES = KernelFeatures(
     has_ibt=True, ftrace_with_args=True, ftrace_ip_setter="ftrace_regs_set_instruction_pointer",
     ksym_cb_has_mod=False, module_ksym_takes_modname=True, recursion_lock_disables_preemption=True,
+    module_mem=True,
 )
 IBT_RELEASE = "6.12.0-golden-amd64"
 
@@ -23,11 +25,31 @@ def tree_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _without_origin(content: bytes) -> bytes:
+    """A generated file without the header lines that name its kernel."""
+    origin = re.compile(r"^(?: \*|#) (?:Kernel|Probed|Regenerate): |^(?: \*|#) {9}\S|.*kpgen-generated-file")
+    lines = content.decode().splitlines(keepends=True)
+    return "".join(line for line in lines if not origin.match(line)).encode()
+
+
 def test_core_golden_for_ibt_kernels():
+    """The probed header is all that differs per kernel; it is golden for an IBT kernel."""
     files = {f.path.name: f.content for f in render.render_core(model.CoreModel(IBT_FEATURES, IBT_RELEASE))}
-    for name, content in files.items():
-        golden = GOLDEN / "core-ibt" / name
-        assert content == golden.read_bytes(), f"{name} differs from {golden}: run `make golden` and review"
+    assert sorted(p.name for p in (GOLDEN / "core-ibt").iterdir()) == ["probed.h"]
+    golden = GOLDEN / "core-ibt" / "probed.h"
+    assert files["probed.h"] == golden.read_bytes(), f"probed.h differs from {golden}: run `make golden` and review"
+
+
+def test_core_c_is_the_same_for_every_kernel():
+    """Apart from probed.h and the header lines naming the kernel, the core's files are plain C,
+    the same for every kernel: Kconfig-visible choices are #ifdefs, probed ones macros."""
+    ibt = {f.path.name: f.content for f in render.render_core(model.CoreModel(IBT_FEATURES, IBT_RELEASE))}
+    other = KernelFeatures(has_ibt=False, ftrace_with_args=False, ftrace_ip_setter="ftrace_instruction_pointer_set",
+                           ksym_cb_has_mod=True, module_ksym_takes_modname=False)
+    plain = {f.path.name: f.content for f in render.render_core(model.CoreModel(other, "6.1.0-other-amd64"))}
+    assert sorted(ibt) == sorted(plain) == sorted(model.CORE_FILES)
+    differ = sorted(name for name in ibt if _without_origin(ibt[name]) != _without_origin(plain[name]))
+    assert differ == ["probed.h"]
 
 
 def test_every_generated_file_has_the_header():

@@ -19,6 +19,8 @@ from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
 from . import diffcases
 
 GUEST_SCRIPT = GUEST / "scenarios.sh"
+# The make variables of the core's test build (fault injection).
+FAULTS_BUILD = ("KPATCH_FAULTS=y",)
 BUILD_ROOT = build_root()
 # What CI keeps: TAP per kernel, JUnit XML (pytest --junitxml), and the guest's log on failure.
 REPORTS = BUILD_ROOT / "reports"
@@ -28,7 +30,8 @@ TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # SKIP (.*))?")
 
 def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
     """The scenarios the guest script runs, in order: its `scenario NAME` lines."""
-    return re.findall(r"^scenario (\w+)(?: .*)?$", script.read_text(), flags=re.M)
+    texts = [script.read_text(), *(p.read_text() for p in sorted((script.parent / "topics").glob("*.sh")))]
+    return [name for text in texts for name in re.findall(r"^scenario (\w+)(?: .*)?$", text, flags=re.M)]
 
 
 def test_specs() -> list[Path]:
@@ -59,10 +62,10 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
     core = root / "core"
     tree.builds.append(kbuild.build(kernel, core))
     tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
-    # the fault-injection test build of the core, for the guest's fault scenario
-    faults = render.render_core(CoreModel(kernel.features, kernel.release, fault_injection=True), "core-faults")
-    render.write(root, faults)
-    tree.builds.append(kbuild.build(kernel, root / "core-faults"))
+    # the core's test build, for the guest's fault scenarios: the same sources, with faults.c
+    # compiled in (make KPATCH_FAULTS=y)
+    render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
+    tree.builds.append(kbuild.build(kernel, root / "core-faults", variables=FAULTS_BUILD))
     tree.verdicts.append(elfcheck.check_module(root / "core-faults" / "kpatch.ko", kernel))
     for spec_path in generate.sample_specs() + test_specs():
         patch = spec.load(spec_path)

@@ -15,7 +15,8 @@ set -u
 SYS=/sys/kernel/kpatch
 TRACING=/sys/kernel/tracing
 SAMPLES="cmdline_a cmdline_b cmdline_ksym meminfo"
-PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init test_stress_a test_stress_b test_static_sym test_module_ksym"
+PATCHES="$SAMPLES test_busy test_missing test_module_value test_sympos test_ambiguous test_notrace test_init test_stress_a test_stress_b test_static_sym test_module_ksym test_tailcall test_cold test_value_b test_module_init test_pair"
+TOPICS=$(dirname "$0")/topics
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -50,6 +51,17 @@ not() {
 }
 
 loaded() { grep -q "^$1 " /proc/modules; }
+
+# Runs "$@" every 0.1 s until it succeeds; fails once $1 seconds have passed.
+loop_until() {
+	local end=$((SECONDS + $1))
+	shift
+	while [ "$SECONDS" -lt "$end" ]; do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
+}
 # /sys/kernel/kpatch holds a directory per patch module, beside the file last_change.
 no_patch_nodes() { [ -z "$(find "$SYS" -mindepth 1 -maxdepth 1 -type d)" ]; }
 load() { insmod "$(ko "$1")"; }
@@ -643,17 +655,26 @@ cleanup() {
 		sleep 5
 	fi
 	echo 1 >/proc/sys/kernel/ftrace_enabled 2>/dev/null
-	for m in kpgen_test_target kpgen_test_kprobe kpgen_test_klp kpgen_test_stress; do
+	for m in kpgen_test_target kpgen_test_kprobe kpgen_test_klp kpgen_test_stress kpgen_test_notifier kpgen_test_filler; do
 		if loaded "$m"; then
 			rmmod "$m" 2>/dev/null
 		fi
 	done
+	if [ -e /sys/module/kpatch/parameters/fail_at ]; then
+		rmmod kpatch 2>/dev/null && insmod "$(ko kpatch)"
+	fi
 	return 0
 }
 
 if [ "${1:-}" = --one ]; then
 	SCENARIO=$2
 	TREE=$3
+	# shellcheck disable=SC2317 # the topics' registrations: nothing to do in this mode
+	scenario() { :; }
+	for topic in "$TOPICS"/*.sh; do
+		# shellcheck source=/dev/null
+		. "$topic"
+	done
 	trap 'echo "line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 	set -eE -o pipefail
 	"$SCENARIO"
@@ -736,6 +757,10 @@ scenario livepatch_conflict_refused
 scenario fault_injection_unwinds
 scenario ftrace_disabled_refused
 scenario notice_messages_in_order
+for topic in "$TOPICS"/*.sh; do
+	# shellcheck source=/dev/null
+	. "$topic"
+done
 scenario core_unloads_clean
 
 echo "1..$count" | tee -a "$tap"

@@ -2,14 +2,18 @@
 /*
  * kpgen_test_target: a module whose functions the boot tests patch.
  *
- * /proc/kpgen_test_target accepts two commands:
+ * /proc/kpgen_test_target accepts three commands:
  *   "sleep"  the writer sleeps inside kpgen_test_target_sleep() until woken;
  *            the function's return value is stored as "last"
+ *   "cold"   the writer sleeps in the part gcc split off
+ *            kpgen_test_target_cold() (kpgen_test_target_cold.cold) until
+ *            woken; its return value, 5, is stored as "last"
  *   "wake"   wakes every sleeper
- * Reading it shows "last=L value=V dup=D1,D2": L is 1 from the original
- * sleep function, V is 1 from kpgen_test_target_value(), and D1, D2 are 10
- * and 20 from the two functions named kpgen_test_dup() (in this file and in
- * target_dup.c: kallsyms positions 1 and 2).
+ * Reading it shows "last=L value=V dup=D1,D2 notrace=N cold=C": L is 1 from
+ * the original sleep function, V is 1 from kpgen_test_target_value(), D1, D2
+ * are 10 and 20 from the two functions named kpgen_test_dup() (in this file
+ * and in target_dup.c: kallsyms positions 1 and 2), N is 100 and C is 1 from
+ * kpgen_test_target_cold()'s hot path.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -55,11 +59,37 @@ static noinline int kpgen_test_target_sleep(void)
 	return 1;
 }
 
+static noinline __cold void kpgen_test_cold_note(void)
+{
+	pr_info("a task sleeps in the cold part of kpgen_test_target_cold()\n");
+}
+
+/*
+ * The unlikely branch calls a __cold function, so gcc moves it, the sleep
+ * included, to kpgen_test_target_cold.cold: a task sleeping there has no
+ * return address inside kpgen_test_target_cold() itself.
+ */
+static noinline int kpgen_test_target_cold(int cmd)
+{
+	unsigned long seq;
+
+	if (unlikely(cmd == 42)) {
+		kpgen_test_cold_note();
+		seq = READ_ONCE(kpgen_test_wake_seq);
+		if (wait_event_interruptible(kpgen_test_wq,
+					     READ_ONCE(kpgen_test_wake_seq) != seq))
+			return -EINTR;
+		return 5;
+	}
+	return READ_ONCE(kpgen_test_base);
+}
+
 static int kpgen_test_show(struct seq_file *m, void *v)
 {
-	seq_printf(m, "last=%d value=%d dup=%d,%d notrace=%d\n",
+	seq_printf(m, "last=%d value=%d dup=%d,%d notrace=%d cold=%d\n",
 		   READ_ONCE(kpgen_test_last), kpgen_test_target_value(),
-		   kpgen_test_dup(), kpgen_test_dup2(), kpgen_test_notrace());
+		   kpgen_test_dup(), kpgen_test_dup2(), kpgen_test_notrace(),
+		   kpgen_test_target_cold(0));
 	return 0;
 }
 
@@ -80,6 +110,8 @@ static ssize_t kpgen_test_write(struct file *file, const char __user *ubuf,
 
 	if (sysfs_streq(buf, "sleep")) {
 		WRITE_ONCE(kpgen_test_last, kpgen_test_target_sleep());
+	} else if (sysfs_streq(buf, "cold")) {
+		WRITE_ONCE(kpgen_test_last, kpgen_test_target_cold(42));
 	} else if (sysfs_streq(buf, "wake")) {
 		WRITE_ONCE(kpgen_test_wake_seq, kpgen_test_wake_seq + 1);
 		wake_up_all(&kpgen_test_wq);
