@@ -270,8 +270,7 @@ def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols,
         generate.patch_model(patch, where / "module", where / "core", k.release, k.features.summary()), "module")
     header = next(f.content for f in core if f.path.name == "kpatch.h")
     undefined, called = kbuild.probe_symbols(k, model_files, header, "module", patch.name)
-    core_c = next(f.content for f in core if f.path.name == "kpatch.c")
-    core_exports = {m.decode() for m in generate.EXPORT_RE.findall(core_c)}
+    core_exports = {m.decode() for f in core if f.path.suffix == ".c" for m in generate.EXPORT_RE.findall(f.content)}
     unexported = sorted(undefined - set(k.exports) - core_exports - generate.MODPOST_SYMBOLS)
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.fix_c))
     vm = ksyms.vmlinux_symbols(k).objects["vmlinux"]
