@@ -46,7 +46,17 @@ def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.K
         return
     plan = diff.plan(k, patch, src, case.name)
     assert sorted(t.name for t in plan.targets) == sorted(expect.targets)
-    assert plan.fix_c == diff.plan(k, patch, src, case.name).fix_c, "fix.c is not deterministic"
+    # the spec names each target and its replacement, and fix.c defines every replacement
+    for t in plan.targets:
+        assert f'target = "{t.name}"' in plan.spec and f"{t.replacement}(" in plan.fix_c
+
+
+def test_output_is_deterministic(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+    k = probed("6.1")
+    case = next(c for c in CASES if c.name == "static_key_local_static")
+    first = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    again = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    assert (first.fix_c, first.spec) == (again.fix_c, again.spec)
 
 
 def test_meminfo_builds_and_is_checkpatch_clean(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:

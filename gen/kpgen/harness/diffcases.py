@@ -5,6 +5,7 @@ A case is a directory (the repository keeps its corpus in tests/diffs/):
     <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
     <case>/<kernel>.patch the diff against that kernel's source
     <case>/loaded         (cases that build) exit 0 only while the patched behaviour is visible
+    <case>/cleanup        (optional) undoes what `loaded` set up, after the scenario
 
 The boot tree gets one directory per case that builds, diffs/<case>/, with the module and
 the `loaded` check; the guest's `diffs` topic runs one scenario per directory.
@@ -87,6 +88,8 @@ def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path)
         ko = diff.build(k, work, plan, core)
         final.mkdir(parents=True)
         shutil.copy2(case.loaded, final / "loaded")
+        if (case.path / "cleanup").is_file():
+            shutil.copy2(case.path / "cleanup", final / "cleanup")
         shutil.copy2(ko, final / ko.name)
         out.append(Built(case, final / ko.name, time.monotonic() - start))
     return out
