@@ -252,15 +252,15 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, progress: Calla
             parts.append(_plan_unit(k, p, w, src.root, overlay, objsyms, syms.ibt, progress))
         if not p.targets:
             raise DiffRefused(f"{patch} changes no function's compiled code in {k.release}: nothing to patch")
-        p.fix_c = _fix_c(p, k, patch, parts)
-        p.spec = _spec(p, patch)
-        _check_module(k, p, work / "check", objsyms, syms.ibt)
+        _with_copies(k, p, patch, parts, src.root, work, objsyms, syms.ibt)
     return p
 
 
-def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, ibt: bool) -> list[str]:
     """Compile the module once, as `kpgen patch` will: every kernel symbol it needs must be
-    reachable, and on IBT kernels every function it calls through a pointer must keep its ENDBR."""
+    reachable. On IBT kernels, the functions it would call through a pointer that have no ENDBR
+    are returned: they must be copied."""
+    no_endbr: list[str] = []
     from . import generate, kbuild, spec as kspec
 
     write(p, where)
@@ -283,9 +283,67 @@ def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols,
             table = objsyms if objsyms.has(name) else vm
             pos = table.positions(name)
             if table.endbr is not None and pos and not any(table.endbr.get(i) for i in pos):
-                raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT): "
-                                  "a call through a pointer would fault on IBT hardware, and it is not a "
-                                  "function of the diff's files that kpgen could copy")
+                no_endbr.append(name)
+    return no_endbr
+
+
+MAX_COPY_ROUNDS = 3
+
+
+def _with_copies(k: Kernel, p: Plan, patch: Path | None, parts: list[UnitPart], tree: Path, work: Path,
+                 objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+    """fix.c and the spec, with copies of the functions without ENDBR that the code calls
+    (IBT kernels), each taken from its own file, until none is left."""
+    copies: list[UnitPart] = []
+    copied: set[str] = set()
+    for _ in range(MAX_COPY_ROUNDS + 1):
+        p.fix_c = _fix_c(p, k, patch, [*copies, *parts])
+        p.spec = _spec(p, patch)
+        try:
+            need = [n for n in _check_module(k, p, work / "check", objsyms, ibt) if n not in copied]
+        except BuildError as exc:
+            if not copied:
+                raise
+            first = next((line.strip() for line in str(exc).splitlines() if "error:" in line), str(exc)[:200])
+            raise DiffRefused(f"the patched code calls functions without ENDBR in {k.release} (IBT: "
+                              f"{', '.join(sorted(copied))}), and the copies kpgen made do not compile on their "
+                              f"own ({first}): a call through a pointer would fault on IBT hardware") from None
+        if not need:
+            return
+        if len(copies) >= MAX_COPY_ROUNDS * 4:
+            break
+        for name in need:
+            copies.insert(0, _copy_from_its_file(k, p, tree, work, name, objsyms, ibt))
+            copied.add(name)
+    raise DiffRefused(f"the patched code needs copies of more functions without ENDBR in {k.release} "
+                      f"than kpgen makes ({', '.join(sorted(copied))}): patch fewer functions")
+
+
+def _copy_from_its_file(k: Kernel, p: Plan, tree: Path, work: Path, name: str, objsyms: ksyms.ObjectSymbols,
+                        ibt: bool) -> UnitPart:
+    try:
+        rel = find_definition(tree, name)
+    except UsageError:
+        raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT): a call "
+                          "through a pointer would fault on IBT hardware, and kpgen finds no one file that "
+                          "defines it to copy it from") from None
+    unit = tu.locate(k, tree, rel)
+    if unit.object != objsyms.name:
+        raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT) and is in "
+                          f"{unit.object}, not {objsyms.name}: kpgen cannot copy it")
+    out = work / f"copy-{name}.o"
+    argv = tu.compile_argv(k, unit, tree, None, tree / unit.rel, out)
+    proc = tu.run_compile(argv, k, unit.rel)
+    parsed = extract.parse(tree / unit.rel, argv, [tree])
+    tu.wait_compile(proc, unit.rel)
+    obj = objdiff.read(out)
+    w = UnitWork(unit, obj, obj, objdiff.Comparison((), (), (), (), ()), argv, argv, (parsed, parsed))
+    why = (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, so it is copied from "
+           f"{rel} under its own name")
+    p.decide(name, "copy", why)
+    part = _extract_unit(k, p, w, parsed, set(), set(), objsyms, ibt, {objdiff.base_name(n) for n in obj.functions()},
+                         set(obj.variables()), copies={name: why})
+    return part
 
 
 def _refuse_special(p: Plan, w: UnitWork) -> None:
@@ -402,7 +460,10 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
 
 
 def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targets: set[str], added: set[str],
-                  objsyms: ksyms.ObjectSymbols, ibt: bool, unit_funcs: set[str], unit_vars: set[str]) -> UnitPart:
+                  objsyms: ksyms.ObjectSymbols, ibt: bool, unit_funcs: set[str], unit_vars: set[str],
+                  copies: dict[str, str] | None = None) -> UnitPart:
+    """The C for one unit: its targets replaced, what the diff adds, and (`copies`: name ->
+    reason) functions of this file copied for another unit's code."""
     rel = w.unit.rel
     renames = {t: PREFIX + t.lstrip("_") for t in targets}
     syscalls: dict[str, list[str]] = {}  # the system call's name -> its entry points to replace
@@ -418,6 +479,13 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if key not in parsed.entities or extract.function_body(parsed.entities[key]) is None:
             raise DiffRefused(f"the system call {name} of {rel} has no SYSCALL_DEFINE body kpgen can find")
         emit_keys[key] = "syscall"
+        queue.append(key)
+    for c, why in sorted((copies or {}).items()):
+        key = ("func", c)
+        if key not in parsed.entities or not parsed.entities[key].definition:
+            raise DiffRefused(f"{c}() is not defined in {rel} as a function kpgen can copy")
+        emit_keys[key] = "copy"
+        comments[key] = why
         queue.append(key)
     for t in sorted((targets | added) - {f"__{abi}_sys_{n}" for n, abis in syscalls.items() for abi in abis}):
         key = ("func", t)
@@ -487,8 +555,11 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                                      text=d[0] == "func")
                 if pos or w.unit.object != "vmlinux":
                     p.symbols.append(SymbolUse(d[1], "", w.unit.object, pos))
-    # render in source order
-    emit: list[tuple[str, str]] = []
+    # render in source order; a global function copied takes another name (the kernel's
+    # headers declare the original), before any code uses it
+    emit: list[tuple[str, str]] = [
+        (key[1], f"#define {key[1]} {key[1]}_copy") for key in sorted(emit_keys)
+        if emit_keys[key] == "copy" and key[0] == "func" and not extract.is_static(parsed.entities[key])]
     for key in sorted(emit_keys, key=lambda kk: parsed.order(parsed.entities[kk])):
         e = parsed.entities[key]
         how = emit_keys[key]
@@ -499,7 +570,7 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if how == "syscall":
             emit.append((key[1], _syscall_text(parsed, e, renames, rel, syscalls[e.name[len("__do_sys_"):]])))
             continue
-        if how == "extern" or how == "plain-extern":
+        if how in ("extern", "plain-extern", "elsewhere"):
             decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
             emit.append((key[1], f"{_comment(f'{e.name}: {comments[key]}')}\n{decl}"))
         elif e.ns == "macro":
@@ -627,9 +698,8 @@ def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: k
             if e.definition and not weak:
                 return "copy", (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, "
                                 f"so it is copied from {rel}")
-            raise DiffRefused(f"{name}() has no ENDBR in {k.release} (IBT) and is defined in another file: "
-                              "calling it through a pointer would fault on IBT hardware, and kpgen copies "
-                              "functions from the diff's own files only")
+            return "elsewhere", (f"has no ENDBR in {k.release} (IBT) and is defined in another file: copied "
+                                 "from there")
         where = "static in " + rel if static else "not exported"
         return "extern", f"{where}: the running kernel's own function, reached through kallsyms"
     if e.definition:
@@ -694,6 +764,12 @@ def find_definition(tree: Path, func: str) -> str:
                            str(tree / "ipc"), str(tree / "init"), str(tree / "crypto"), str(tree / "sound")],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
     files = sorted(str(Path(f).relative_to(tree)) for f in proc.stdout.split())
+    if len(files) > 1:
+        # a weak default is not the kernel's function when another file defines it
+        weak = re.compile(DEFINITION_RE.format(name=re.escape(func)).replace("^[A-Za-z_]", "^.*?(?:__weak|weak)"),
+                          re.M)
+        strong = [f for f in files if not weak.search((tree / f).read_text(errors="replace"))]
+        files = strong or files
     if not files:
         raise UsageError(f"no .c file of the kernel source defines {func}(): check the name, or give --file")
     if len(files) > 1:
@@ -730,9 +806,7 @@ def plan_function(k: Kernel, src: ksource.Source, func: str, name: str, rel: str
         p.targets.append(Target(func, unit.object, pos, PREFIX + func, rel))
         p.decide(func, "target", f"defined in {rel}")
         part = _extract_unit(k, p, w, parsed, {func}, set(), objsyms, syms.ibt, unit_funcs, set(obj.variables()))
-        p.fix_c = _fix_c(p, k, None, [part])
-        p.spec = _spec(p, None)
-        _check_module(k, p, work / "check", objsyms, syms.ibt)
+        _with_copies(k, p, None, [part], src.root, work, objsyms, syms.ibt)
     return p
 
 

@@ -118,6 +118,13 @@ def locate(k: Kernel, tree: Path, rel: str) -> Unit:
         if var == "obj":
             owner, state = Path(rel).stem, _config_state(k, cond)
             break
+        # a list that an obj- line takes as a whole: obj-y += $(mmu-y)
+        lister = next((MAKE_VAR_RE.match(x) for x in lines if f"$({var}-y)" in x and x.startswith("obj-")), None)
+        if lister is not None:
+            owner, state = Path(rel).stem, _config_state(k, lister.group(2))
+            if _config_state(k, cond) == "n":
+                state = "n"
+            break
         # a composite object: var-y += base.o; find how var.o itself is built
         for line2 in lines:
             m2 = MAKE_VAR_RE.match(line2)
@@ -129,6 +136,10 @@ def locate(k: Kernel, tree: Path, rel: str) -> Unit:
         if owner:
             break
     if owner is None:
+        # kernel/sched/ builds a few units that #include the others (build_utility.c ...)
+        for other in sorted((tree / directory).glob("*.c")):
+            if other.name != path.name and f'#include "{path.name}"' in other.read_text(errors="replace"):
+                return locate(k, tree, str(directory / other.name))
         raise UsageError(f"{rel}: its directory's Makefile does not say how it is built: kpgen cannot tell "
                          "whether it is part of vmlinux or of a module")
     if state == "n":
