@@ -114,7 +114,9 @@ def patch_files(text: str) -> list[str]:
 
 
 def module_name(patch: Path) -> str:
-    """>>> module_name(Path("0001-Fix-the-meminfo.patch"))
+    """The patch module's default name, from the diff's file name.
+
+    >>> module_name(Path("0001-Fix-the-meminfo.patch"))
     'lp_0001_fix_the_meminfo'
     """
     stem = re.sub(r"[^a-z0-9_]+", "_", patch.stem.lower()).strip("_") or "fix"
@@ -433,8 +435,10 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
             taken = [v for v, s in w.new.variables().items() if fn in s.addressed or
                      any(objdiff.base_name(a) == fn for a in s.addressed)]
             if taken:
+                exported = any(t.startswith(("__UNIQUE_ID___addressable_", "__ksymtab_")) for t in taken)
+                holder = "the kernel exports it" if exported else f"{objdiff._norm(taken[0])} holds its address"
                 raise DiffRefused(f"{fn}() in {w.unit.rel} changed, is not patchable itself ({reason}), and "
-                                  f"{taken[0]} holds its address: no patchable caller covers every use")
+                                  f"{holder}: no patchable caller covers every use")
             if not callers:
                 raise DiffRefused(f"{fn}() in {w.unit.rel} changed but is not patchable ({reason}) and has no "
                                   "caller in its file to patch instead: no patchable caller")

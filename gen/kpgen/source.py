@@ -89,7 +89,9 @@ def kernel_version(k: Kernel) -> str:
 
 
 def _makefile_version(text: str) -> str | None:
-    """>>> _makefile_version("VERSION = 6\\nPATCHLEVEL = 1\\nSUBLEVEL = 192\\n")
+    """The version a top Makefile names.
+
+    >>> _makefile_version("VERSION = 6\\nPATCHLEVEL = 1\\nSUBLEVEL = 192\\n")
     '6.1.192'
     """
     parts = [re.search(rf"^{key}\s*=\s*(\d+)", text, re.M) for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL")]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import doctest
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from kpgen import diff, objdiff, spec
+from kpgen import diff, objdiff, source, spec
+
+
+@pytest.mark.parametrize("module", [diff, objdiff, source])
+def test_doctests(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
 
 DIFF = """--- a/fs/x/a.c
 +++ b/fs/x/a.c
