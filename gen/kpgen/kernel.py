@@ -6,6 +6,7 @@ Everything the templates branch on is decided here from the kernel's own files
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass
@@ -246,6 +247,14 @@ class MatrixKernel:
     name: str
     release_glob: str
     packages: tuple[str, ...]
+
+    def matches(self, release: str) -> bool:
+        """Whether a kernel release is of this entry (its glob, as over /lib/modules/*).
+
+        >>> MatrixKernel("6.1", "6.1.*[0-9]-amd64", ()).matches("6.1.0-57-rt-amd64")
+        False
+        """
+        return fnmatch.fnmatchcase(release, self.release_glob)
 
     def kdir(self) -> Path:
         found = find_kdir(self.release_glob)

@@ -41,18 +41,11 @@ def test_timeout_is_reported(tmp_path):
     assert result.timed_out and result.returncode is None
 
 
-def test_tap_parsing():
-    tap = "ok 1 - a\nnot ok 2 - b\n#   why\nok 3 - c # SKIP no other kernel\n1..3\n"
-    assert boottest.parse_tap(tap) == {"a": True, "b": False, "c": None}
-    assert boottest.skip_reasons(tap) == {"c": "no other kernel"}
-
-
-def test_scenario_names_come_from_the_guest_script():
-    names = boottest.scenario_names()
-    assert names[0] == "patch_without_core_refused" and "core_unloads_clean" in names
-    text = "".join(p.read_text() for p in [boottest.GUEST_SCRIPT, *sorted(boottest.GUEST.glob("topics/*.sh"))])
-    for name in names:
-        assert f"\n{name}() {{" in text
+def test_tap_parsing_counts_no_skip_as_a_pass():
+    tap = "1..4\nok 1 - a\nnot ok 2 - b\n#   why\nok 3 - c # SKIP no other kernel\nok 4 - d # TODO later\n"
+    assert boottest.parse_tap(tap) == {"a": True, "b": False, "c": False, "d": False}
+    assert boottest.details(tap, "b") == ["#   why"]
+    assert boottest.details(tap, "a") == []
 
 
 def _report(tmp_path: Path, tap: str, returncode: int = 0, dmesg: str = "log\n") -> boottest.BootReport:
@@ -60,7 +53,17 @@ def _report(tmp_path: Path, tap: str, returncode: int = 0, dmesg: str = "log\n")
 
     k = kernel.probe(kernel.matrix()[0].kdir())
     return boottest.BootReport(kernel=k, run=vm.VmResult(returncode, "console\n", 1.0),
-                               results=boottest.parse_tap(tap), tap=tap, dmesg=dmesg, splats=[], results_dir=tmp_path)
+                               results=boottest.parse_tap(tap), tap=tap, dmesg=dmesg, splats=[], results_dir=tmp_path,
+                               expected=boottest.scenario_names())
+
+
+def test_a_report_with_a_skipped_or_missing_scenario_is_not_ok(tmp_path):
+    names = boottest.scenario_names()
+    skipped = "".join(f"ok {i} - {n}{' # SKIP no reason' if i == 3 else ''}\n" for i, n in enumerate(names, 1))
+    assert not _report(tmp_path, skipped).ok
+    missing = "".join(f"ok {i} - {n}\n" for i, n in enumerate(names[:-1], 1))
+    report = _report(tmp_path, missing)
+    assert not report.ok and report.missing == names[-1:]
 
 
 def test_reports_keep_tap_always_and_the_log_on_failure(tmp_path):

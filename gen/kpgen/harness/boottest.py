@@ -8,30 +8,40 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spec, splat, vm
+from ..errors import KpgenError
 from ..model import CoreModel
 from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
 from . import diffcases
 
-GUEST_SCRIPT = GUEST / "scenarios.sh"
+GUEST_RUNNER = GUEST / "run.sh"
 # The make variables of the core's test build (fault injection).
 FAULTS_BUILD = ("KPATCH_FAULTS=y",)
 BUILD_ROOT = build_root()
 # What CI keeps: TAP per kernel, JUnit XML (pytest --junitxml), and the guest's log on failure.
 REPORTS = BUILD_ROOT / "reports"
+# The test module that foreign_module_refused loads, built for another kernel of the matrix.
+FOREIGN_MODULE = "kpgen_test_target"
 
-TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # SKIP (.*))?")
+TAP_RE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: # (SKIP|TODO)\b ?(.*))?")
 
 
-def scenario_names(script: Path = GUEST_SCRIPT) -> list[str]:
-    """The scenarios the guest script runs, in order: its `scenario NAME` lines."""
-    texts = [script.read_text(), *(p.read_text() for p in sorted((script.parent / "topics").glob("*.sh")))]
-    return [name for text in texts for name in re.findall(r"^scenario (\w+)(?: .*)?$", text, flags=re.M)]
+def scenario_names(tree: Path | None = None) -> list[str]:
+    """The scenarios the guest suite runs on a build tree, in order, as its runner lists them
+    (`run.sh --list TREE`). Without a tree (or before it is built), the scenarios that do not
+    depend on what the tree holds."""
+    where = Path(tree) if tree is not None else BUILD_ROOT / "no-tree"
+    proc = subprocess.run(["bash", str(GUEST_RUNNER), "--list", str(where)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise KpgenError(f"{GUEST_RUNNER} --list {where} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.split()
 
 
 def test_specs() -> list[Path]:
@@ -77,6 +87,7 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
         )
     for mod_dir in sorted((root / "modules").iterdir()):
         tree.builds.append(kbuild.build(kernel, mod_dir))
+    tree.builds.append(build_foreign(kernel, root))
     if diffs is not None:
         kname = diffcases.matrix_name(kernel)
         cases = diffcases.load(diffs)
@@ -85,52 +96,92 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
     return tree
 
 
+def foreign_kernel(kernel: kmod.Kernel) -> kmod.Kernel:
+    """Another kernel of the matrix, for a module this one must refuse: the next one after it."""
+    entries = kmod.matrix()
+    others = [m for m in entries if not m.matches(kernel.release)]
+    if not others:
+        raise KpgenError(f"the kernel matrix holds no kernel other than {kernel.release}: "
+                         "foreign_module_refused needs a second kernel in kpgen/data/kernels.toml")
+    index = next((i for i, m in enumerate(entries) if m.matches(kernel.release)), -1)
+    after = [m for m in entries[index + 1:] + entries[:index + 1] if m in others]
+    return kmod.probe(after[0].kdir())
+
+
+def build_foreign(kernel: kmod.Kernel, root: Path) -> kbuild.BuildResult:
+    """FOREIGN_MODULE built for another kernel, in root/foreign/, for the guest to refuse."""
+    other = foreign_kernel(kernel)
+    where = root / "foreign" / FOREIGN_MODULE
+    shutil.copytree(TEST_MODULES / FOREIGN_MODULE, where)
+    (where / "kpgen-kernel.txt").write_text(other.release + "\n")
+    return kbuild.build(other, where)
+
+
 @dataclass
 class BootReport:
     kernel: kmod.Kernel
     run: vm.VmResult
-    results: dict[str, bool | None]
+    results: dict[str, bool]
     tap: str
     dmesg: str
     splats: list[str]
     results_dir: Path
+    # the scenarios the runner lists for this tree: each must have been reported, and passed
+    expected: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in self.expected if name not in self.results]
 
     @property
     def ok(self) -> bool:
-        """Every scenario ran and none failed, the guest finished, and its log is clean."""
+        """Every scenario ran and passed (a skip is not a pass), the guest finished, and its log
+        is clean."""
         return (not self.run.timed_out and self.run.returncode == 0 and not self.splats
-                and len(self.results) == len(scenario_names())
-                and all(v is not False for v in self.results.values()))
+                and bool(self.expected) and not self.missing and all(self.results.values()))
 
     def summary(self) -> str:
         passed = sum(1 for v in self.results.values() if v)
-        skipped = sum(1 for v in self.results.values() if v is None)
-        return (f"kernel {self.kernel.release}: {passed} passed, {len(self.results) - passed - skipped} failed, "
-                f"{skipped} skipped "
-                f"of {len(scenario_names())} scenarios, {len(self.splats)} splat lines, "
-                f"boot {self.run.seconds:.0f} s")
+        return (f"kernel {self.kernel.release}: {passed} passed, {len(self.results) - passed} failed, "
+                f"{len(self.missing)} not reported of {len(self.expected)} scenarios, "
+                f"{len(self.splats)} splat lines, boot {self.run.seconds:.0f} s")
 
 
-def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 1500, stress_cycles: int | None = None) -> vm.VmRun:
-    command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results_dir.resolve())])
+def guest_vm(tree: BuiltTree, results_dir: Path, timeout: int = 1500, stress_cycles: int | None = None,
+             only: list[str] | None = None) -> vm.VmRun:
+    argv = ["bash", str(GUEST_RUNNER), str(tree.root.resolve()), str(results_dir.resolve())]
+    if only:
+        argv += ["--only", ",".join(only)]
+    command = shlex.join(argv)
     if stress_cycles is not None:
         command = f"KPGEN_STRESS_CYCLES={int(stress_cycles)} {command}"
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results_dir.resolve(),),
                     timeout=timeout)
 
 
-def parse_tap(tap: str) -> dict[str, bool | None]:
-    """Scenario -> passed; None for a scenario the guest skipped (see skip_reasons)."""
-    results: dict[str, bool | None] = {}
+def parse_tap(tap: str) -> dict[str, bool]:
+    """Scenario -> passed. A scenario marked SKIP or TODO did not pass, whatever its "ok" says."""
+    results: dict[str, bool] = {}
     for line in tap.splitlines():
         m = TAP_RE.match(line)
         if m:
-            results[m.group(3)] = None if m.group(4) is not None else m.group(1) == "ok"
+            results[m.group(3)] = m.group(1) == "ok" and m.group(4) is None
     return results
 
 
-def skip_reasons(tap: str) -> dict[str, str]:
-    return {m.group(3): m.group(4) for m in map(TAP_RE.match, tap.splitlines()) if m and m.group(4) is not None}
+def details(tap: str, scenario: str) -> list[str]:
+    """The `#` lines the guest printed under one scenario's result."""
+    lines = tap.splitlines()
+    for i, line in enumerate(lines):
+        m = TAP_RE.match(line)
+        if m and m.group(3) == scenario:
+            out = []
+            for follow in lines[i + 1:]:
+                if not follow.startswith("#"):
+                    break
+                out.append(follow)
+            return out
+    return []
 
 
 def tap_progress(release: str, show: Callable[[str], None]) -> Callable[[str], None]:
@@ -146,22 +197,24 @@ def tap_progress(release: str, show: Callable[[str], None]) -> Callable[[str], N
 
 
 def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None,
-         progress: Callable[[str], None] | None = None) -> BootReport:
-    """Boot the tree's kernel once and run every scenario; never raises for a failed scenario.
+         progress: Callable[[str], None] | None = None, only: list[str] | None = None) -> BootReport:
+    """Boot the tree's kernel once and run every scenario (or the `only` ones); never raises for a
+    failed scenario.
 
     progress, if given, is shown each scenario's result while the guest runs."""
+    expected = only or scenario_names(tree.root)
     results_dir = tree.root / "results"
     if results_dir.exists():
         shutil.rmtree(results_dir)
     results_dir.mkdir(parents=True)
     tap_file, dmesg_file = results_dir / "scenarios.tap", results_dir / "dmesg.txt"
     on_line = tap_progress(tree.kernel.release, progress) if progress else None
-    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles), on_line)
+    run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles, only), on_line)
     if run.returncode and not tap_file.exists():
         # QEMU or virtme-ng failed before the guest script started (seen: exit 255, no
         # output): one more boot, with the first attempt kept in the console log
         first = f"# first boot failed (exit {run.returncode}) before the guest ran:\n{run.output}\n"
-        run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles), on_line)
+        run = vm.run(guest_vm(tree, results_dir, timeout, stress_cycles, only), on_line)
         run.output = first + run.output
     (results_dir / "console.log").write_text(run.output)
     tap = tap_file.read_text() if tap_file.is_file() else ""
@@ -170,7 +223,7 @@ def boot(tree: BuiltTree, timeout: int = 1500, stress_cycles: int | None = None,
     if ks.is_file() and fs.is_file():
         snapshot.save(tree.kernel.release, ks.read_text(), fs.read_text())
     report = BootReport(kernel=tree.kernel, run=run, results=parse_tap(tap), tap=tap, dmesg=dmesg,
-                        splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir)
+                        splats=splat.scan(dmesg + "\n" + run.output), results_dir=results_dir, expected=expected)
     save_reports(report)
     return report
 

@@ -45,12 +45,7 @@ class Case:
 
 def matrix_name(k: kmod.Kernel) -> str | None:
     """The kernel's name in the matrix (cases are keyed by it), e.g. "6.1"."""
-    import fnmatch
-
-    for m in kmod.matrix():
-        if fnmatch.fnmatch(k.release, m.release_glob):
-            return m.name
-    return None
+    return next((m.name for m in kmod.matrix() if m.matches(k.release)), None)
 
 
 def load(root: Path) -> list[Case]:

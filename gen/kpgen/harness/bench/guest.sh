@@ -11,35 +11,29 @@
 # to RESULTS/apply.txt.  The last line of RESULTS/done.txt says whether every step worked.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../guest/lib.sh
+. "$HERE/../guest/lib.sh"
+
 TREE=$1
 RESULTS=$2
 REPS=$3
 CALLS=$4
-SYS=/sys/kernel/kpatch
-LP=/sys/kernel/livepatch
 PROC=/proc/kpgen_bench
 APPLY_REPS=3
+# the livepatch apply time is measured by polling its transition: poll finely
+LOOP_INTERVAL=0.01
 
-ko() {
-	case $1 in
-	kpatch) echo "$TREE/core/kpatch.ko" ;;
-	kpgen_bench*) echo "$TREE/modules/$1/$1.ko" ;;
-	*) echo "$TREE/patches/$1/$1.ko" ;;
-	esac
+step() {
+	echo "bench: $*"
+	mark "bench: $*"
 }
-
-step() { echo "bench: $*"; echo "<5>kpgen-bench: $*" >/dev/kmsg; }
 now_ns() { date +%s%N; }
 
 percall() {
 	step "per-call case $1"
 	echo "run $REPS $CALLS" >"$PROC"
 	cat "$PROC" >"$RESULTS/percall-$1.txt"
-}
-
-unload() {
-	echo 0 >"$SYS/$1/enabled"
-	rmmod "$1"
 }
 
 # Starts N sleeping tasks (their pids in SLEEPERS).
@@ -60,23 +54,19 @@ stop_sleepers() {
 	SLEEPERS=()
 }
 
+klp_active() { [ "$(cat "$LIVEPATCH/$1/transition")" = 0 ]; }
+
 # Waits until a livepatch has finished its transition (or, with "gone", has disappeared).
 klp_wait() {
-	local i
-	for ((i = 0; i < 6000; i++)); do
-		if [ "$2" = gone ]; then
-			[ -e "$LP/$1" ] || return 0
-		elif [ "$(cat "$LP/$1/transition")" = 0 ]; then
-			return 0
-		fi
-		sleep 0.01
-	done
-	echo "livepatch $1 did not finish its transition" >&2
-	return 1
+	if [ "$2" = gone ]; then
+		loop_until 60 livepatch_gone "$1"
+	else
+		loop_until 60 klp_active "$1"
+	fi
 }
 
 : >"$RESULTS/apply.txt"
-insmod "$(ko kpgen_bench)"
+load kpgen_bench
 
 # --- per-call overhead ----------------------------------------------------------------------
 percall unpatched
@@ -84,29 +74,29 @@ echo "ftrace 1" >"$PROC"
 percall ftrace_empty
 echo "ftrace 0" >"$PROC"
 
-insmod "$(ko kpatch)"
-insmod "$(ko bench_stack_01)"
+load kpatch
+load bench_stack_01
 percall kpgen_1
-insmod "$(ko bench_stack_02)"
+load bench_stack_02
 percall kpgen_2
 for i in 03 04 05 06 07 08 09 10; do
-	insmod "$(ko "bench_stack_$i")"
+	load "bench_stack_$i"
 done
 percall kpgen_10
 for i in 10 09 08 07 06 05 04 03 02; do
 	unload "bench_stack_$i"
 done
 for n in 1 100 1000; do
-	insmod "$(ko "bench_many_$n")"
+	load "bench_many_$n"
 	percall "kpgen_1_other_$n"
 	unload "bench_many_$n"
 done
 unload bench_stack_01
 
-insmod "$(ko kpgen_bench_klp)"
+load kpgen_bench_klp
 klp_wait kpgen_bench_klp active
 percall livepatch
-echo 0 >"$LP/kpgen_bench_klp/enabled"
+echo 0 >"$LIVEPATCH/kpgen_bench_klp/enabled"
 klp_wait kpgen_bench_klp gone
 rmmod kpgen_bench_klp
 
@@ -117,21 +107,22 @@ for tasks in 0 100 1000; do
 		step "apply case: $n functions, $tasks extra tasks"
 		for ((r = 0; r < APPLY_REPS; r++)); do
 			start=$(now_ns)
-			insmod "$(ko "bench_many_$n")"
+			load "bench_many_$n"
 			end=$(now_ns)
-			echo "case=kpgen functions=$n extra_tasks=$tasks insmod_ns=$((end - start)) $(cat "$SYS/last_change")" \
-				>>"$RESULTS/apply.txt"
+			# read apart from the echo: a failed read must stop the run, not write a short line
+			change=$(cat "$SYS/last_change")
+			echo "case=kpgen functions=$n extra_tasks=$tasks insmod_ns=$((end - start)) $change" >>"$RESULTS/apply.txt"
 			unload "bench_many_$n"
 		done
 	done
 	step "apply case: livepatch, $tasks extra tasks"
 	for ((r = 0; r < APPLY_REPS; r++)); do
 		start=$(now_ns)
-		insmod "$(ko kpgen_bench_klp)"
+		load kpgen_bench_klp
 		klp_wait kpgen_bench_klp active
 		end=$(now_ns)
 		echo "case=livepatch functions=1 extra_tasks=$tasks insmod_ns=$((end - start))" >>"$RESULTS/apply.txt"
-		echo 0 >"$LP/kpgen_bench_klp/enabled"
+		echo 0 >"$LIVEPATCH/kpgen_bench_klp/enabled"
 		klp_wait kpgen_bench_klp gone
 		rmmod kpgen_bench_klp
 	done
