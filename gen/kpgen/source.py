@@ -130,9 +130,11 @@ def check_tree(k: Kernel, root: Path, what: str) -> None:
                     continue
                 theirs = root / rel
                 if not theirs.is_file() or _digest(theirs) != _digest(hdr):
+                    fix = ("Debian's source with debian/patches-rt applied" if is_rt(k)
+                           else f"`kpgen source --kdir {k.kdir}`")
                     raise UsageError(
                         f"{what} {root} does not match {k.release}: {rel} differs from the kernel's headers "
-                        f"({hdr}); use the exact source of this kernel (`kpgen source --kdir {k.kdir}`)")
+                        f"({hdr}); use the exact source of this kernel ({fix})")
                 checked += 1
     if not checked:
         raise KernelError(f"{k.kdir}: the headers package ships no headers to check a source tree against")
