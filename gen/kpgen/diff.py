@@ -595,8 +595,14 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                 head += (f"/* Replaces {e.name}() of {rel}. */\n" if how == "replace"
                          else _comment(f"{e.name}: {comments[key]}") + "\n")
             body = extract.apply_edits(parsed, e, edits)
+            original = parsed.text(e.file, e.start, e.end)
             if how in ("replace", "copy", "define") and not body.lstrip().startswith("static"):
                 body = "static " + body
+            # a longer name or an added `static` moves the '(': its continuation lines follow
+            first_new, first_old = body.split("\n", 1)[0], original.split("\n", 1)[0]
+            if "(" in first_new and "(" in first_old:
+                body = realign_head(body, len(first_new[:first_new.index("(")].expandtabs(8))
+                                    - len(first_old[:first_old.index("(")].expandtabs(8)))
             emit.append((key[1], head + body))
     # the file's own includes, and those of its private headers that something copied comes from
     used_files = {parsed.entities[kk].file for kk, how in emit_keys.items() if how in ("define", "copy")}
@@ -605,6 +611,25 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if spelled.startswith("<") and spelled not in incs and (fname == str(parsed.path) or fname in used_files):
             incs.append(spelled)
     return UnitPart(w.unit, parsed, emit, incs)
+
+
+def realign_head(text: str, delta: int) -> str:
+    r"""Keep a function head's continuation lines aligned with its '(' after a rename that
+    made the name `delta` columns longer.
+
+    >>> realign_head("int new_f(int a,\n\t  int b)\n{\n\treturn 0;\n}", 4)
+    'int new_f(int a,\n\t      int b)\n{\n\treturn 0;\n}'
+    """
+    lines = text.split("\n")
+    out = lines[:1]
+    for i, line in enumerate(lines[1:], 1):
+        if line.startswith("{"):
+            out += lines[i:]
+            break
+        stripped = line.lstrip(" \t")
+        col = len(line[:len(line) - len(stripped)].expandtabs(8)) + delta
+        out.append("\t" * (col // 8) + " " * (col % 8) + stripped)
+    return "\n".join(out)
 
 
 def _comment(text: str, width: int = 78) -> str:
