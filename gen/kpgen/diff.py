@@ -519,7 +519,7 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                          f"{ksym} in kallsyms: the patched function keeps the running kernel's variable")
         elif statics and how == "copy":
             for st in statics:
-                ksym = _unit_static_name(w, st.name)
+                ksym = _unit_static_name(w, st.name, targets)
                 if ksym is None or not objsyms.has(ksym):
                     break
                 ident = f"{e.name}_{st.name}"
@@ -693,11 +693,15 @@ def _static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.Loc
     return edits
 
 
-def _unit_static_name(w: UnitWork, var: str) -> str | None:
-    """The kallsyms name of an inlined function's own static: the unit's only `var.N`."""
-    found = {ref for s in w.old.functions().values() for ref in s.addressed
-             if (m := objdiff.LOCAL_STATIC_RE.match(ref)) and m.group("base") == var}
-    return found.pop() if len(found) == 1 else None
+def _unit_static_name(w: UnitWork, var: str, callers: set[str]) -> str | None:
+    """The kallsyms name of an inlined function's own static: the one `var.N` the functions it
+    was inlined into use, else the unit's only one."""
+    for scope in (callers, set(w.old.functions())):
+        found = {ref for name in scope if name in w.old.functions() for ref in w.old.functions()[name].addressed
+                 if (m := objdiff.LOCAL_STATIC_RE.match(ref)) and m.group("base") == var}
+        if len(found) == 1:
+            return found.pop()
+    return None
 
 
 def _local_static_name(w: UnitWork, func: str, var: str) -> str | None:

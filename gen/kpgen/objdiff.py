@@ -95,6 +95,8 @@ def read(path: Path) -> Object:
         for sym in symtab.iter_symbols():
             if sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT") and isinstance(sym["st_shndx"], int):
                 section_syms.setdefault(sym["st_shndx"], []).append(sym)
+        section_syms_at = {i: sorted((x["st_value"], x["st_size"], x.name) for x in syms)
+                           for i, syms in section_syms.items()}
         relocs: dict[int, RelocationSection] = {}
         for sec in sections:
             if isinstance(sec, RelocationSection):
@@ -130,8 +132,17 @@ def read(path: Path) -> Object:
                             else:
                                 addressed.append(tname)
                         else:
-                            tsec = sections[target["st_shndx"]] if isinstance(target["st_shndx"], int) else None
-                            if tsec is not None:
+                            shndx = target["st_shndx"]
+                            tsec = sections[shndx] if isinstance(shndx, int) else None
+                            # the symbol the section offset falls in (a static in .data.once ...)
+                            # (rip-relative with an immediate after it: the field ends 1, 2 or 4
+                            # bytes before the instruction does)
+                            slack = (0, 1, 2, 4) if rel["r_info_type"] in PC_RELATIVE else (0,)
+                            inside = next((n for d in slack for v, z, n in section_syms_at.get(shndx, ())
+                                           if v <= addend + d < v + max(z, 1)), None)
+                            if inside is not None:
+                                addressed.append(inside)
+                            elif tsec is not None:
                                 m = re.match(r"^\.(?:text|data|bss|rodata)(?:\.unlikely)?\.(.+)$", tsec.name)
                                 if m:
                                     addressed.append(m.group(1))
