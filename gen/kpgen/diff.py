@@ -202,7 +202,8 @@ def compile_units(k: Kernel, tree: Path, overlay: Path, work: Path, units: list[
     return out
 
 
-def _pick_position(objsyms: ksyms.ObjectSymbols, name: str, neighbours: set[str], text: bool) -> int:
+def _pick_position(objsyms: ksyms.ObjectSymbols, name: str, neighbours: set[str], text: bool,
+                   what: str = "") -> int:
     """sympos of `name` in the object (0 when unique): the candidate among the unit's own symbols."""
     pos = objsyms.positions(name, text=text)
     if len(pos) <= 1:
@@ -213,6 +214,10 @@ def _pick_position(objsyms: ksyms.ObjectSymbols, name: str, neighbours: set[str]
         scores.append(len(around & neighbours))
     best = max(scores)
     if scores.count(best) > 1:
+        if what:
+            raise DiffRefused(f"{what} ({name} in kallsyms) appears {len(pos)} times in {objsyms.name} and kpgen "
+                              "cannot tell which one is this file's: the patched code must keep using the "
+                              "kernel's own variable; change code that does not use it")
         raise DiffRefused(f"{name} appears {len(pos)} times in {objsyms.name} and kpgen cannot tell which one "
                           "is this file's")
     return scores.index(best) + 1
@@ -511,7 +516,8 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                     raise DiffRefused(f"{e.name}() has its own static {st.name}, which kpgen cannot find in "
                                       f"{objsyms.name}: patching it would start a second copy of that state")
                 ident = f"{e.name}_{st.name}"
-                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False)
+                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False,
+                                     what=f"the static {st.name} of {e.name}()")
                 use = SymbolUse(ident, ksym, w.unit.object, pos)
                 local_statics.append((st, ident, use))
                 p.symbols.append(use)
@@ -523,7 +529,8 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
                 if ksym is None or not objsyms.has(ksym):
                     break
                 ident = f"{e.name}_{st.name}"
-                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False)
+                pos = _pick_position(objsyms, ksym, unit_vars | unit_funcs, text=False,
+                                     what=f"the static {st.name} of {e.name}()")
                 use = SymbolUse(ident, ksym, w.unit.object, pos)
                 local_statics.append((st, ident, use))
                 p.symbols.append(use)
