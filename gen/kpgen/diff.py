@@ -657,12 +657,13 @@ def _syscall_arg(ctype: str, abi: str, reg: str) -> str:
     """One argument as the entry point passes it: ia32 takes the register's low 32 bits.
 
     >>> _syscall_arg("int", "ia32", "bx"), _syscall_arg("char __user *", "ia32", "cx")
-    ('(int)(u32)regs->bx', '(char __user *)(unsigned long)(u32)regs->cx')
+    ('(int)(u32)regs->bx', '(char __user *)(regs->cx & U32_MAX)')
     """
     if abi != "ia32":
         return f"({ctype})regs->{reg}"
-    via = "(unsigned long)" if ctype.rstrip().endswith("*") else ""
-    return f"({ctype}){via}(u32)regs->{reg}"
+    if ctype.rstrip().endswith("*"):
+        return f"({ctype})(regs->{reg} & U32_MAX)"
+    return f"({ctype})(u32)regs->{reg}"
 
 
 def _syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, str], rel: str,
@@ -679,10 +680,17 @@ def _syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, 
            f"static long {impl}({decl})\n{text}"]
     for abi in abis:
         regs = ARG_REGS[abi]
-        args = ",\n\t\t\t".join(_syscall_arg(t, abi, regs[i]) for i, (t, _) in enumerate(params))
+        args = [_syscall_arg(t, abi, regs[i]) for i, (t, _) in enumerate(params)]
+        call = f"\treturn {impl}({', '.join(args)});"
+        if len(call.expandtabs(8)) > 80:
+            # one argument a line, aligned with the '('
+            indent = len(f"\treturn {impl}(".expandtabs(8))
+            pad = "\t" * (indent // 8) + " " * (indent % 8)
+            call = f"\treturn {impl}(" + f",\n{pad}".join(args) + ");"
+
         out.append(f"/* Replaces __{abi}_sys_{name}(). */\n"
                    f"static long {PREFIX}{abi}_sys_{name}(const struct pt_regs *regs)\n{{\n"
-                   f"\treturn {impl}({args});\n}}")
+                   f"{call}\n}}")
     return "\n\n".join(out)
 
 
