@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .kernel import KernelFeatures
 from .resources import label
-from .spec import FunctionSpec, PatchSpec
+from .spec import CALLBACKS, FunctionSpec, PatchSpec, ShadowSpec
 
 
 def c_string(text: str) -> str:
@@ -56,8 +56,8 @@ def kdir_hint(release: str) -> str:
 # The core's files, in the order they are rendered: the public API header, the internal one,
 # the header of probed kernel facts (the only one whose C differs from kernel to kernel), the
 # C files by responsibility, and the Kbuild file.
-CORE_FILES = ("kpatch.h", "core.h", "probed.h", "core.c", "patch.c", "transition.c", "nmi.c", "symbols.c",
-              "internals.c", "module.c", "sysfs.c", "faults.c", "Kbuild")
+CORE_FILES = ("kpatch.h", "core.h", "probed.h", "core.c", "patch.c", "transition.c", "stacks.c", "busy.c", "nmi.c",
+              "symbols.c", "internals.c", "module.c", "callbacks.c", "replace.c", "sysfs.c", "faults.c", "Kbuild")
 # The test build's fault points (faults.c, `make KPATCH_FAULTS=y`).
 FAULT_POINTS = ("alloc", "lookup", "filter", "filter_remove", "register", "unregister", "activeness", "sysfs", "nmi")
 
@@ -117,6 +117,54 @@ def system_includes(texts: list[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class CallbackModel:
+    """One callback of an object: the generated wrapper the core calls, and what it calls."""
+
+    kind: str  # pre_patch, post_patch, pre_unpatch, post_unpatch
+    wrapper: str
+    target: str | None  # the developer's function, or None when the wrapper only frees shadows
+    frees: tuple[ShadowSpec, ...] = ()
+
+    @property
+    def returns_int(self) -> bool:
+        return self.kind == "pre_patch"
+
+
+@dataclass(frozen=True)
+class ObjectModel:
+    """An object the patch module lists for the core: the kernel first, then modules."""
+
+    name: str
+    callbacks: tuple[CallbackModel, ...] = ()
+
+    def callback(self, kind: str) -> CallbackModel | None:
+        return next((c for c in self.callbacks if c.kind == kind), None)
+
+
+def objects_model(spec: PatchSpec) -> tuple[ObjectModel, ...]:
+    """The objects of a patch module: vmlinux always (its post-unpatch callback frees the shadow
+    variables that go on disable), then the modules of the functions and of the [[object]]
+    tables, in the order the spec names them."""
+    names = ["vmlinux"]
+    for name in [f.object for f in spec.functions] + [o.name for o in spec.objects]:
+        if name not in names:
+            names.append(name)
+    tables = {o.name: o for o in spec.objects}
+    on_disable = tuple(s for s in spec.shadows if s.free == "disable")
+    result = []
+    for i, name in enumerate(names):
+        table = tables.get(name)
+        callbacks = []
+        for kind in CALLBACKS:
+            target = table.callbacks().get(kind) if table else None
+            frees = on_disable if name == "vmlinux" and kind == "post_unpatch" else ()
+            if target or frees:
+                callbacks.append(CallbackModel(kind, f"{spec.name}_{i}_{kind}", target, frees))
+        result.append(ObjectModel(name, tuple(callbacks)))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
 class PatchModel:
     name: str
     description_c: str
@@ -129,6 +177,13 @@ class PatchModel:
     generated: Generated
     ksyms: tuple[KsymModel, ...] = ()
     includes: tuple[str, ...] = ()
+    objects: tuple[ObjectModel, ...] = ()
+    shadows: tuple[ShadowSpec, ...] = ()
+    replace: bool = False
+
+    @property
+    def freed_on_unload(self) -> tuple[ShadowSpec, ...]:
+        return tuple(s for s in self.shadows if s.free == "unload")
 
 
 def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path, release: str, features: str) -> PatchModel:
@@ -144,5 +199,8 @@ def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path, release: str, fe
         functions=spec.functions,
         spec_label=label(spec.path),
         core_relpath=Path(core_rel).as_posix(),
+        objects=objects_model(spec),
+        shadows=spec.shadows,
+        replace=spec.replace,
         generated=Generated(release, features, f"kpgen patch {label(spec.path)} --kdir {kdir_hint(release)}"),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,21 @@ KSYM_NAME_MAX = 127
 MAX_SPEC_BYTES = 1024 * 1024  # a spec of 1000 functions is about 100 KiB
 MAX_SOURCE_BYTES = 1024 * 1024
 
-TOP_KEYS = {"name", "description", "sources", "function", "symbol"}
-FUNC_KEYS = {"target", "object", "replacement", "sympos"}
+TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow"}
+FUNC_KEYS = {"target", "object", "replacement", "sympos", "force"}
 SYMBOL_KEYS = {"name", "object", "sympos", "kallsyms"}
 # A name in kallsyms that is no C identifier: a function-local static (`last_check.2`), a gcc
 # clone (`show_val_kb.isra.0`).
 KALLSYMS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z")
+# The callbacks of an object, in the order they run for it, and their C prototypes.
+CALLBACKS = ("pre_patch", "post_patch", "pre_unpatch", "post_unpatch")
+CALLBACK_PROTOTYPES = {"pre_patch": "int {}(void)", "post_patch": "void {}(void)", "pre_unpatch": "void {}(void)",
+                       "post_unpatch": "void {}(void)"}
+OBJECT_KEYS = {"name", *CALLBACKS}
+SHADOW_KEYS = {"name", "id", "destructor", "free"}
+# When the generated module frees every shadow variable of an id.
+SHADOW_FREE = ("unload", "disable", "never")
+SHADOW_NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 C_KEYWORDS = frozenset(
     """auto break case char const continue default do double else enum extern float for goto
@@ -44,8 +54,10 @@ C_KEYWORDS = frozenset(
 )
 # Names the generated code or the core defines: a replacement must not take them.
 RESERVED_PREFIXES = ("kpatch_", "__")
-# The generated module defines NAME_init, NAME_exit, NAME_funcs, NAME_syms and NAME_patch.
-GENERATED_SUFFIXES = ("init", "exit", "funcs", "syms", "patch")
+# The generated module defines NAME_init, NAME_exit, NAME_funcs, NAME_syms, NAME_objs and
+# NAME_patch, and a callback of its own for each object (NAME_<n>_pre_patch, ...).
+GENERATED_SUFFIXES = ("init", "exit", "funcs", "syms", "objs", "patch")
+GENERATED_RE_TEMPLATE = r"{name}_(?:{suffixes}|\d+_(?:pre|post)_(?:un)?patch)\Z"
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,36 @@ class FunctionSpec:
     object: str
     replacement: str
     sympos: int
+    # switched without the activeness check for this function (never on removal of the code)
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """The callbacks of one object (vmlinux or a module), each a function of the sources or None."""
+
+    name: str
+    pre_patch: str | None = None
+    post_patch: str | None = None
+    pre_unpatch: str | None = None
+    post_unpatch: str | None = None
+
+    def callbacks(self) -> dict[str, str]:
+        return {kind: fn for kind in CALLBACKS if (fn := getattr(self, kind))}
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """A kind of shadow variable (klp_shadow_*): its id, destructor, and when it is freed."""
+
+    name: str
+    id: int
+    destructor: str | None = None
+    free: str = "unload"
+
+    @property
+    def macro(self) -> str:
+        return f"KPGEN_SHADOW_{self.name.upper()}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +121,9 @@ class PatchSpec:
     sources: tuple[Path, ...]
     functions: tuple[FunctionSpec, ...]
     symbols: tuple[SymbolSpec, ...] = ()
+    replace: bool = False
+    objects: tuple[ObjectSpec, ...] = ()
+    shadows: tuple[ShadowSpec, ...] = ()
 
 
 class SpecError(UsageError):
@@ -157,14 +202,21 @@ def validate(path: Path, data: dict) -> PatchSpec:
                         "shorten it and remove control characters")
 
     sources = _validate_sources(path, name, data["sources"])
+    replace = data.get("replace", False)
+    if not isinstance(replace, bool):
+        raise SpecError(path, "replace", f"{replace!r} is not true or false",
+                        "write replace = true for a cumulative patch that takes over every enabled patch")
     functions = _validate_functions(path, data["function"])
-    generated = {f"{name}_{suffix}" for suffix in GENERATED_SUFFIXES}
+    generated = re.compile(GENERATED_RE_TEMPLATE.format(name=re.escape(name), suffixes="|".join(GENERATED_SUFFIXES)))
     for i, func in enumerate(functions):
-        if func.replacement in generated:
+        if generated.match(func.replacement):
             raise SpecError(path, f"function[{i}].replacement",
                             f"{func.replacement!r} is a name the generated module defines",
-                            f"do not name replacements {', '.join(sorted(generated))}")
+                            f"do not name replacements {name}_init, _exit, _funcs, _syms, _objs, _patch "
+                            f"or {name}_N_pre_patch and the like")
     symbols = _validate_symbols(path, data.get("symbol", []))
+    objects = _validate_objects(path, data.get("object", []))
+    shadows = _validate_shadows(path, data.get("shadow", []))
 
     # a module's symbols are only resolved while it is loaded: only replacements of that
     # module's functions, which run only then, may use them
@@ -179,15 +231,26 @@ def validate(path: Path, data: dict) -> PatchSpec:
             )
 
     texts = {src: src.read_text(encoding="utf-8") for src in sources}
+    names = ", ".join(s.name for s in sources)
     for i, func in enumerate(functions):
         if not any(defines_function(t, func.replacement) for t in texts.values()):
             raise SpecError(
                 path, f"function[{i}].replacement",
-                f"{func.replacement!r} is not defined in {', '.join(s.name for s in sources)}",
+                f"{func.replacement!r} is not defined in {names}",
                 "define the replacement function in one of the sources, or fix its name",
             )
+    defined = [(f"object[{i}].{kind}", fn, CALLBACK_PROTOTYPES[kind].format(fn))
+               for i, obj in enumerate(objects) for kind, fn in obj.callbacks().items()]
+    defined += [(f"shadow[{i}].destructor", sh.destructor, f"void {sh.destructor}(void *obj, void *shadow_data)")
+                for i, sh in enumerate(shadows) if sh.destructor]
+    for key, fn, prototype in defined:
+        if generated.match(fn):
+            raise SpecError(path, key, f"{fn!r} is a name the generated module defines", "rename the function")
+        if not any(defines_function(t, fn) for t in texts.values()):
+            raise SpecError(path, key, f"{fn!r} is not defined in {names}",
+                            f"define it in one of the sources as {prototype}")
     return PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions,
-                     symbols=symbols)
+                     symbols=symbols, replace=replace, objects=objects, shadows=shadows)
 
 
 def _check_sympos(path: Path, key: str, value: object) -> int:
@@ -221,6 +284,74 @@ def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
         if ksym == name:
             ksym = ""
         result.append(SymbolSpec(name=name, sympos=sympos, object=obj, kallsyms=ksym))
+    return tuple(result)
+
+
+def _validate_objects(path: Path, value: object) -> tuple[ObjectSpec, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise SpecError(path, "object", "must be [[object]] tables", "write [[object]] with name and its callbacks")
+    result: list[ObjectSpec] = []
+    for i, table in enumerate(value):
+        prefix = f"object[{i}]"
+        unknown = sorted(set(table) - OBJECT_KEYS)
+        if unknown:
+            raise SpecError(path, f"{prefix}.{unknown[0]}", "unknown key", f"use only {', '.join(sorted(OBJECT_KEYS))}")
+        if "name" not in table:
+            raise SpecError(path, f"{prefix}.name", "missing", 'add name = "vmlinux" or the module\'s name')
+        obj = _check_object(path, f"{prefix}.name", table["name"])
+        if any(o.name == obj for o in result):
+            raise SpecError(path, f"{prefix}.name", f"object {obj} has two [[object]] tables",
+                            "give each object one table with all its callbacks")
+        callbacks = {kind: _check_ident(path, f"{prefix}.{kind}", table[kind], f"{kind} callback")
+                     for kind in CALLBACKS if kind in table}
+        if not callbacks:
+            raise SpecError(path, prefix, f"the table of {obj} names no callback",
+                            f"add one of {', '.join(CALLBACKS)}, or remove the table")
+        result.append(ObjectSpec(name=obj, **callbacks))
+    return tuple(result)
+
+
+def shadow_id(name: str) -> int:
+    """The default id of a shadow variable kind: the same for every patch that names it alike, so
+    that a cumulative patch takes over its predecessor's shadow variables.
+
+    >>> shadow_id("newpid") == shadow_id("newpid") and 0 < shadow_id("newpid") < 2**31
+    True
+    """
+    return (zlib.crc32(f"kpgen-shadow:{name}".encode()) & 0x7FFFFFFF) or 1
+
+
+def _validate_shadows(path: Path, value: object) -> tuple[ShadowSpec, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise SpecError(path, "shadow", "must be [[shadow]] tables", 'write [[shadow]] with name = "..."')
+    result: list[ShadowSpec] = []
+    for i, table in enumerate(value):
+        prefix = f"shadow[{i}]"
+        unknown = sorted(set(table) - SHADOW_KEYS)
+        if unknown:
+            raise SpecError(path, f"{prefix}.{unknown[0]}", "unknown key", f"use only {', '.join(sorted(SHADOW_KEYS))}")
+        name = table.get("name")
+        if not isinstance(name, str) or not SHADOW_NAME_RE.match(name) or len(name) > 64:
+            raise SpecError(path, f"{prefix}.name", f"{name!r} is not a shadow variable name",
+                            "use lower-case letters, digits and '_', starting with a letter: the sources "
+                            "use it as KPGEN_SHADOW_<NAME>")
+        if any(s.name == name for s in result):
+            raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each shadow variable once")
+        sid = table.get("id", shadow_id(name))
+        if not isinstance(sid, int) or isinstance(sid, bool) or not 1 <= sid <= 0xFFFFFFFF:
+            raise SpecError(path, f"{prefix}.id", f"{sid!r} is not a whole number from 1 to 4294967295",
+                            "write id = N, the klp_shadow id every patch sharing these variables uses")
+        if any(s.id == sid for s in result):
+            raise SpecError(path, f"{prefix}.id", f"id {sid} is also the id of another [[shadow]]",
+                            "give each shadow variable kind its own id")
+        dtor = table.get("destructor")
+        if dtor is not None:
+            dtor = _check_ident(path, f"{prefix}.destructor", dtor, "destructor")
+        free = table.get("free", "unload")
+        if free not in SHADOW_FREE:
+            raise SpecError(path, f"{prefix}.free", f"{free!r} is not one of {', '.join(SHADOW_FREE)}",
+                            'write free = "unload" (the default), "disable" or "never"')
+        result.append(ShadowSpec(name=name, id=sid, destructor=dtor, free=free))
     return tuple(result)
 
 
@@ -287,6 +418,10 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
                             "give the replacement its own name, e.g. fix_" + target)
         obj = _check_object(path, f"{prefix}.object", table.get("object", "vmlinux"))
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
+        force = table.get("force", False)
+        if not isinstance(force, bool):
+            raise SpecError(path, f"{prefix}.force", f"{force!r} is not true or false",
+                            "write force = true to switch this function without the activeness check")
         key3 = (obj, target, sympos)
         if key3 in seen:
             raise SpecError(path, f"{prefix}.target",
@@ -298,5 +433,5 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
                             "give each target its own replacement")
         seen[key3] = i
         replacements[replacement] = i
-        funcs.append(FunctionSpec(target=target, object=obj, replacement=replacement, sympos=sympos))
+        funcs.append(FunctionSpec(target=target, object=obj, replacement=replacement, sympos=sympos, force=force))
     return tuple(funcs)

@@ -73,49 +73,56 @@ LIST_HEAD(kpatch_patches);
 /* Enabled patches. */
 static unsigned int kpatch_nr_enabled;
 
-int kpatch_change_alloc(struct kpatch_change *change, unsigned int max,
-			gfp_t gfp)
+/* Says which functions of @change were switched without the activeness check. */
+static void kpatch_warn_forced(const struct kpatch_change *change)
 {
-	if (!(gfp & __GFP_NOFAIL) && kpatch_fail("alloc"))
-		return -ENOMEM;
-	change->funcs = kcalloc(max, sizeof(*change->funcs), gfp);
-	if (!change->funcs)
-		return -ENOMEM;
-	change->ips = kcalloc(max, sizeof(*change->ips), gfp);
-	if (!change->ips)
-		goto err_funcs;
-	if (!change->check)
-		return 0;
-	/* per function: the original, its .cold, a replacement, its .cold */
-	change->ranges = kcalloc(4 * max + 1, sizeof(*change->ranges), gfp);
-	if (!change->ranges)
-		goto err_ips;
-	return 0;
+	unsigned int i;
 
-err_ips:
-	kfree(change->ips);
-err_funcs:
-	kfree(change->funcs);
-	return -ENOMEM;
+	for (i = 0; i < change->nr_add; i++) {
+		if (change->add[i]->force)
+			pr_warn("function '%s' of patch module '%s' was applied without the activeness check (force)\n",
+				change->add[i]->old_name, change->patch->mod->name);
+	}
 }
 
-void kpatch_change_free(struct kpatch_change *change)
+/*
+ * @nr patches were just disabled: no call can reach their replacements any
+ * more.  A task that ftrace sent on its way to one and that was preempted
+ * before arriving still shows the original's ftrace call (the check refuses
+ * it: transition.c), but waiting for a tasks-RCU grace period makes sure of
+ * it before the references on the patch modules go.  kpatch_mutex is dropped
+ * meanwhile.
+ */
+void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr)
 {
-	kfree(change->ranges);
-	kfree(change->ips);
-	kfree(change->funcs);
+	unsigned int i;
+
+	for (i = 0; i < nr; i++) {
+		patches[i]->enabled = false;
+		kpatch_nr_enabled--;
+	}
+	mutex_unlock(&kpatch_mutex);
+	synchronize_rcu_tasks();
+	for (i = 0; i < nr; i++)
+		module_put(patches[i]->mod);
+	mutex_lock(&kpatch_mutex);
 }
 
 /* Enabling ------------------------------------------------------------------ */
 
-/* One try at enabling @patch: all of it, or nothing and no reference. */
+/*
+ * One try at enabling @patch: all of it, or nothing and no reference.  The
+ * pre-patch callbacks of its loaded objects run first; a cumulative patch
+ * also takes over every function of the other enabled patches.
+ */
 static int kpatch_try_enable(struct kpatch_patch *patch, unsigned int tries)
 {
 	struct kpatch_change change = {
-		.patch = patch, .enable = true, .check = true, .tries = tries,
+		.patch = patch, .check = true, .tries = tries,
 	};
+	unsigned int i, nr_old = 0, nr_patches = 0;
+	struct kpatch_object *obj;
 	struct kpatch_func *func;
-	unsigned int i;
 	int ret;
 
 	if (!try_module_get(patch->mod))
@@ -124,32 +131,55 @@ static int kpatch_try_enable(struct kpatch_patch *patch, unsigned int tries)
 	ret = kpatch_resolve_syms(patch, NULL);
 	if (ret)
 		goto err_put;
-	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
+	if (patch->replace)
+		nr_old = kpatch_count_takeover(patch, &nr_patches);
+	ret = kpatch_change_alloc(&change, patch->nr_funcs, nr_old, nr_patches,
+				  GFP_KERNEL);
 	if (ret)
 		goto err_put;
 
-	/* functions of modules not loaded yet are applied when they load */
+	/* objects not loaded yet are patched when they load */
+	for (i = 0; i < patch->nr_objs; i++) {
+		obj = &patch->objs[i];
+		if (kpatch_object_loaded(obj, NULL)) {
+			ret = kpatch_prepare_object(obj);
+			if (ret)
+				goto err_unprepare;
+		}
+	}
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
 		func->patch = patch;
-		if (kpatch_object_live(func->objname))
-			change.funcs[change.nr_funcs++] = func;
+		if (func->obj->prepared)
+			change.add[change.nr_add++] = func;
 	}
-	ret = kpatch_resolve_funcs(&change);
+	ret = kpatch_resolve_funcs(patch, change.add, change.nr_add);
 	if (ret)
-		goto err_free;
-	ret = kpatch_patch_funcs(&change);
+		goto err_unprepare;
+	if (patch->replace)
+		kpatch_collect_takeover(&change);
+	ret = kpatch_switch(&change);
 	if (ret)
-		goto err_free;
-	kpatch_change_free(&change);
+		goto err_unprepare;
 
 	patch->enabled = true;
+	patch->replaced = false;
 	kpatch_nr_enabled++;
 	list_move_tail(&patch->list, &kpatch_patches);
 	add_taint(TAINT_LIVEPATCH, LOCKDEP_STILL_OK);
+	for (i = 0; i < patch->nr_objs; i++) {
+		if (patch->objs[i].prepared)
+			kpatch_object_patched(&patch->objs[i]);
+	}
+	kpatch_warn_forced(&change);
+	if (change.nr_retire)
+		kpatch_retire_replaced(&change);
+	kpatch_change_free(&change);
 	return 0;
 
-err_free:
+err_unprepare:
+	for (i = 0; i < patch->nr_objs; i++)
+		kpatch_object_unpatched(&patch->objs[i]);
 	kpatch_change_free(&change);
 err_put:
 	module_put(patch->mod);
@@ -188,49 +218,41 @@ int kpatch_enable_patch(struct kpatch_patch *patch)
 /* Disabling ----------------------------------------------------------------- */
 
 /*
- * One try at removing every applied function of @patch.  With @check, no
- * task may be inside the versions being left nor anywhere in the patch
- * module's code; without it (a forced removal) only an NMI can refuse it.
+ * One try at removing every applied function of @patch, between the
+ * pre-unpatch and post-unpatch callbacks of its objects (post-patch again if
+ * the try is refused).  With @check, no task may be inside the versions being
+ * left nor anywhere in the patch module's code; without it (a forced
+ * removal) only an NMI can refuse it.
  */
 static int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
 			      bool check)
 {
 	struct kpatch_change change = {
-		.patch = patch, .enable = false, .check = check,
-		.whole_module = check, .tries = tries,
+		.patch = patch, .check = check, .tries = tries,
 	};
 	unsigned int i;
 	int ret;
 
-	ret = kpatch_change_alloc(&change, patch->nr_funcs,
+	ret = kpatch_change_alloc(&change, 0, patch->nr_funcs, 1,
 				  check ? GFP_KERNEL : GFP_KERNEL | __GFP_NOFAIL);
 	if (ret)
 		return ret;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (patch->funcs[i].applied)
-			change.funcs[change.nr_funcs++] = &patch->funcs[i];
+			change.del[change.nr_del++] = &patch->funcs[i];
 	}
-	ret = kpatch_unpatch_funcs(&change);
+	change.retire[change.nr_retire++] = patch;
+	for (i = 0; i < patch->nr_objs; i++)
+		kpatch_object_unpatching(&patch->objs[i]);
+	ret = kpatch_switch(&change);
+	for (i = 0; i < patch->nr_objs; i++) {
+		if (ret)
+			kpatch_object_repatched(&patch->objs[i]);
+		else
+			kpatch_object_unpatched(&patch->objs[i]);
+	}
 	kpatch_change_free(&change);
 	return ret;
-}
-
-/*
- * @patch was just disabled: no call can reach its replacements any more.
- * A task that ftrace sent on its way to one and that was preempted before
- * arriving shows no frame of the patch module yet (the check sees it at the
- * original's ftrace call, and refuses: transition.c), but waiting for a
- * tasks-RCU grace period makes sure of it before the reference on the
- * patch module goes.  kpatch_mutex is dropped meanwhile.
- */
-static void kpatch_release_patch(struct kpatch_patch *patch)
-{
-	patch->enabled = false;
-	kpatch_nr_enabled--;
-	mutex_unlock(&kpatch_mutex);
-	synchronize_rcu_tasks();
-	module_put(patch->mod);
-	mutex_lock(&kpatch_mutex);
 }
 
 static int kpatch_disable_retrying(struct kpatch_patch *patch,
@@ -254,7 +276,7 @@ static int kpatch_disable_retrying(struct kpatch_patch *patch,
 	if (tries > 1)
 		pr_info("removed patch module '%s' after %u retries\n",
 			patch->mod->name, tries - 1);
-	kpatch_release_patch(patch);
+	kpatch_release_patches(&patch, 1);
 	return 0;
 }
 
@@ -280,7 +302,7 @@ static void kpatch_force_disable(struct kpatch_patch *patch)
 		msleep(20);
 	pr_emerg("forced patch module '%s' out while a task may still run its code (see above): the kernel may crash\n",
 		 patch->mod->name);
-	kpatch_release_patch(patch);
+	kpatch_release_patches(&patch, 1);
 }
 
 /* The API ------------------------------------------------------------------- */
@@ -304,7 +326,7 @@ int kpatch_register(struct kpatch_patch *patch)
 	int ret;
 
 	if (!patch || !patch->mod || !patch->funcs || !patch->nr_funcs ||
-	    (patch->nr_syms && !patch->syms))
+	    (patch->nr_syms && !patch->syms) || !patch->objs || !patch->nr_objs)
 		return -EINVAL;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (!patch->funcs[i].old_name || !patch->funcs[i].new_func)
@@ -317,6 +339,10 @@ int kpatch_register(struct kpatch_patch *patch)
 
 	patch->registered = false;
 	patch->enabled = false;
+	patch->replaced = false;
+	ret = kpatch_init_objects(patch);
+	if (ret)
+		goto err;
 	ret = kpatch_sysfs_add_patch(patch);
 	if (ret)
 		goto err;
@@ -392,7 +418,7 @@ static int __init kpatch_init(void)
 		return ret;
 	ret = kpatch_sysfs_init();
 	if (ret)
-		return ret;
+		goto err_internals;
 	ret = kpatch_module_init();
 	if (ret)
 		goto err_sysfs;
@@ -401,6 +427,8 @@ static int __init kpatch_init(void)
 
 err_sysfs:
 	kpatch_sysfs_exit();
+err_internals:
+	kpatch_release_internals();
 	return ret;
 }
 
@@ -410,6 +438,7 @@ static void __exit kpatch_exit(void)
 	WARN_ON(kpatch_nr_enabled || !kpatch_patch_idle());
 	kpatch_module_exit();
 	kpatch_sysfs_exit();
+	kpatch_release_internals();
 	pr_notice("core unloaded\n");
 }
 

@@ -72,35 +72,45 @@ struct kpatch_range {
 	unsigned long start;
 	unsigned long end;
 	const struct kpatch_func *func;	/* NULL for KPATCH_RANGE_MODULE */
+	const struct kpatch_patch *patch; /* whose module, for KPATCH_RANGE_MODULE */
 	enum kpatch_range_kind kind;
 };
 
 /*
- * One switch of some functions of one patch, as handed to stop_machine():
- * applying them (@enable) or removing them.  @check asks for the activeness
- * check; it is skipped for a module that is coming (none of its code has run
- * yet) or going (its exit has run), and for a forced removal.  @whole_module
- * makes the patch module's whole text busy: the patch becomes inactive, and
- * its module may be freed afterwards.
+ * One switch, as handed to stop_machine(): the functions of @patch to apply
+ * (@add) and the applied functions to remove (@del), of @patch, or, for a
+ * cumulative patch, of the patches it takes over.  @check asks for the
+ * activeness check; it is skipped for a module that is coming (none of its
+ * code has run yet) or going (its exit has run), and for a forced removal.
+ * @retire lists the patches that become inactive: no task may be anywhere in
+ * their modules' code, which may be freed afterwards.
  */
 struct kpatch_change {
 	struct kpatch_patch *patch;
-	bool enable;
 	bool check;
-	bool whole_module;
 	unsigned int tries;		/* which try this is, from 1 */
-	struct kpatch_func **funcs;
-	unsigned int nr_funcs;
+	struct kpatch_func **add;
+	unsigned int nr_add;
+	struct kpatch_func **del;
+	unsigned int nr_del;
+	struct kpatch_patch **retire;
+	unsigned int nr_retire;
 	struct kpatch_range *ranges;
 	unsigned int nr_ranges;
 	unsigned long *ips;		/* ftrace filter changes, one batch */
 	unsigned int nr_ips;
 
-	/* the task making the change: its frames in the module's text are its exit path */
+	/* the task making the change: its frames in a module's text are its exit path */
 	struct task_struct *initiator;
+
+	/* the first pass of the activeness check (stacks.c) */
+	struct kpatch_seen *seen;
+	unsigned int nr_seen;
 
 	/* what the last try did, for /sys/kernel/kpatch/last_change */
 	unsigned int nr_tasks;
+	unsigned int nr_unwound;
+	unsigned int nr_trusted;
 	u64 pause_ns;
 
 	/* why the change was refused, for the message */
@@ -111,8 +121,8 @@ struct kpatch_change {
 	bool busy_nmi;
 };
 
-int kpatch_change_alloc(struct kpatch_change *change, unsigned int max,
-			gfp_t gfp);
+int kpatch_change_alloc(struct kpatch_change *change, unsigned int max_add,
+			unsigned int max_del, unsigned int max_retire, gfp_t gfp);
 void kpatch_change_free(struct kpatch_change *change);
 
 /* Objects are named "vmlinux" (or NULL) for the kernel image, else by module. */
@@ -161,8 +171,7 @@ kpatch_find_older(struct kpatch_func *func)
 }
 
 unsigned long kpatch_ftrace_location(unsigned long addr);
-int kpatch_patch_funcs(struct kpatch_change *change);
-int kpatch_unpatch_funcs(struct kpatch_change *change);
+int kpatch_switch(struct kpatch_change *change);
 bool kpatch_patch_idle(void);
 
 /* nmi.c: the NMI protocol */
@@ -172,14 +181,22 @@ bool kpatch_nmi_aborted(void);
 bool kpatch_nmi_commit(void);
 void kpatch_nmi_end(struct kpatch_change *change);
 
-/* transition.c: the activeness check, stop_machine(), busy retries */
+/* transition.c: what a change must not switch under a task, stop_machine() */
 int kpatch_transition(struct kpatch_change *change);
+ssize_t kpatch_last_change_show(char *buf);
+
+/* stacks.c: the activeness check, its first pass and its second */
+int kpatch_precheck(struct kpatch_change *change);
+void kpatch_precheck_free(struct kpatch_change *change);
+int kpatch_check_activeness(struct kpatch_change *change);
+
+/* busy.c: busy retries and the refusal's message */
 int kpatch_busy_wait(unsigned int tries, unsigned int max_tries,
 		     unsigned int ms);
 unsigned int kpatch_busy_retries(void);
 unsigned int kpatch_busy_retry_ms(void);
+void kpatch_note_refusal(const struct kpatch_change *change);
 void kpatch_report_refusal(void);
-ssize_t kpatch_last_change_show(char *buf);
 
 /* internals.c: the kernel internals the core needs, found at load time */
 #if KPATCH_KSYM_CB_HAS_MOD
@@ -207,17 +224,37 @@ extern struct task_struct *(*kpatch_idle_task)(int cpu);
 extern struct module *(*kpatch_find_module)(const char *name);
 extern unsigned long kpatch_init_text_start, kpatch_init_text_end;
 int __init kpatch_find_internals(void);
+void kpatch_release_internals(void);
 void kpatch_module_text(const struct module *mod, unsigned long *start,
 			unsigned long *end);
 
 /* symbols.c: name lookups through kallsyms */
-int kpatch_resolve_funcs(struct kpatch_change *change);
+int kpatch_resolve_funcs(struct kpatch_patch *patch, struct kpatch_func **funcs,
+			 unsigned int nr);
 int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod);
 
 /* module.c: modules coming and going */
 bool kpatch_object_live(const char *objname);
 int kpatch_module_init(void);
 void kpatch_module_exit(void);
+
+/* callbacks.c: objects and their callbacks */
+struct kpatch_object *kpatch_find_object(struct kpatch_patch *patch,
+					 const char *objname);
+int kpatch_init_objects(struct kpatch_patch *patch);
+bool kpatch_object_loaded(const struct kpatch_object *obj,
+			  const struct module *mod);
+int kpatch_prepare_object(struct kpatch_object *obj);
+void kpatch_object_patched(struct kpatch_object *obj);
+void kpatch_object_unpatching(struct kpatch_object *obj);
+void kpatch_object_unpatched(struct kpatch_object *obj);
+void kpatch_object_repatched(struct kpatch_object *obj);
+
+/* replace.c: cumulative patches */
+unsigned int kpatch_count_takeover(const struct kpatch_patch *patch,
+				   unsigned int *nr_patches);
+void kpatch_collect_takeover(struct kpatch_change *change);
+void kpatch_retire_replaced(struct kpatch_change *change);
 
 /* sysfs.c */
 int kpatch_sysfs_init(void);
@@ -228,6 +265,7 @@ void kpatch_sysfs_del_patch(struct kpatch_patch *patch);
 /* core.c: enabling and disabling, with kpatch_mutex held */
 int kpatch_enable_patch(struct kpatch_patch *patch);
 int kpatch_disable_patch(struct kpatch_patch *patch);
+void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr);
 
 /*
  * faults.c: the test build's fault injection (make KPATCH_FAULTS=y), which

@@ -17,11 +17,12 @@
  * one by chance.
  *
  *   fail_at=POINT	every pass through POINT fails (alloc, lookup, filter,
- *			filter_remove, register, unregister, activeness, sysfs)
- *			or, for nmi, runs the NMI lookup halfway through the
- *			switch
+ *			filter_remove, register, unregister, activeness, sysfs);
+ *			for nmi, runs the NMI lookup halfway through the switch;
+ *			for precheck, skips the activeness check's first pass
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,
- *			enable, coming)
+ *			enable, coming, precheck: between the activeness check's
+ *			first pass and stop_machine())
  *   park_call=FUNC	the next call of the patched function FUNC stops in
  *			the handler, on its way to the replacement, for
  *			park_ms, preemptible but without sleeping
@@ -110,10 +111,11 @@ void kpatch_fake_nmi(struct kpatch_change *change)
 
 	if (!kpatch_fail("nmi"))
 		return;
-	for (i = 0; i < change->nr_funcs; i++) {
-		func = change->funcs[i];
+	for (i = 0; i < change->nr_add + change->nr_del; i++) {
+		func = i < change->nr_add ? change->add[i] :
+		       change->del[i - change->nr_add];
 		seen = kpatch_find_func_nmi(func->ip);
-		after = change->enable ? seen == func : seen != func;
+		after = i < change->nr_add ? seen == func : seen != func;
 		pr_notice("an NMI halfway through the switch of '%s' runs the version %s it\n",
 			  func->old_name, after ? "after" : "before");
 	}

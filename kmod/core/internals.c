@@ -12,6 +12,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/ftrace.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
@@ -28,7 +29,7 @@
  * found once at load time through kallsyms_lookup_name(), itself found with
  * a kprobe, and each one is checked by name with sprint_symbol().
  */
-static unsigned long (*kpatch_kallsyms_lookup_name)(const char *name);
+static unsigned long (*kpatch_kallsyms_lookup_name)(const char *name) __ro_after_init;
 int (*kpatch_kallsyms_on_each_symbol)(kpatch_ksym_cb fn, void *data);
 #if KPATCH_MODULE_KSYM_TAKES_MODNAME
 int (*kpatch_module_kallsyms_on_each_symbol)(const char *modname,
@@ -48,22 +49,196 @@ struct module *(*kpatch_find_module)(const char *name);
 /* The kernel's init text, freed after boot; zero if kallsyms lacks it. */
 unsigned long kpatch_init_text_start, kpatch_init_text_end;
 
+#ifdef CONFIG_X86_KERNEL_IBT
+/*
+ * On IBT kernels the internals have no ENDBR: objtool seals every function
+ * whose address the kernel never takes, and an indirect call to one faults
+ * (TCG does not show it; real CPUs do).  So the core never calls them
+ * through a pointer there: its pointers lead to stubs of its own, which have
+ * an ENDBR and the internal's prototype, and which kpatch_redirect_ops sends
+ * to the internal's first instruction.  ftrace's redirect is a return, and
+ * IBT does not check returns.  A stub's body only runs if the redirect is
+ * missing, and then fails safe; noipa keeps the compiler from folding what
+ * it returns into the callers.
+ */
+static void kpatch_stub_missed(const char *name)
+{
+	pr_err_once("the redirect of '%s' is not in place\n", name);
+}
+
+static noinline __attribute__((__noipa__)) unsigned long
+kpatch_stub_lookup_name(const char *name)
+{
+	kpatch_stub_missed("kallsyms_lookup_name");
+	return 0;
+}
+
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_on_each_symbol(kpatch_ksym_cb fn, void *data)
+{
+	kpatch_stub_missed("kallsyms_on_each_symbol");
+	return 0;
+}
+
+#if KPATCH_MODULE_KSYM_TAKES_MODNAME
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_module_on_each_symbol(const char *modname, kpatch_ksym_cb fn,
+				  void *data)
+#else
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_module_on_each_symbol(kpatch_ksym_cb fn, void *data)
+#endif
+{
+	kpatch_stub_missed("module_kallsyms_on_each_symbol");
+	return 0;
+}
+
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_lookup_size_offset(unsigned long addr, unsigned long *size,
+			       unsigned long *offset)
+{
+	kpatch_stub_missed("kallsyms_lookup_size_offset");
+	return 0;
+}
+
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_save_tsk_reliable(struct task_struct *tsk, unsigned long *store,
+			      unsigned int size)
+{
+	kpatch_stub_missed("stack_trace_save_tsk_reliable");
+	return -EINVAL;
+}
+
+static noinline __attribute__((__noipa__)) struct module *
+kpatch_stub_find_module(const char *name)
+{
+	kpatch_stub_missed("find_module");
+	return NULL;
+}
+
+static noinline __attribute__((__noipa__)) struct task_struct *
+kpatch_stub_idle_task(int cpu)
+{
+	kpatch_stub_missed("idle_task");
+	return NULL;
+}
+
+#define KPATCH_STUB_OF(fn) ((void *)(fn))
+#else
+#define KPATCH_STUB_OF(fn) NULL
+#endif
+
 struct kpatch_internal {
 	const char *name;
-	void **addr;
+	void **addr;	/* the pointer the core calls through */
+	void *stub;	/* IBT kernels: where it points instead */
 };
 
 static const struct kpatch_internal kpatch_internals[] __initconst = {
-	{ "kallsyms_on_each_symbol", (void **)&kpatch_kallsyms_on_each_symbol },
+	{ "kallsyms_lookup_name", (void **)&kpatch_kallsyms_lookup_name,
+	  KPATCH_STUB_OF(kpatch_stub_lookup_name) },
+	{ "kallsyms_on_each_symbol", (void **)&kpatch_kallsyms_on_each_symbol,
+	  KPATCH_STUB_OF(kpatch_stub_on_each_symbol) },
 	{ "module_kallsyms_on_each_symbol",
-	  (void **)&kpatch_module_kallsyms_on_each_symbol },
+	  (void **)&kpatch_module_kallsyms_on_each_symbol,
+	  KPATCH_STUB_OF(kpatch_stub_module_on_each_symbol) },
 	{ "kallsyms_lookup_size_offset",
-	  (void **)&kpatch_kallsyms_lookup_size_offset },
+	  (void **)&kpatch_kallsyms_lookup_size_offset,
+	  KPATCH_STUB_OF(kpatch_stub_lookup_size_offset) },
 	{ "stack_trace_save_tsk_reliable",
-	  (void **)&kpatch_stack_trace_save_tsk_reliable },
-	{ "find_module", (void **)&kpatch_find_module },
-	{ "idle_task", (void **)&kpatch_idle_task },
+	  (void **)&kpatch_stack_trace_save_tsk_reliable,
+	  KPATCH_STUB_OF(kpatch_stub_save_tsk_reliable) },
+	{ "find_module", (void **)&kpatch_find_module,
+	  KPATCH_STUB_OF(kpatch_stub_find_module) },
+	{ "idle_task", (void **)&kpatch_idle_task,
+	  KPATCH_STUB_OF(kpatch_stub_idle_task) },
 };
+
+#ifdef CONFIG_X86_KERNEL_IBT
+/* Where each stub goes: written before its filter goes live, then constant. */
+static struct {
+	unsigned long ip;
+	unsigned long target;
+} kpatch_redirects[ARRAY_SIZE(kpatch_internals)] __read_mostly;
+static unsigned int kpatch_nr_redirects __read_mostly;
+static bool kpatch_redirects_registered;
+
+static void notrace kpatch_redirect_handler(unsigned long ip,
+					    unsigned long parent_ip,
+					    struct ftrace_ops *fops,
+					    struct ftrace_regs *fregs)
+{
+	/* the entries were written before their count */
+	unsigned int i, nr = smp_load_acquire(&kpatch_nr_redirects);
+
+	for (i = 0; i < nr; i++) {
+		if (kpatch_redirects[i].ip == ip) {
+			kpatch_set_ip(fregs, kpatch_redirects[i].target);
+			return;
+		}
+	}
+}
+
+#ifdef CONFIG_DYNAMIC_FTRACE_WITH_ARGS
+#define KPATCH_REDIRECT_FLAGS	(FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
+#else
+#define KPATCH_REDIRECT_FLAGS	(FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT | \
+				 FTRACE_OPS_FL_SAVE_REGS)
+#endif
+
+static struct ftrace_ops kpatch_redirect_ops __read_mostly = {
+	.func = kpatch_redirect_handler,
+	.flags = KPATCH_REDIRECT_FLAGS,
+};
+
+/* Sends calls of internal @i's stub to @target, the internal itself. */
+static int __init kpatch_redirect(unsigned int i, unsigned long target)
+{
+	unsigned long ip = kpatch_ftrace_location((unsigned long)kpatch_internals[i].stub);
+	unsigned int nr = kpatch_nr_redirects;
+	int ret;
+
+	kpatch_redirects[nr].ip = ip;
+	kpatch_redirects[nr].target = target;
+	/* the entry before its count, and both before the filter goes live */
+	smp_store_release(&kpatch_nr_redirects, nr + 1);
+	ret = ftrace_set_filter_ip(&kpatch_redirect_ops, ip, 0, 0);
+	if (!ret && !kpatch_redirects_registered) {
+		ret = register_ftrace_function(&kpatch_redirect_ops);
+		kpatch_redirects_registered = !ret;
+	}
+	if (ret == -EBUSY)
+		pr_err("cannot reach the kernel's internals: ftrace is disabled (kernel.ftrace_enabled)\n");
+	else if (ret)
+		pr_err("cannot redirect the stub of '%s': %d\n",
+		       kpatch_internals[i].name, ret);
+	if (ret)
+		kpatch_nr_redirects = nr;
+	else
+		*kpatch_internals[i].addr = kpatch_internals[i].stub;
+	return ret;
+}
+
+/* Undoes the redirects, at the core's exit or when its load fails. */
+void kpatch_release_internals(void)
+{
+	if (kpatch_redirects_registered)
+		unregister_ftrace_function(&kpatch_redirect_ops);
+	kpatch_redirects_registered = false;
+	ftrace_set_filter(&kpatch_redirect_ops, NULL, 0, 1);
+	kpatch_nr_redirects = 0;
+}
+#else
+static int __init kpatch_redirect(unsigned int i, unsigned long target)
+{
+	*kpatch_internals[i].addr = (void *)target;
+	return 0;
+}
+
+void kpatch_release_internals(void)
+{
+}
+#endif
 
 /* The text of a module: where a task running its code must be. */
 void kpatch_module_text(const struct module *mod, unsigned long *start,
@@ -115,27 +290,24 @@ int __init kpatch_find_internals(void)
 	addr = (unsigned long)kp.addr;
 	unregister_kprobe(&kp);
 #ifdef CONFIG_X86_KERNEL_IBT
-	/* kprobes sit after the ENDBR: call the function at its real start */
+	/* kprobes sit after the ENDBR (or where it was): the function starts before */
 	if (kpatch_ftrace_location(addr - ENDBR_INSN_SIZE) == addr)
 		addr -= ENDBR_INSN_SIZE;
 #endif
-	ret = kpatch_verify_symbol(addr, "kallsyms_lookup_name", buf);
-	if (ret)
-		goto out;
-	kpatch_kallsyms_lookup_name = (void *)addr;
-
 	for (i = 0; i < ARRAY_SIZE(kpatch_internals); i++) {
-		addr = kpatch_kallsyms_lookup_name(kpatch_internals[i].name);
+		if (i)
+			addr = kpatch_kallsyms_lookup_name(kpatch_internals[i].name);
 		if (!addr) {
 			pr_err("kernel symbol '%s' not found\n",
 			       kpatch_internals[i].name);
 			ret = -ENOENT;
-			goto out;
+			goto err;
 		}
 		ret = kpatch_verify_symbol(addr, kpatch_internals[i].name, buf);
+		if (!ret)
+			ret = kpatch_redirect(i, addr);
 		if (ret)
-			goto out;
-		*kpatch_internals[i].addr = (void *)addr;
+			goto err;
 	}
 
 	/* optional: without them, __init functions fail later, in ftrace */
@@ -145,6 +317,10 @@ int __init kpatch_find_internals(void)
 		kpatch_init_text_start = 0;
 		kpatch_init_text_end = 0;
 	}
+	goto out;
+
+err:
+	kpatch_release_internals();
 out:
 	kfree(buf);
 	return ret;

@@ -16,6 +16,7 @@
 #include <linux/kobject.h>
 #include <linux/list.h>
 #include <linux/module.h>
+#include <linux/sysfs.h>
 #include <linux/types.h>
 
 /**
@@ -29,6 +30,9 @@
  * @new_func:	the replacement, with the same prototype as the original
  * @new_name:	the replacement's name, or NULL; with it, the core also
  *		finds the parts gcc split off the replacement (name.cold)
+ * @force:	switch this function without the activeness check (for a
+ *		function some task is always inside); tasks on their way to
+ *		it, and the code of a patch module that goes, are still checked
  *
  * The remaining fields are private to the core: @applied is set while the
  * function is redirected, the others are filled in when it is resolved.
@@ -39,8 +43,10 @@ struct kpatch_func {
 	unsigned long sympos;
 	void *new_func;
 	const char *new_name;
+	bool force;
 
 	/* private to the core */
+	struct kpatch_object *obj;
 	unsigned long old_addr;
 	unsigned long old_size;
 	unsigned long cold_addr;
@@ -78,6 +84,51 @@ struct kpatch_sym {
 	bool func;
 };
 
+struct kpatch_object;
+
+/**
+ * struct kpatch_callbacks - what a patch module runs as one of its objects is
+ *			     patched and unpatched
+ * @pre_patch:	before its functions are applied; an error refuses the
+ *		patch, or the module's load for a module that comes
+ * @post_patch:	after they are applied
+ * @pre_unpatch: before they are removed
+ * @post_unpatch: after they are removed, or after a refused apply whose
+ *		@pre_patch had succeeded
+ *
+ * Each may be NULL.  They run with the core's mutex held, in process context.
+ */
+struct kpatch_callbacks {
+	int (*pre_patch)(struct kpatch_object *obj);
+	void (*post_patch)(struct kpatch_object *obj);
+	void (*pre_unpatch)(struct kpatch_object *obj);
+	void (*post_unpatch)(struct kpatch_object *obj);
+};
+
+/**
+ * struct kpatch_object - an object (the kernel or a module) a patch module
+ *			  patches, or runs callbacks for
+ * @name:	"vmlinux" (or NULL) for the kernel image, else a module's name
+ * @callbacks:	what to run as it is patched and unpatched
+ *
+ * Every @objname of the patch's functions must have its object.  The
+ * remaining fields are private to the core: @prepared is set once
+ * @pre_patch succeeded (so @post_unpatch is owed), @patched while the
+ * object's functions are applied.
+ */
+struct kpatch_object {
+	const char *name;
+	struct kpatch_callbacks callbacks;
+
+	/* private to the core */
+	struct kpatch_patch *patch;
+	struct kobj_attribute patched_attr;
+	struct attribute *attrs[2];
+	struct attribute_group group;
+	bool prepared;
+	bool patched;
+};
+
 /**
  * struct kpatch_patch - what a patch module hands to kpatch_register()
  * @mod:	the patch module (THIS_MODULE)
@@ -85,8 +136,15 @@ struct kpatch_sym {
  * @nr_funcs:	number of entries in @funcs, at least one
  * @syms:	the unexported kernel symbols it uses (see struct kpatch_sym)
  * @nr_syms:	number of entries in @syms
+ * @objs:	the objects it patches, the kernel first (see struct
+ *		kpatch_object)
+ * @nr_objs:	number of entries in @objs, at least one
+ * @replace:	cumulative: enabling it takes over every function of every
+ *		enabled patch in one switch, and leaves those patches disabled
  *
- * The remaining fields are private to the core.
+ * The remaining fields are private to the core: @replaced is set once a
+ * cumulative patch took this one over (its callbacks did not run, and what
+ * it set up now belongs to that patch).
  */
 struct kpatch_patch {
 	struct module *mod;
@@ -94,6 +152,9 @@ struct kpatch_patch {
 	unsigned int nr_funcs;
 	struct kpatch_sym *syms;
 	unsigned int nr_syms;
+	struct kpatch_object *objs;
+	unsigned int nr_objs;
+	bool replace;
 
 	/* private to the core */
 	struct list_head list;
@@ -101,6 +162,7 @@ struct kpatch_patch {
 	struct completion kobj_released;
 	bool registered;
 	bool enabled;
+	bool replaced;
 };
 
 int kpatch_register(struct kpatch_patch *patch);

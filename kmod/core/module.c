@@ -75,64 +75,79 @@ bool kpatch_object_live(const char *objname)
 }
 
 /*
- * Applies @patch's functions in @mod.  @check asks for the activeness check:
- * not needed for a coming module, none of whose code has run yet.
+ * Applies @patch's object for @mod, with its callbacks.  @check asks for the
+ * activeness check: not needed for a coming module, none of whose code has
+ * run yet.
  */
 static int kpatch_patch_module(struct kpatch_patch *patch, struct module *mod,
 			       bool check)
 {
+	struct kpatch_object *obj = kpatch_find_object(patch, mod->name);
 	struct kpatch_change change = {
-		.patch = patch, .enable = true, .check = check, .tries = 1,
+		.patch = patch, .check = check, .tries = 1,
 	};
 	struct kpatch_func *func;
 	unsigned int i;
 	int ret;
 
+	if (!obj || obj->patched)
+		return 0;
 	ret = kpatch_resolve_syms(patch, mod);
 	if (ret)
 		return ret;
-	ret = kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL);
+	ret = kpatch_change_alloc(&change, patch->nr_funcs, 0, 0, GFP_KERNEL);
 	if (ret)
 		return ret;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
-		if (!func->applied && kpatch_in_module(func->objname, mod))
-			change.funcs[change.nr_funcs++] = func;
+		if (!func->applied && func->obj == obj)
+			change.add[change.nr_add++] = func;
 	}
-	ret = kpatch_resolve_funcs(&change);
+	ret = kpatch_prepare_object(obj);
+	if (ret)
+		goto out;
+	ret = kpatch_resolve_funcs(patch, change.add, change.nr_add);
 	if (!ret)
-		ret = kpatch_patch_funcs(&change);
-	if (!ret && change.nr_funcs)
+		ret = kpatch_switch(&change);
+	if (ret) {
+		kpatch_object_unpatched(obj);
+		goto out;
+	}
+	kpatch_object_patched(obj);
+	if (change.nr_add)
 		pr_info("patch module '%s' applied to module '%s'\n",
 			patch->mod->name, mod->name);
+out:
 	kpatch_change_free(&change);
 	return ret;
 }
 
 /*
- * Removes @patch's functions in @mod, which is going: its exit function has
- * run, so no check is needed, and this cannot fail.  The patch stays enabled
- * and applies again if the module comes back.
+ * Removes @patch's object for @mod, which is going, with its callbacks: its
+ * exit function has run, so no check is needed, and this cannot fail.  The
+ * patch stays enabled and applies again if the module comes back.
  */
 static void kpatch_unpatch_module(struct kpatch_patch *patch,
 				  struct module *mod)
 {
-	struct kpatch_change change = {
-		.patch = patch, .enable = false, .tries = 1,
-	};
+	struct kpatch_object *obj = kpatch_find_object(patch, mod->name);
+	struct kpatch_change change = { .patch = patch, .tries = 1 };
 	unsigned int i;
-	int ret;
 
-	kpatch_change_alloc(&change, patch->nr_funcs, GFP_KERNEL | __GFP_NOFAIL);
+	if (!obj || (!obj->patched && !obj->prepared))
+		return;
+	kpatch_change_alloc(&change, 0, patch->nr_funcs, 0,
+			    GFP_KERNEL | __GFP_NOFAIL);
 	for (i = 0; i < patch->nr_funcs; i++) {
-		if (patch->funcs[i].applied &&
-		    kpatch_in_module(patch->funcs[i].objname, mod))
-			change.funcs[change.nr_funcs++] = &patch->funcs[i];
+		if (patch->funcs[i].applied && patch->funcs[i].obj == obj)
+			change.del[change.nr_del++] = &patch->funcs[i];
 	}
+	kpatch_object_unpatching(obj);
 	/* only an NMI in the middle can refuse it: try again */
-	while ((ret = kpatch_unpatch_funcs(&change)) == -EBUSY)
+	while (kpatch_switch(&change) == -EBUSY)
 		cpu_relax();
-	if (change.nr_funcs)
+	kpatch_object_unpatched(obj);
+	if (change.nr_del)
 		pr_info("patch module '%s' removed from module '%s'\n",
 			patch->mod->name, mod->name);
 	kpatch_change_free(&change);

@@ -79,9 +79,10 @@ void kpatch_nmi_begin(struct kpatch_change *change)
 {
 	unsigned int i;
 
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->op = change->enable ? KPATCH_OP_PATCH :
-							KPATCH_OP_UNPATCH;
+	for (i = 0; i < change->nr_add; i++)
+		change->add[i]->op = KPATCH_OP_PATCH;
+	for (i = 0; i < change->nr_del; i++)
+		change->del[i]->op = KPATCH_OP_UNPATCH;
 	/* NMI handlers that see UPDATING see the ops too */
 	smp_wmb();
 	atomic_set(&kpatch_state, KPATCH_STATE_UPDATING);
@@ -113,6 +114,8 @@ void kpatch_nmi_end(struct kpatch_change *change)
 	atomic_set(&kpatch_state, KPATCH_STATE_IDLE);
 	/* no NMI handler may still look at the ops when they are cleared */
 	synchronize_rcu();
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->op = KPATCH_OP_NONE;
+	for (i = 0; i < change->nr_add; i++)
+		change->add[i]->op = KPATCH_OP_NONE;
+	for (i = 0; i < change->nr_del; i++)
+		change->del[i]->op = KPATCH_OP_NONE;
 }

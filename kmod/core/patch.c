@@ -103,19 +103,25 @@ static struct ftrace_ops kpatch_ftrace_ops __read_mostly = {
 /* Filters ------------------------------------------------------------------ */
 
 /*
- * Collects into @change->ips the ftrace locations of @change's functions that
- * no function in kpatch_func_hash hooks: before an apply, those the filter
- * must gain; after a removal, those it can lose.  Filters change in one batch,
- * so that ftrace rewrites the kernel's code once, not once per function.
+ * Collects into @change->ips the ftrace locations of @funcs that no function
+ * in kpatch_func_hash hooks: before an apply, those the filter must gain;
+ * after a removal, those it can lose.  Filters change in one batch, so that
+ * ftrace rewrites the kernel's code once, not once per function.
  */
-static void kpatch_collect_ips(struct kpatch_change *change)
+static void kpatch_collect_ips(struct kpatch_change *change,
+			       struct kpatch_func **funcs, unsigned int nr)
 {
-	unsigned int i;
+	unsigned int i, j;
 
 	change->nr_ips = 0;
-	for (i = 0; i < change->nr_funcs; i++) {
-		if (!kpatch_find_func(change->funcs[i]->ip))
-			change->ips[change->nr_ips++] = change->funcs[i]->ip;
+	for (i = 0; i < nr; i++) {
+		if (kpatch_find_func(funcs[i]->ip))
+			continue;
+		/* a cumulative patch may remove several versions of one function */
+		for (j = 0; j < change->nr_ips && change->ips[j] != funcs[i]->ip; j++)
+			;
+		if (j == change->nr_ips)
+			change->ips[change->nr_ips++] = funcs[i]->ip;
 	}
 }
 
@@ -163,8 +169,8 @@ static void kpatch_report_filters(struct kpatch_change *change, int batch_ret)
 	unsigned int i;
 	int ret;
 
-	for (i = 0; i < change->nr_funcs; i++) {
-		func = change->funcs[i];
+	for (i = 0; i < change->nr_add; i++) {
+		func = change->add[i];
 		if (kpatch_find_func(func->ip))
 			continue;
 		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
@@ -188,11 +194,11 @@ static int kpatch_check_duplicates(const struct kpatch_change *change)
 {
 	unsigned int i, j;
 
-	for (i = 0; i < change->nr_funcs; i++) {
+	for (i = 0; i < change->nr_add; i++) {
 		for (j = 0; j < i; j++) {
-			if (change->funcs[i]->ip == change->funcs[j]->ip) {
+			if (change->add[i]->ip == change->add[j]->ip) {
 				pr_err("function '%s' is replaced twice by patch module '%s'\n",
-				       change->funcs[i]->old_name,
+				       change->add[i]->old_name,
 				       change->patch->mod->name);
 				return -EINVAL;
 			}
@@ -237,20 +243,27 @@ static void kpatch_unregister_ops(void)
 	kpatch_reset_filters();
 }
 
-/* Hooks and redirects the resolved functions of @change, or none of them. */
-int kpatch_patch_funcs(struct kpatch_change *change)
+/*
+ * Hooks and redirects the resolved functions of @change->add and removes those
+ * of @change->del, all at once, or changes nothing.  After a removal, the
+ * caller waits for tasks still on their way through ftrace
+ * (synchronize_rcu_tasks()) before anything the functions use may go away.
+ */
+int kpatch_switch(struct kpatch_change *change)
 {
 	unsigned int i;
 	int ret;
 
-	if (!change->nr_funcs)
+	/* with nothing to switch, a patch that goes still has its code checked */
+	if (!change->nr_add && !change->nr_del &&
+	    !(change->check && change->nr_retire))
 		return 0;
 
 	ret = kpatch_check_duplicates(change);
 	if (ret)
 		return ret;
 
-	kpatch_collect_ips(change);
+	kpatch_collect_ips(change, change->add, change->nr_add);
 	if (change->nr_ips) {
 		ret = kpatch_fail("filter") ? -EINVAL :
 		      ftrace_set_filter_ips(&kpatch_ftrace_ops, change->ips,
@@ -261,7 +274,7 @@ int kpatch_patch_funcs(struct kpatch_change *change)
 		}
 	}
 
-	if (!kpatch_ops_registered) {
+	if (!kpatch_ops_registered && change->nr_add) {
 		ret = kpatch_register_ops();
 		if (ret)
 			goto err_filters;
@@ -272,9 +285,19 @@ int kpatch_patch_funcs(struct kpatch_change *change)
 	if (ret)
 		goto err_filters;
 
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->applied = true;
-	kpatch_nr_applied += change->nr_funcs;
+	for (i = 0; i < change->nr_add; i++)
+		change->add[i]->applied = true;
+	for (i = 0; i < change->nr_del; i++)
+		change->del[i]->applied = false;
+	kpatch_nr_applied += change->nr_add;
+	kpatch_nr_applied -= change->nr_del;
+	if (!kpatch_nr_applied) {
+		if (kpatch_ops_registered)
+			kpatch_unregister_ops();
+		return 0;
+	}
+	kpatch_collect_ips(change, change->del, change->nr_del);
+	kpatch_remove_filters(change);
 	return 0;
 
 err_filters:
@@ -286,35 +309,6 @@ err_filters:
 	else
 		kpatch_reset_filters();
 	return ret;
-}
-
-/*
- * Removes the applied functions of @change, or none of them.  The caller
- * waits for tasks still on their way through ftrace (synchronize_rcu_tasks())
- * before anything the functions use may go away.
- */
-int kpatch_unpatch_funcs(struct kpatch_change *change)
-{
-	unsigned int i;
-	int ret;
-
-	if (!change->nr_funcs)
-		return 0;
-
-	ret = kpatch_transition(change);
-	if (ret)
-		return ret;
-
-	for (i = 0; i < change->nr_funcs; i++)
-		change->funcs[i]->applied = false;
-	kpatch_nr_applied -= change->nr_funcs;
-	if (!kpatch_nr_applied) {
-		kpatch_unregister_ops();
-		return 0;
-	}
-	kpatch_collect_ips(change);
-	kpatch_remove_filters(change);
-	return 0;
 }
 
 /* Whether nothing is hooked any more, for the core's exit. */

@@ -288,25 +288,26 @@ static char *kpatch_cold_name(const char *name)
 	return kasprintf(GFP_KERNEL, "%s.cold", name);
 }
 
-/* Resolves the functions of @change, all in loaded objects. */
-int kpatch_resolve_funcs(struct kpatch_change *change)
+/* Resolves the @nr functions @funcs of @patch, all in loaded objects. */
+int kpatch_resolve_funcs(struct kpatch_patch *patch, struct kpatch_func **funcs,
+			 unsigned int nr_funcs)
 {
 	const struct kpatch_lookup *found[KPATCH_LOOKUPS_PER_FUNC];
 	unsigned int i, k, nr = 0, per = KPATCH_LOOKUPS_PER_FUNC;
-	const char *patch_name = change->patch->mod->name;
+	const char *patch_name = patch->mod->name;
 	struct kpatch_lookup *lookups, **slots;
 	struct kpatch_func *func;
 	char *name;
 	int ret = -ENOMEM;
 
-	if (!change->nr_funcs)
+	if (!nr_funcs)
 		return 0;
-	lookups = kcalloc(change->nr_funcs * per, sizeof(*lookups), GFP_KERNEL);
-	slots = kcalloc(change->nr_funcs * per, sizeof(*slots), GFP_KERNEL);
+	lookups = kcalloc(nr_funcs * per, sizeof(*lookups), GFP_KERNEL);
+	slots = kcalloc(nr_funcs * per, sizeof(*slots), GFP_KERNEL);
 	if (!lookups || !slots)
 		goto out;
-	for (i = 0; i < change->nr_funcs; i++) {
-		func = change->funcs[i];
+	for (i = 0; i < nr_funcs; i++) {
+		func = funcs[i];
 		kpatch_lookup_init(&lookups[nr++], func->old_name, func->objname,
 				   func->sympos, i * per + KPATCH_LOOKUP_OLD,
 				   KPATCH_LOOKUP_REQUIRED);
@@ -330,10 +331,10 @@ int kpatch_resolve_funcs(struct kpatch_change *change)
 		goto out;
 	for (i = 0; i < nr; i++)
 		slots[lookups[i].index] = &lookups[i];
-	for (i = 0; !ret && i < change->nr_funcs; i++) {
+	for (i = 0; !ret && i < nr_funcs; i++) {
 		for (k = 0; k < per; k++)
 			found[k] = slots[i * per + k];
-		ret = kpatch_resolve_func(change->funcs[i], found);
+		ret = kpatch_resolve_func(funcs[i], found);
 	}
 out:
 	for (i = 0; lookups && i < nr; i++) {

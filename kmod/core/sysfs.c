@@ -83,8 +83,50 @@ static ssize_t enabled_store(struct kobject *kobj, struct kobj_attribute *attr,
 
 static struct kobj_attribute kpatch_enabled_attr = __ATTR_RW(enabled);
 
+/* What a function of a patch is now, for /sys/kernel/kpatch/<patch>/functions. */
+static const char *kpatch_func_state(const struct kpatch_patch *patch,
+				     const struct kpatch_func *func)
+{
+	if (!patch->enabled)
+		return "disabled";
+	if (!func->applied)
+		return "pending";
+	return kpatch_find_func(func->ip) == func ? "active" : "covered";
+}
+
+/*
+ * /sys/kernel/kpatch/<patch module>/functions: one line per function the
+ * patch replaces, "OBJECT FUNCTION,SYMPOS STATE": active (its replacement
+ * runs), covered (applied, but a newer patch's runs), pending (its object is
+ * not loaded), disabled (the patch is).
+ */
+static ssize_t functions_show(struct kobject *kobj,
+			      struct kobj_attribute *attr, char *buf)
+{
+	struct kpatch_patch *patch = container_of(kobj, struct kpatch_patch,
+						  kobj);
+	const struct kpatch_func *func;
+	unsigned int i;
+	int len = 0;
+
+	mutex_lock(&kpatch_mutex);
+	for (i = 0; i < patch->nr_funcs; i++) {
+		func = &patch->funcs[i];
+		len += sysfs_emit_at(buf, len, "%s %s,%lu %s\n",
+				     kpatch_is_vmlinux(func->objname) ?
+				     "vmlinux" : func->objname,
+				     func->old_name, func->sympos,
+				     kpatch_func_state(patch, func));
+	}
+	mutex_unlock(&kpatch_mutex);
+	return len;
+}
+
+static struct kobj_attribute kpatch_functions_attr = __ATTR_RO(functions);
+
 static struct attribute *kpatch_patch_attrs[] = {
 	&kpatch_enabled_attr.attr,
+	&kpatch_functions_attr.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(kpatch_patch);
@@ -103,6 +145,42 @@ static const struct kobj_type kpatch_patch_ktype = {
 	.default_groups = kpatch_patch_groups,
 };
 
+/* /sys/kernel/kpatch/<patch module>/<object>/patched: 1 while it is patched. */
+static ssize_t patched_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	struct kpatch_object *obj = container_of(attr, struct kpatch_object,
+						 patched_attr);
+
+	return sysfs_emit(buf, "%d\n", READ_ONCE(obj->patched));
+}
+
+/* A directory per object, as a named attribute group of the patch's node. */
+static int kpatch_sysfs_add_objects(struct kpatch_patch *patch)
+{
+	struct kpatch_object *obj;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < patch->nr_objs; i++) {
+		obj = &patch->objs[i];
+		sysfs_attr_init(&obj->patched_attr.attr);
+		obj->patched_attr.attr.name = "patched";
+		obj->patched_attr.attr.mode = 0444;
+		obj->patched_attr.show = patched_show;
+		obj->patched_attr.store = NULL;
+		obj->attrs[0] = &obj->patched_attr.attr;
+		obj->attrs[1] = NULL;
+		obj->group.name = kpatch_is_vmlinux(obj->name) ? "vmlinux" :
+								  obj->name;
+		obj->group.attrs = obj->attrs;
+		ret = sysfs_create_group(&patch->kobj, &obj->group);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* Creates /sys/kernel/kpatch/<patch module>/; on error there is none. */
 int kpatch_sysfs_add_patch(struct kpatch_patch *patch)
 {
@@ -111,6 +189,8 @@ int kpatch_sysfs_add_patch(struct kpatch_patch *patch)
 	init_completion(&patch->kobj_released);
 	ret = kobject_init_and_add(&patch->kobj, &kpatch_patch_ktype,
 				   kpatch_root_kobj, "%s", patch->mod->name);
+	if (!ret)
+		ret = kpatch_sysfs_add_objects(patch);
 	if (!ret && kpatch_fail("sysfs"))
 		ret = -ENOMEM;
 	if (ret) {

@@ -62,6 +62,8 @@ def blocks(path: Path, lang: str) -> list[str]:
     ("## Top-level keys", spec.TOP_KEYS),
     ("## `[[function]]`", spec.FUNC_KEYS),
     ("## `[[symbol]]`", spec.SYMBOL_KEYS),
+    ("## `[[object]]`", spec.OBJECT_KEYS),
+    ("## `[[shadow]]`", spec.SHADOW_KEYS),
 ])
 def test_spec_keys_are_documented(heading, keys):
     assert set(first_column(section("spec.md", heading))) == keys
@@ -98,10 +100,11 @@ def test_spec_error_example_is_what_kpgen_prints(tmp_path, monkeypatch, capsys):
 
 def struct_fields(name: str) -> set[str]:
     body = re.search(rf"^struct {name} {{\n(.*?)^}};", HEADER, flags=re.M | re.S).group(1)  # type: ignore[union-attr]
-    return set(re.findall(r"(\w+)(?:\[\w*\])?;", body))
+    return set(re.findall(r"(\w+)(?:\[\w*\])?;", body)) | set(re.findall(r"\(\*(\w+)\)\(", body))
 
 
-@pytest.mark.parametrize("struct", ["kpatch_patch", "kpatch_func", "kpatch_sym"])
+@pytest.mark.parametrize("struct", ["kpatch_patch", "kpatch_func", "kpatch_sym", "kpatch_object",
+                                    "kpatch_callbacks"])
 def test_api_fields_are_documented(struct):
     assert set(first_column(section("api.md", f"## `struct {struct}`"))) == struct_fields(struct)
 
@@ -116,11 +119,13 @@ def test_api_prototypes_are_the_headers():
 def test_sysfs_files_are_documented():
     table = section("sysfs.md", "## `/sys/kernel/kpatch/`").split("| key |")[0]
     files = {name.split("/")[-1] for name in first_column(table)}
-    assert files == set(re.findall(r"__ATTR_R[OW]\((\w+)\)", TEMPLATE))
+    made = set(re.findall(r"__ATTR_R[OW]\((\w+)\)", TEMPLATE)) | set(re.findall(r'attr\.name = "(\w+)"', TEMPLATE))
+    assert files == made
 
 
 def test_last_change_example_matches_the_format():
-    fmt = re.search(r'"(functions=[^"]*)\\n"', TEMPLATE).group(1)  # type: ignore[union-attr]
+    body = re.search(r"kpatch_last_change_show\(char \*buf\)\n\{(.*?)\n\}", TEMPLATE, flags=re.S).group(1)  # type: ignore[union-attr]
+    fmt = "".join(re.findall(r'"([^"]*)"', body)).removesuffix("\\n")
     pattern = re.escape(fmt).replace("%u", r"\d+").replace("%llu", r"\d+").replace("%d", r"-?\d+")
     example = next(b for b in blocks(DOCS / "sysfs.md", "") if b.startswith("functions="))
     assert re.fullmatch(pattern, example.strip())

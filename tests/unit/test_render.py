@@ -27,7 +27,7 @@ def tree_files(root: Path) -> dict[str, bytes]:
 
 def _without_origin(content: bytes) -> bytes:
     """A generated file without the header lines that name its kernel."""
-    origin = re.compile(r"^(?: \*|#) (?:Kernel|Probed|Regenerate): |^(?: \*|#) {9}\S|.*kpgen-generated-file")
+    origin = re.compile(r"^(?: \*|#) (?:Kernel|Probed|Regenerate): |^(?: \*|#) {9,}\S|.*kpgen-generated-file")
     lines = content.decode().splitlines(keepends=True)
     return "".join(line for line in lines if not origin.match(line)).encode()
 

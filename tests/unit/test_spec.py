@@ -34,6 +34,20 @@ def test_good_spec_loads(tmp_path):
     assert s.functions[0] == spec.FunctionSpec("cmdline_proc_show", "vmlinux", "fix_show", 0)
 
 
+def test_callbacks_shadows_replace_and_force_load(tmp_path):
+    c_text = GOOD_C + "static int fix_pre(void)\n{\n\treturn 0;\n}\n" + \
+        "static void fix_dtor(void *obj, void *shadow_data)\n{\n}\n"
+    text = ('replace = true\n' + GOOD + 'force = true\n[[object]]\nname = "vmlinux"\npre_patch = "fix_pre"\n'
+            '[[shadow]]\nname = "newpid"\ndestructor = "fix_dtor"\n'
+            '[[shadow]]\nname = "other"\nid = 12\nfree = "never"\n')
+    s = spec.load(write_spec(tmp_path, text, c_text))
+    assert s.replace and s.functions[0].force
+    assert s.objects == (spec.ObjectSpec("vmlinux", pre_patch="fix_pre"),)
+    assert s.shadows == (spec.ShadowSpec("newpid", spec.shadow_id("newpid"), "fix_dtor", "unload"),
+                         spec.ShadowSpec("other", 12, None, "never"))
+    assert s.shadows[0].macro == "KPGEN_SHADOW_NEWPID"
+
+
 def test_object_defaults_to_vmlinux_and_dashes_become_underscores(tmp_path):
     text = GOOD.replace('object = "vmlinux"\n', "")
     assert spec.load(write_spec(tmp_path, text)).functions[0].object == "vmlinux"
@@ -88,6 +102,28 @@ BAD = [
     ("name C keyword", GOOD.replace('"fix_demo"', '"struct"'), "name", "reserved"),
     ("replacement equals target", GOOD.replace('replacement = "fix_show"', 'replacement = "cmdline_proc_show"'),
      "function[0].replacement", "same name as the target"),
+    ("replace not a bool", 'replace = "yes"\n' + GOOD, "replace", "not true or false"),
+    ("force not a bool", GOOD + "force = 1\n", "function[0].force", "not true or false"),
+    ("unknown object key", GOOD + '[[object]]\nname = "vmlinux"\npre_patch = "fix_show"\ncolour = 1\n',
+     "object[0].colour", "unknown key"),
+    ("object without name", GOOD + '[[object]]\npre_patch = "fix_show"\n', "object[0].name", "missing"),
+    ("object without callback", GOOD + '[[object]]\nname = "vmlinux"\n', "object[0]", "names no callback"),
+    ("object twice", GOOD + '[[object]]\nname = "vmlinux"\npre_patch = "fix_show"\n'
+     '[[object]]\nname = "vmlinux"\npost_patch = "fix_show"\n', "object[1].name", "two [[object]] tables"),
+    ("callback not defined", GOOD + '[[object]]\nname = "vmlinux"\npost_patch = "fix_gone"\n',
+     "object[0].post_patch", "define it in one of the sources as void fix_gone(void)"),
+    ("callback not an identifier", GOOD + '[[object]]\nname = "vmlinux"\npre_patch = "fix-it"\n',
+     "object[0].pre_patch", "not a C identifier"),
+    ("callback named like generated", GOOD + '[[object]]\nname = "vmlinux"\npre_patch = "fix_demo_0_pre_patch"\n',
+     "object[0].pre_patch", "a name the generated module defines"),
+    ("shadow bad name", GOOD + '[[shadow]]\nname = "New-Pid"\n', "shadow[0].name", "not a shadow variable name"),
+    ("shadow twice", GOOD + '[[shadow]]\nname = "a"\n[[shadow]]\nname = "a"\n', "shadow[1].name", "listed twice"),
+    ("shadow id zero", GOOD + '[[shadow]]\nname = "a"\nid = 0\n', "shadow[0].id", "from 1 to 4294967295"),
+    ("shadow ids clash", GOOD + '[[shadow]]\nname = "a"\nid = 7\n[[shadow]]\nname = "b"\nid = 7\n',
+     "shadow[1].id", "also the id"),
+    ("shadow free unknown", GOOD + '[[shadow]]\nname = "a"\nfree = "later"\n', "shadow[0].free", "not one of"),
+    ("shadow destructor not defined", GOOD + '[[shadow]]\nname = "a"\ndestructor = "fix_dtor"\n',
+     "shadow[0].destructor", "void fix_dtor(void *obj, void *shadow_data)"),
 ]
 
 

@@ -6,7 +6,8 @@
  * Kernel: 6.1.0-57-amd64
  * Probed: ibt=n ftrace-args=y ip-setter=ftrace_instruction_pointer_set
  *         kallsyms-callback=mod module-mem=n
- * Regenerate: kpgen patch samples/cmdline_b/cmdline_b.toml --kdir /lib/modules/6.1.0-57-amd64/build
+ * Regenerate: kpgen patch samples/cmdline_b/cmdline_b.toml --kdir
+ *             /lib/modules/6.1.0-57-amd64/build
  * kpgen-generated-file for 6.1.0-57-amd64
  */
 
@@ -30,10 +31,18 @@ static struct kpatch_func cmdline_b_funcs[] = {
 	},
 };
 
+static struct kpatch_object cmdline_b_objs[] = {
+	{
+		.name = "vmlinux",
+	},
+};
+
 static struct kpatch_patch cmdline_b_patch = {
 	.mod = THIS_MODULE,
 	.funcs = cmdline_b_funcs,
 	.nr_funcs = ARRAY_SIZE(cmdline_b_funcs),
+	.objs = cmdline_b_objs,
+	.nr_objs = ARRAY_SIZE(cmdline_b_objs),
 };
 
 static int __init cmdline_b_init(void)

@@ -7,7 +7,8 @@
  * Kernel: 6.1.0-57-amd64
  * Probed: ibt=n ftrace-args=y ip-setter=ftrace_instruction_pointer_set
  *         kallsyms-callback=mod module-mem=n
- * Regenerate: kpgen patch samples/cmdline_ksym/cmdline_ksym.toml --kdir /lib/modules/6.1.0-57-amd64/build
+ * Regenerate: kpgen patch samples/cmdline_ksym/cmdline_ksym.toml --kdir
+ *             /lib/modules/6.1.0-57-amd64/build
  * kpgen-generated-file for 6.1.0-57-amd64
  */
 
@@ -54,10 +55,18 @@ static struct kpatch_func cmdline_ksym_funcs[] = {
 	},
 };
 
+static struct kpatch_object cmdline_ksym_objs[] = {
+	{
+		.name = "vmlinux",
+	},
+};
+
 static struct kpatch_patch cmdline_ksym_patch = {
 	.mod = THIS_MODULE,
 	.funcs = cmdline_ksym_funcs,
 	.nr_funcs = ARRAY_SIZE(cmdline_ksym_funcs),
+	.objs = cmdline_ksym_objs,
+	.nr_objs = ARRAY_SIZE(cmdline_ksym_objs),
 	.syms = cmdline_ksym_syms,
 	.nr_syms = ARRAY_SIZE(cmdline_ksym_syms),
 };

@@ -6,7 +6,8 @@
  * Kernel: 6.1.0-57-amd64
  * Probed: ibt=n ftrace-args=y ip-setter=ftrace_instruction_pointer_set
  *         kallsyms-callback=mod module-mem=n
- * Regenerate: kpgen patch samples/meminfo/meminfo.toml --kdir /lib/modules/6.1.0-57-amd64/build
+ * Regenerate: kpgen patch samples/meminfo/meminfo.toml --kdir
+ *             /lib/modules/6.1.0-57-amd64/build
  * kpgen-generated-file for 6.1.0-57-amd64
  */
 
@@ -30,10 +31,18 @@ static struct kpatch_func meminfo_funcs[] = {
 	},
 };
 
+static struct kpatch_object meminfo_objs[] = {
+	{
+		.name = "vmlinux",
+	},
+};
+
 static struct kpatch_patch meminfo_patch = {
 	.mod = THIS_MODULE,
 	.funcs = meminfo_funcs,
 	.nr_funcs = ARRAY_SIZE(meminfo_funcs),
+	.objs = meminfo_objs,
+	.nr_objs = ARRAY_SIZE(meminfo_objs),
 };
 
 static int __init meminfo_init(void)

@@ -192,6 +192,13 @@ unload() {
 
 no_patch_nodes() { [ -z "$(find "$SYS" -mindepth 1 -maxdepth 1 -type d)" ]; }
 
+# The functions ftrace hooks now (tracefs enabled_functions), without the core's own stubs: on
+# IBT kernels the core reaches the kernel's internals through stubs that ftrace redirects.
+hooked() { grep -v '^kpatch_stub_' "$TRACING/enabled_functions" || true; }
+
+# Whether the loaded core reaches the kernel's internals through redirected stubs (IBT kernels).
+core_redirects() { grep -q '^kpatch_stub_' "$TRACING/enabled_functions"; }
+
 # The core that is loaded: "normal", "faults" (the fault-injection build) or "none".
 core_kind() {
 	if ! loaded kpatch; then

@@ -46,7 +46,7 @@ core_loads() {
 	logged "<5>core loaded"
 	[ -d "$SYS" ]
 	no_patch_nodes
-	last_change_is "functions=0 tasks=0 tries=0 pause_ns=0 result=0"
+	last_change_is "functions=0 tasks=0 prechecked=0 unwound=0 trusted=0 tries=0 pause_ns=0 result=0"
 }
 
 rmmod_active_refused() {
@@ -101,11 +101,11 @@ concurrent_insmod() {
 
 missing_target_fails_cleanly() {
 	local before
-	before=$(cat "$TRACING/enabled_functions")
+	before=$(hooked)
 	expect_errno ENOENT load test_missing
 	not loaded test_missing
 	[ ! -e "$SYS/test_missing" ]
-	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	[ "$(hooked)" = "$before" ]
 	logged "<3>function 'kpgen_no_such_function' not found in vmlinux"
 	logged "<3>cannot load patch module 'test_missing': -2"
 	not mentioned "loaded patch module 'test_missing'"
@@ -138,7 +138,7 @@ core_unloads_clean() {
 	rmmod kpatch
 	logged "<5>core unloaded"
 	[ ! -e "$SYS" ]
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 }
 
 scenario patch_without_core_refused

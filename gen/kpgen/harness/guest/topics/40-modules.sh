@@ -21,16 +21,16 @@ module_target_loaded_before() {
 	unload test_module_value
 	[ "$(target_field value)" = 1 ]
 	rmmod kpgen_test_target
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 }
 
 module_target_loaded_after() {
 	load test_module_value
 	enabled test_module_value 1
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 	load kpgen_test_target
 	[ "$(target_field value)" = 2 ]
-	grep -q "^kpgen_test_target_value .*kpgen_test_target" "$TRACING/enabled_functions"
+	grep -q "^kpgen_test_target_value .*kpgen_test_target" <<<"$(hooked)"
 	unload test_module_value
 	[ "$(target_field value)" = 1 ]
 	rmmod kpgen_test_target
@@ -39,7 +39,7 @@ module_target_loaded_after() {
 untraceable_targets_refused() {
 	local before
 	load kpgen_test_target
-	before=$(cat "$TRACING/enabled_functions")
+	before=$(hooked)
 	expect_errno EINVAL load test_notrace
 	logged "<3>function 'kpgen_test_notrace' cannot be hooked by ftrace (-22): is it notrace or inlined?"
 	expect_errno EINVAL load test_init
@@ -48,7 +48,7 @@ untraceable_targets_refused() {
 	[ ! -e "$SYS/test_init" ]
 	not loaded test_notrace
 	not loaded test_init
-	[ "$(cat "$TRACING/enabled_functions")" = "$before" ]
+	[ "$(hooked)" = "$before" ]
 	[ "$(target_field notrace)" = 100 ]
 	rmmod kpgen_test_target
 }

@@ -64,7 +64,7 @@ ambiguous_name_is_refused() {
 	expect_errno EINVAL load kpgen_test_target
 	logged "<3>refusing to load module 'kpgen_test_target': patch module 'test_ambiguous' cannot be applied to it (-22)"
 	not loaded kpgen_test_target
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 	unload test_ambiguous
 	load kpgen_test_target
 	[ "$(target_field dup)" = 10,20 ]

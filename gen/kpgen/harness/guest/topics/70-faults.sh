@@ -16,7 +16,7 @@ fault_injection_unwinds() {
 		logged "<5>injected failure at '$point'"
 		not loaded cmdline_a
 		[ ! -e "$SYS/cmdline_a" ]
-		[ -z "$(cat "$TRACING/enabled_functions")" ]
+		[ -z "$(hooked)" ]
 		[ "$(cat /sys/module/kpatch/refcnt)" = 0 ]
 		original_cmdline
 		echo >"$PARAMS/fail_at"

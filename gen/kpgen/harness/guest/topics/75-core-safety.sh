@@ -28,7 +28,7 @@ removal_sees_tail_called_helper() {
 	# the replacement left no frame: it jumped to the helper
 	not grep -q "test_tailcall_sleep" "/proc/$sleeper/stack"
 	expect_errno EBUSY write "$SYS/test_tailcall/enabled" 0
-	logged "<3>cannot remove patch module 'test_tailcall': task 'bash' (pid $sleeper) is inside its code"
+	logged "<3>cannot remove patch module 'test_tailcall': task 'bash' (pid $sleeper) is inside the code of patch module 'test_tailcall'"
 	enabled test_tailcall 1
 	not rmmod test_tailcall 2>/dev/null
 	echo wake >/proc/kpgen_test_target
@@ -43,10 +43,17 @@ scenario removal_sees_tail_called_helper
 # A task sleeps in the part gcc split off the original (kpgen_test_target_cold.cold), where
 # the function's own range does not reach: applying a patch of it must wait.
 apply_sees_cold_part() {
+	local part=kpgen_test_target_cold.cold
 	use_core normal
 	load kpgen_test_target
-	grep -q "kpgen_test_target_cold.cold" /proc/kallsyms
-	sleep_in cold "kpgen_test_target_cold.cold"
+	if ! grep -q "$part" /proc/kallsyms; then
+		# this kernel's build splits no function (6.12: no .cold symbol in kallsyms at all):
+		# the task sleeps in the function itself
+		[ "$(grep -c '\.cold' /proc/kallsyms || true)" = 0 ]
+		part=kpgen_test_target_cold
+		echo "figure: cold parts: none on this kernel, the function itself checked"
+	fi
+	sleep_in cold "$part"
 	local sleeper=$SLEEPER
 	expect_errno EBUSY load test_cold
 	logged "<3>cannot apply patch module 'test_cold': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_cold'"
@@ -113,7 +120,7 @@ coming_module_counts_once_seen() {
 	loop_until 10 notifier_holds_target
 	load test_module_value
 	enabled test_module_value 1
-	not grep -q "kpgen_test_target_value" "$TRACING/enabled_functions"
+	not grep -q "kpgen_test_target_value" <<<"$(hooked)"
 	wait "$loader" || rc=$?
 	[ "$rc" != 0 ]
 	not loaded kpgen_test_target
@@ -122,7 +129,7 @@ coming_module_counts_once_seen() {
 	load kpgen_test_filler
 	load kpgen_test_target
 	[ "$(target_field value)" = 2 ]
-	grep -q "^kpgen_test_target_value .*kpgen_test_target" "$TRACING/enabled_functions"
+	grep -q "^kpgen_test_target_value .*kpgen_test_target" <<<"$(hooked)"
 	unload test_module_value
 	[ "$(target_field value)" = 1 ]
 	rmmod kpgen_test_target
@@ -156,7 +163,7 @@ forced_unload_takes_patch_out() {
 	[ ! -e "$SYS/test_stress_b" ]
 	logged "<0>forced patch module 'test_stress_b' out while a task may still run its code (see above): the kernel may crash"
 	[ "$(stress_now)" = 0 ]
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 	sleep 1
 	rmmod kpgen_test_stress
 	final=$(kernel_lines "kpgen_test_stress: calls=" | tail -n 1)
@@ -178,12 +185,12 @@ filter_batch_falls_back() {
 	unload meminfo
 	echo >"$PARAMS/fail_at"
 	logged "<5>injected failure at 'filter_remove'"
-	not grep -q "^meminfo_proc_show" "$TRACING/enabled_functions"
-	grep -q "^cmdline_proc_show" "$TRACING/enabled_functions"
+	not grep -q "^meminfo_proc_show" <<<"$(hooked)"
+	grep -q "^cmdline_proc_show" <<<"$(hooked)"
 	not visible meminfo
 	visible cmdline_a
 	unload cmdline_a
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 }
 scenario filter_batch_falls_back
 
@@ -214,14 +221,14 @@ unregister_failure_keeps_filters() {
 	unload cmdline_a
 	echo >"$PARAMS/fail_at"
 	logged "<3>cannot unregister the ftrace handler (-16): it stays, with its filters, and redirects nothing"
-	grep -q "^cmdline_proc_show" "$TRACING/enabled_functions"
-	[ "$(wc -l <"$TRACING/enabled_functions")" = 1 ]
+	grep -q "^cmdline_proc_show" <<<"$(hooked)"
+	[ "$(hooked | wc -l)" = 1 ]
 	original_cmdline
 	load cmdline_b
 	visible cmdline_b
 	unload cmdline_b
 	original_cmdline
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 }
 scenario unregister_failure_keeps_filters
 
@@ -266,7 +273,7 @@ nmi_never_sees_half_switch() {
 	logged "<3>cannot apply patch module 'test_pair': an NMI handler ran a hooked function during the switch"
 	not loaded test_pair
 	[ ! -e "$SYS/test_pair" ]
-	[ -z "$(cat "$TRACING/enabled_functions")" ]
+	[ -z "$(hooked)" ]
 	original_cmdline
 	load test_pair
 	grep -q "^kpgen test pair: cmdline" /proc/cmdline
@@ -275,3 +282,21 @@ nmi_never_sees_half_switch() {
 	original_cmdline
 }
 scenario nmi_never_sees_half_switch
+
+# On IBT kernels the core never calls the kernel's unexported internals through a pointer (they
+# have no ENDBR, and an indirect call would fault on a CPU that enforces IBT): its pointers lead
+# to stubs of its own, which ftrace sends to the internals.  Elsewhere it calls them directly.
+internals_reached_without_pointer_calls() {
+	local stubs
+	stubs=$(grep -c '^kpatch_stub_' "$TRACING/enabled_functions" || true)
+	if grep -qx "CONFIG_X86_KERNEL_IBT=y" "/boot/config-$(uname -r)"; then
+		[ "$stubs" = 7 ]
+		use_core none
+		[ "$(grep -c '^kpatch_stub_' "$TRACING/enabled_functions" || true)" = 0 ]
+		use_core normal
+		contract cmdline_a
+	else
+		[ "$stubs" = 0 ]
+	fi
+}
+scenario internals_reached_without_pointer_calls

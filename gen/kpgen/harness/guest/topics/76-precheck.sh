@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# Sourced by run.sh after lib.sh, which defines SYS, PARAMS, TRACING, LIVEPATCH and SLEEPER.
+# shellcheck disable=SC2153,SC2154
+#
+# The activeness check walks every task's stack before stop_machine(), and inside the pause
+# only the tasks that may have moved since: those that ran, are new, were running, or are idle.
+# The test build parks the change between the two passes (park_at=precheck), and each scenario
+# moves a task during that window.
+
+# Parks the next change between the two passes of its check for $1 ms.
+park_between_passes() {
+	echo "$1" >"$PARAMS/park_ms"
+	echo precheck >"$PARAMS/park_at"
+}
+
+parked_between_passes() { logged "<5>parked at 'precheck' for $1 ms"; }
+
+# A task asleep elsewhere at the first pass wakes, runs into the function and sleeps there
+# before the second: its context-switch counts changed, so it is unwound, and the load fails.
+precheck_sees_a_task_that_ran_since() {
+	local fifo=/tmp/kpgen-precheck.fifo waiter loader rc=0
+	use_core faults
+	load kpgen_test_target
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	bash -c "read -r _ <$fifo && echo sleep > /proc/kpgen_test_target" </dev/null >/dev/null 2>&1 &
+	waiter=$!
+	loop_until 10 in_stack "$waiter" fifo_open
+	park_between_passes 4000
+	insmod "$(ko test_busy)" 2>/dev/null &
+	loader=$!
+	loop_until 15 parked_between_passes 4000
+	echo go >"$fifo"
+	loop_until 10 in_stack "$waiter" kpgen_test_target_sleep
+	wait "$loader" || rc=$?
+	[ "$rc" != 0 ]
+	echo >"$PARAMS/park_at"
+	not loaded test_busy
+	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $waiter) is inside function 'kpgen_test_target_sleep'"
+	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[1-9][0-9]* tries=1 pause_ns=[1-9][0-9]* result=-16"
+	echo wake >/proc/kpgen_test_target
+	wait "$waiter"
+	rm -f "$fifo"
+	rmmod kpgen_test_target
+}
+scenario precheck_sees_a_task_that_ran_since 120
+
+# A task forked between the passes, which enters the function: it is new, so it is unwound.
+precheck_sees_a_new_task() {
+	local loader rc=0
+	use_core faults
+	load kpgen_test_target
+	park_between_passes 4000
+	insmod "$(ko test_busy)" 2>/dev/null &
+	loader=$!
+	loop_until 15 parked_between_passes 4000
+	start_sleeper
+	wait "$loader" || rc=$?
+	[ "$rc" != 0 ]
+	echo >"$PARAMS/park_at"
+	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $SLEEPER) is inside function 'kpgen_test_target_sleep'"
+	echo wake >/proc/kpgen_test_target
+	wait "$SLEEPER"
+	rmmod kpgen_test_target
+}
+scenario precheck_sees_a_new_task 120
+
+# Tasks that exit between the passes are simply not met again: the change goes on.
+precheck_survives_exits() {
+	local pids=()
+	use_core faults
+	for _ in $(seq 20); do
+		sleep 1 &
+		pids+=($!)
+	done
+	park_between_passes 3000
+	load cmdline_a
+	echo >"$PARAMS/park_at"
+	wait "${pids[@]}"
+	visible cmdline_a
+	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=1 pause_ns=[1-9][0-9]* result=0"
+	unload cmdline_a
+}
+scenario precheck_survives_exits 60
+
+# Sleeping tasks are trusted from the first pass: the pause walks only the few that moved (the
+# idle tasks, the task making the change, the stopper's own), not the hundreds that sleep.
+pause_trusts_sleeping_tasks() {
+	local pids=() line trusted unwound
+	for _ in $(seq 200); do
+		sleep 600 &
+		pids+=($!)
+	done
+	load cmdline_a
+	line=$(cat "$SYS/last_change")
+	kill "${pids[@]}"
+	wait "${pids[@]}" 2>/dev/null || true
+	trusted=$(sed -n 's/.* trusted=\([0-9]*\) .*/\1/p' <<<"$line")
+	unwound=$(sed -n 's/.* unwound=\([0-9]*\) .*/\1/p' <<<"$line")
+	echo "figure: precheck: $trusted tasks trusted from the first pass, $unwound unwound in the pause ($line)"
+	[ "$trusted" -ge 200 ]
+	[ "$unwound" -ge 2 ]
+	[ "$unwound" -le 40 ]
+	unload cmdline_a
+}
+scenario pause_trusts_sleeping_tasks 120
