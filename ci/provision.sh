@@ -56,6 +56,8 @@ sys.exit(not pathlib.Path(kpgen.__file__).resolve().is_relative_to(pathlib.Path(
 			dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing=1
 		done
 	fi
+	# the exact sources kpgen diff works on (tests/kbuild/test_diffs.py, the boot trees' diff cases)
+	[ $missing = 1 ] || python3 -m kpgen.source --check-cached >/dev/null 2>&1 || missing=1
 	[ $missing = 1 ] || exit 0
 	echo "provision: something is missing; installing"
 fi
@@ -101,4 +103,6 @@ if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
 		--break-system-packages -e "${here}[test,bench]"
 fi
+step "the exact sources of the kernels for kpgen diff (linux-source-X.Y, unpacked once into kpgen's cache)"
+python3 -m kpgen.source --fetch-matrix
 step "done"

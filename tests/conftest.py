@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -11,6 +12,7 @@ from kpgen import kernel
 from kpgen.harness import boottest
 
 KERNELS = [m.name for m in kernel.matrix()]
+DIFF_CORPUS = Path(__file__).parent / "diffs"
 # One line per booted kernel and the figures its guest reported, shown at the end of the run.
 BOOT_SUMMARIES: list[str] = []
 
@@ -44,7 +46,8 @@ def probed() -> Callable[[str], kernel.Kernel]:
 
 @pytest.fixture(scope="session")
 def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.BuiltTree]:
-    return _cached(lambda name: boottest.build_tree(probed(name)))
+    # the diff corpus is repository test data: the harness builds its cases into the tree
+    return _cached(lambda name: boottest.build_tree(probed(name), diffs=DIFF_CORPUS))
 
 
 @pytest.fixture(scope="session")

@@ -39,10 +39,68 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    roots = kernel.header_roots(Path(args.kdir) if args.kdir else kernel.default_kdir())
+    from . import diff, source
+
+    scaffold.check_names(args.name, args.target, args.object)
     out = Path(args.dir) if args.dir else Path(args.name)
-    for path in scaffold.scaffold(args.name, args.target, args.object, out, roots):
+    scaffold.refuse_overwrite(args.name, out)
+    k = _kernel(args)
+    src = None
+    if not args.no_source:
+        src = (source.find(k, Path(args.source)) if args.source
+               else source.cached(k))
+        if src is None:
+            print(f"kpgen: no source of {k.release} in the cache (`kpgen source` makes it): "
+                  "fix.c gets the prototype from the headers only")
+    if src is not None:
+        plan = diff.plan_function(k, src, args.target, args.name, args.file)
+        for d in plan.decisions:
+            print(f"kpgen: {d.line()}")
+        written = diff.write(plan, out)
+    else:
+        written = scaffold.scaffold(args.name, args.target, args.object, out,
+                                    scaffold.header_prototype(k, args.target))
+    for path in written:
         print(f"kpgen: wrote {path}")
+    return 0
+
+
+def cmd_source(args: argparse.Namespace) -> int:
+    from . import source
+
+    k = _kernel(args)
+    src = source.find(k, Path(args.source) if args.source else None,
+                      progress=lambda line: print(line, flush=True))
+    print(f"kpgen: the source of {k.release} ({src.version}) is {src.root}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import time
+
+    from . import diff, source
+
+    start = time.monotonic()
+    patch = Path(args.patch)
+    if not patch.is_file():
+        raise UsageError(f"{patch}: no such diff file")
+    k = _kernel(args)
+    src = source.find(k, Path(args.source) if args.source else None,
+                      progress=lambda line: print(line, flush=True))
+    name = args.name or diff.module_name(patch)
+    if not spec.NAME_RE.match(name) or name.startswith("kpatch") or len(name) > spec.MODULE_NAME_MAX:
+        raise UsageError(f"--name {name!r} is not a valid module name: lower-case letters, digits and '_'")
+    out = Path(args.output) if args.output else Path(name)
+    plan = diff.plan(k, patch, src, name)
+    for d in plan.decisions:
+        print(f"kpgen: {d.line()}")
+    written = diff.write(plan, out)
+    for path in written:
+        print(f"kpgen: wrote {path}")
+    if args.build:
+        ko = diff.build(k, out, plan, Path(args.core) if args.core else None)
+        print(f"kpgen: built {ko}: ok")
+    print(f"kpgen: {patch.name} -> {len(plan.targets)} function(s) in {time.monotonic() - start:.1f} s")
     return 0
 
 
@@ -118,7 +176,7 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
-        tree = boottest.build_tree(k)
+        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None)
         if args.dry_run:
             print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles).shell())
             continue
@@ -212,8 +270,27 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", required=True, help="the function to replace")
     sp.add_argument("--object", default="vmlinux", help="vmlinux (default) or the module holding it")
     sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)")
+    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)")
+    sp.add_argument("--file", help="the .c file (in the tree) that defines the target, when several do")
+    sp.add_argument("--no-source", action="store_true",
+                    help="write only the prototype (from the headers) and an empty body")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_new)
+
+    sp = sub.add_parser("source", help="the exact source of a kernel, downloaded and unpacked once into the cache")
+    sp.add_argument("--source", help="check a tree of your own against the kernel instead")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_source)
+
+    sp = sub.add_parser("diff", help="a live patch (spec and C) from a source diff of the kernel")
+    sp.add_argument("patch", help="the diff (unified, -p1, against the kernel's source)")
+    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s)")
+    sp.add_argument("-o", "--output", help="where to write the spec and fix.c (default: ./NAME)")
+    sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
+    sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
+    sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)")
+    kdir_opt(sp)
+    sp.set_defaults(func=cmd_diff)
 
     sp = sub.add_parser("snapshot", help="boot a kernel once and cache its symbols for checking specs")
     sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
@@ -225,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
+    sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
     sp.set_defaults(func=cmd_boot_test)
 
     sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")

@@ -75,7 +75,8 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     model = replace(
         model,
         ksyms=tuple(KsymModel(name, tables[name].sympos if name in tables else 0, name in called,
-                              name in in_headers, tables[name].object if name in tables else "vmlinux")
+                              name in in_headers, tables[name].object if name in tables else "vmlinux",
+                              tables[name].kallsyms if name in tables else "")
                     for name in unexported),
         includes=includes,
     )

@@ -82,6 +82,12 @@ class KsymModel:
     # declared by a kernel header the sources include; else by the sources themselves
     in_headers: bool = True
     object: str = "vmlinux"
+    # the name the core looks up in kallsyms, when it is not the C name (`last_check.2`)
+    kallsyms: str = ""
+
+    @property
+    def lookup(self) -> str:
+        return self.kallsyms or self.name
 
     @property
     def pointer(self) -> str:

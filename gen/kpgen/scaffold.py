@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import spec
 from .errors import UsageError
+from .kernel import Kernel, header_roots
 
-# Words that may precede a declaration but are not part of the type a definition needs.
-DROP_WORDS = {"extern", "asmlinkage", "__must_check", "__weak", "__cold", "notrace", "__init", "__sched",
-              "inline", "__always_inline", "noinline", "static"}
+STORAGE_RE = re.compile(r"\b(?:extern|static|inline|__always_inline|noinline|asmlinkage|__init|__weak|notrace|"
+                        r"__cold|__sched|__must_check)\s+")
 
 
 @dataclass(frozen=True)
@@ -28,71 +29,84 @@ class Prototype:
         return "\treturn NULL;\n" if self.return_type.endswith("*") else "\treturn 0;\n"
 
 
-TYPE_WORDS = {"int", "long", "short", "char", "unsigned", "signed", "bool", "void", "const", "volatile",
-              "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "ssize_t", "loff_t", "umode_t",
-              "gfp_t", "pid_t", "__user", "__iomem"}
+def clean_type(text: str) -> str:
+    """A declaration's return type without storage words, attributes or extra blanks.
 
-
-def name_params(params: str) -> str:
-    """Give every unnamed parameter a name, so the prototype can head a definition.
-
-    >>> name_params("struct file *, char __user *, size_t, loff_t *")
-    'struct file *arg1, char __user *arg2, size_t arg3, loff_t *arg4'
-    >>> name_params("struct sysinfo * val")
-    'struct sysinfo *val'
-    >>> name_params("void")
-    'void'
+    >>> clean_type("extern  unsigned int __must_check")
+    'unsigned int'
+    >>> clean_type("struct page * ")
+    'struct page *'
     """
-    if params.strip() == "void":
-        return "void"
-    out = []
-    for i, param in enumerate(params.split(","), 1):
-        param = re.sub(r"\s*\*\s*", " *", param.strip()).replace(" * *", " **")
-        words = re.findall(r"[A-Za-z_]\w*", param)
-        unnamed = (param.endswith("*") or len(words) < 2 or words[-1] in TYPE_WORDS
-                   or words[-2] in ("struct", "union", "enum"))
-        if unnamed and param != "...":
-            param = f"{param}arg{i}" if param.endswith("*") else f"{param} arg{i}"
-        out.append(param)
-    return ", ".join(out)
+    text = re.sub(r"__attribute__\s*\(\(.*?\)\)", " ", text + " ")
+    text = STORAGE_RE.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s*\*\s*", " *", text).replace("* *", "**").strip()
 
 
-def _clean(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    text = re.sub(r"__attribute__\s*\(\(.*?\)\)", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def find_prototype(func: str, roots: list[Path]) -> Prototype | None:
-    """The declaration of `func` in the kernel headers, if exactly one shape is found."""
-    decl = re.compile(
-        rf"(?:^|[;{{}}/])\s*([A-Za-z_][\w\s\*]*?[\s\*])\b{re.escape(func)}"  # the type, the name
-        rf"\s*\(([^;{{}})]*(?:\([^)]*\)[^;{{}})]*)*)\)\s*;"  # the parameters, parentheses one deep
-    )
-    found: set[Prototype] = set()
+def header_candidates(roots: list[Path], func: str) -> list[Path]:
+    """Headers that name `func` as a word (where a declaration may be), most specific first."""
+    found: list[Path] = []
+    word = re.compile(rf"\b{re.escape(func)}\s*\(")
     for root in roots:
-        for sub in ("include", "arch/x86/include"):
+        for sub in ("include/linux", "include", "arch/x86/include"):
             base = root / sub
             if not base.is_dir():
                 continue
-            for header in base.rglob("*.h"):
+            for header in sorted(base.rglob("*.h")):
+                if header in found or "uapi" in header.parts:
+                    continue
                 try:
                     text = header.read_text(errors="replace")
                 except OSError:
                     continue
-                if func not in text:
-                    continue
-                for m in decl.finditer(_clean(text)):
-                    words = [w for w in m.group(1).replace("*", " * ").split() if w not in DROP_WORDS]
-                    ret = " ".join(words).replace(" *", "*").replace("*", " *").replace("  ", " ").strip()
-                    ret = re.sub(r"\s*\*\s*", " *", ret).replace(" *", " *").strip()
-                    params = name_params(m.group(2).strip() or "void")
-                    if ret:
-                        found.add(Prototype(ret.replace(" *", " *"), params))
-    return found.pop() if len(found) == 1 else None
+                if func in text and word.search(text):
+                    found.append(header)
+    return found
 
 
-def scaffold(name: str, target: str, obj: str, out_dir: Path, roots: list[Path]) -> list[Path]:
+def header_prototype(k: Kernel, func: str) -> Prototype | None:
+    """The declaration of `func` in the kernel headers, read by the C front end (libclang)
+    on the kernel's own flags: the parameters as declared, unnamed ones named argN."""
+    import clang.cindex as ci
+
+    from . import extract, tu
+
+    args = extract.clang_args(tu.kbuild_command(k))
+    index = ci.Index.create()
+    for header in header_candidates(header_roots(k.kdir), func)[:20]:
+        rel = next((header.relative_to(r / d).as_posix() for r in header_roots(k.kdir)
+                    for d in ("include", "arch/x86/include") if header.is_relative_to(r / d)), None)
+        if rel is None:
+            continue
+        unit = index.parse("kpgen-proto.c", args=args, unsaved_files=[
+            ("kpgen-proto.c", f"#include <linux/kernel.h>\n#include <{rel}>\n")])
+        for c in unit.cursor.get_children():
+            if c.kind != ci.CursorKind.FUNCTION_DECL or c.spelling != func or c.location.file is None:
+                continue
+            return _prototype(c)
+    return None
+
+
+def _prototype(c: Any) -> Prototype:
+    import clang.cindex as ci
+
+    cur: ci.Cursor = c
+    tokens = list(cur.get_tokens())
+    name_at = next(i for i, t in enumerate(tokens) if t.spelling == cur.spelling)
+    ret = clean_type(" ".join(t.spelling for t in tokens[:name_at]))
+    params = []
+    for i, arg in enumerate(cur.get_arguments(), 1):
+        text = " ".join(t.spelling for t in arg.get_tokens()) or arg.type.spelling
+        text = re.sub(r"\s*\*\s*", " *", text).replace("* *", "**").strip()
+        if not arg.spelling:
+            text = f"{text}arg{i}" if text.endswith("*") else f"{text} arg{i}"
+        params.append(text)
+    if cur.type.kind == ci.TypeKind.FUNCTIONPROTO and cur.type.is_function_variadic():
+        params.append("...")
+    return Prototype(ret, ", ".join(params) or "void")
+
+
+def check_names(name: str, target: str, obj: str) -> None:
     """Write NAME.toml and fix.c into out_dir; refuse to overwrite anything."""
     if not spec.NAME_RE.match(name) or len(name) > spec.MODULE_NAME_MAX or name.startswith("kpatch"):
         raise UsageError(f"module name {name!r} is not valid: use lower-case letters, digits and '_', "
@@ -101,12 +115,21 @@ def scaffold(name: str, target: str, obj: str, out_dir: Path, roots: list[Path])
         raise UsageError(f"--target {target!r} is not a C function name")
     if not spec.OBJECT_RE.match(obj):
         raise UsageError(f"--object {obj!r} is not 'vmlinux' or a module name")
-    spec_path, c_path = out_dir / f"{name}.toml", out_dir / "fix.c"
-    for p in (spec_path, c_path):
+
+
+def refuse_overwrite(name: str, out_dir: Path) -> None:
+    for p in (out_dir / f"{name}.toml", out_dir / "fix.c"):
         if p.exists():
             raise UsageError(f"{p} already exists: choose another name or directory (-d DIR)")
+
+
+def scaffold(name: str, target: str, obj: str, out_dir: Path, proto: Prototype | None) -> list[Path]:
+    """Write NAME.toml and fix.c into out_dir (no source: the prototype from the headers);
+    refuse to overwrite anything."""
+    check_names(name, target, obj)
+    refuse_overwrite(name, out_dir)
+    spec_path, c_path = out_dir / f"{name}.toml", out_dir / "fix.c"
     replacement = f"{name}_{target}"
-    proto = find_prototype(target, roots) if roots else None
     if proto:
         head = f"/* Replacement for {target}() in {obj}: same prototype as the original. */\n"
         signature = proto.definition(replacement)

@@ -127,7 +127,8 @@ def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -
         if obj not in snap.objects:
             notes.append(f"symbol {name}: module {obj} was not loaded when the snapshot was taken: not checked")
             continue
-        entries = snap.symbols.get((obj, name), [])
+        lookup = tables[name].lookup if name in tables else name
+        entries = snap.symbols.get((obj, lookup), [])
         if not entries:
             elsewhere = sorted(o for o, n in snap.symbols if n == name and o != obj)
             fix = (f'add [[symbol]] with name = "{name}" and object = "{elsewhere[0]}"' if elsewhere

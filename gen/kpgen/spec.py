@@ -33,7 +33,10 @@ MAX_SOURCE_BYTES = 1024 * 1024
 
 TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow"}
 FUNC_KEYS = {"target", "object", "replacement", "sympos", "force"}
-SYMBOL_KEYS = {"name", "object", "sympos"}
+SYMBOL_KEYS = {"name", "object", "sympos", "kallsyms"}
+# A name in kallsyms that is no C identifier: a function-local static (`last_check.2`), a gcc
+# clone (`show_val_kb.isra.0`).
+KALLSYMS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z")
 # The callbacks of an object, in the order they run for it, and their C prototypes.
 CALLBACKS = ("pre_patch", "post_patch", "pre_unpatch", "post_unpatch")
 CALLBACK_PROTOTYPES = {"pre_patch": "int {}(void)", "post_patch": "void {}(void)", "pre_unpatch": "void {}(void)",
@@ -102,6 +105,12 @@ class SymbolSpec:
     name: str
     sympos: int
     object: str = "vmlinux"
+    # the symbol's name in kallsyms, when it is not the C name the sources use
+    kallsyms: str = ""
+
+    @property
+    def lookup(self) -> str:
+        return self.kallsyms or self.name
 
 
 @dataclass(frozen=True)
@@ -267,7 +276,14 @@ def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
             raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each symbol once")
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         obj = _check_object(path, f"{prefix}.object", table.get("object", "vmlinux"))
-        result.append(SymbolSpec(name=name, sympos=sympos, object=obj))
+        ksym = table.get("kallsyms", "")
+        if "kallsyms" in table and (not isinstance(ksym, str) or not KALLSYMS_RE.match(ksym)
+                                    or len(ksym) > KSYM_NAME_MAX):
+            raise SpecError(path, f"{prefix}.kallsyms", f"{ksym!r} is not a kallsyms name",
+                            "give the name as /proc/kallsyms shows it, e.g. \"last_check.2\"")
+        if ksym == name:
+            ksym = ""
+        result.append(SymbolSpec(name=name, sympos=sympos, object=obj, kallsyms=ksym))
     return tuple(result)
 
 

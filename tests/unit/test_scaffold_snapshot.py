@@ -22,16 +22,26 @@ def test_doctests(module):
 
 
 def test_new_fills_in_a_prototype_from_the_headers(tmp_path):
-    assert cli.main(["new", "fix_read", "--target", "vfs_read", "--kdir", str(KDIR_61), "-d", str(tmp_path)]) == 0
+    assert cli.main(["new", "fix_read", "--target", "vfs_read", "--kdir", str(KDIR_61), "-d", str(tmp_path),
+                     "--no-source"]) == 0
     c_text = (tmp_path / "fix.c").read_text()
     assert "static ssize_t fix_read_vfs_read(struct file *arg1, char __user *arg2, size_t arg3, loff_t *arg4)" in c_text
     loaded = spec.load(tmp_path / "fix_read.toml")
     assert loaded.functions[0] == spec.FunctionSpec("vfs_read", "vmlinux", "fix_read_vfs_read", 0)
 
 
+def test_new_takes_the_prototype_from_the_c_front_end(tmp_path):
+    """A use of a function in a header is no declaration of it: the front end reads the one
+    declaration, `unsigned int jiffies_to_msecs(const unsigned long j)`."""
+    assert cli.main(["new", "fix_j", "--target", "jiffies_to_msecs", "--kdir", str(KDIR_61), "-d", str(tmp_path),
+                     "--no-source"]) == 0
+    c_text = (tmp_path / "fix.c").read_text()
+    assert "static unsigned int fix_j_jiffies_to_msecs(const unsigned long j)\n{" in c_text
+
+
 def test_new_leaves_a_todo_for_static_functions(tmp_path):
     assert cli.main(["new", "fix_cmd", "--target", "cmdline_proc_show", "--kdir", str(KDIR_61),
-                     "-d", str(tmp_path)]) == 0
+                     "-d", str(tmp_path), "--no-source"]) == 0
     c_text = (tmp_path / "fix.c").read_text()
     assert "TODO: cmdline_proc_show() is not declared in the kernel headers" in c_text
     spec.load(tmp_path / "fix_cmd.toml")
@@ -41,7 +51,8 @@ def test_new_scaffold_builds_into_a_module(tmp_path):
     """The scaffold is a valid patch module as written: it renders and builds with W=1."""
     k = kernel.probe(KDIR_61)
     src = tmp_path / "src"
-    assert cli.main(["new", "fix_free", "--target", "si_meminfo", "--kdir", str(KDIR_61), "-d", str(src)]) == 0
+    assert cli.main(["new", "fix_free", "--target", "si_meminfo", "--kdir", str(KDIR_61), "-d", str(src),
+                     "--no-source"]) == 0
     from kpgen import generate, kbuild
 
     generate.generate_tree(k, tmp_path / "tree", [])
@@ -53,7 +64,7 @@ def test_new_scaffold_builds_into_a_module(tmp_path):
 
 
 def test_new_refuses_to_overwrite(tmp_path, capsys):
-    args = ["new", "fix_a", "--target", "kfree", "--kdir", str(KDIR_61), "-d", str(tmp_path)]
+    args = ["new", "fix_a", "--target", "kfree", "--kdir", str(KDIR_61), "-d", str(tmp_path), "--no-source"]
     assert cli.main(args) == 0
     assert cli.main(args) == 2
     assert "already exists" in capsys.readouterr().err

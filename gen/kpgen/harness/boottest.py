@@ -18,6 +18,7 @@ from .. import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spe
 from ..errors import KpgenError
 from ..model import CoreModel
 from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
+from . import diffcases
 
 GUEST_RUNNER = GUEST / "run.sh"
 # The make variables of the core's test build (fault injection).
@@ -53,10 +54,14 @@ class BuiltTree:
     root: Path
     builds: list[kbuild.BuildResult] = field(default_factory=list)
     verdicts: list[elfcheck.Verdict] = field(default_factory=list)
+    diffs: list[diffcases.Built] = field(default_factory=list)
 
 
-def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
-    """Generate the core, the samples and the test patches for `kernel` and build them all."""
+def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None = None) -> BuiltTree:
+    """Generate the core, the samples and the test patches for `kernel` and build them all.
+
+    With `diffs` (a corpus of diff cases, see diffcases.py), every case that builds on this
+    kernel goes through `kpgen diff --build` into diffs/<case>/ for the guest's diffs topic."""
     root = Path(root or BUILD_ROOT / kernel.release)
     if root.exists():
         shutil.rmtree(root)
@@ -83,6 +88,11 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BuiltTree:
     for mod_dir in sorted((root / "modules").iterdir()):
         tree.builds.append(kbuild.build(kernel, mod_dir))
     tree.builds.append(build_foreign(kernel, root))
+    if diffs is not None:
+        kname = diffcases.matrix_name(kernel)
+        cases = diffcases.load(diffs)
+        if kname is not None and any(kname in c.kernels for c in cases):
+            tree.diffs = diffcases.build(kernel, kname, cases, root, core)
     return tree
 
 

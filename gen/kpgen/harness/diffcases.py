@@ -1,0 +1,123 @@
+"""Diff cases: a source diff per kernel and what `kpgen diff` must make of it.
+
+A case is a directory (the repository keeps its corpus in tests/diffs/):
+
+    <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
+    <case>/<kernel>.patch the diff against that kernel's source
+    <case>/loaded         (cases that build) exit 0 only while the patched behaviour is visible
+    <case>/cleanup        (optional) undoes what `loaded` set up, after the scenario
+
+The boot tree gets one directory per case that builds, diffs/<case>/, with the module and
+the `loaded` check; the guest's `diffs` topic runs one scenario per directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import diff, kernel as kmod, source
+
+
+@dataclass(frozen=True)
+class Expect:
+    targets: tuple[str, ...] = ()
+    refused: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    category: str
+    kernels: dict[str, Expect]
+
+    def patch(self, kname: str) -> Path:
+        return self.path / f"{kname}.patch"
+
+    @property
+    def loaded(self) -> Path:
+        return self.path / "loaded"
+
+
+def matrix_name(k: kmod.Kernel) -> str | None:
+    """The kernel's name in the matrix (cases are keyed by it), e.g. "6.1"."""
+    return next((m.name for m in kmod.matrix() if m.matches(k.release)), None)
+
+
+def load(root: Path) -> list[Case]:
+    cases = []
+    for d in sorted(p for p in Path(root).iterdir() if (p / "case.toml").is_file()):
+        data = tomllib.loads((d / "case.toml").read_text())
+        kernels = {k: Expect(tuple(v.get("targets", ())), v.get("refused", ""))
+                   for k, v in data.get("kernel", {}).items()}
+        cases.append(Case(d.name, d, data.get("category", ""), kernels))
+    return cases
+
+
+@dataclass
+class Built:
+    case: Case
+    ko: Path
+    seconds: float
+
+
+def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path) -> list[Built]:
+    """`kpgen diff --build` of every case that builds on this kernel, into root/diffs/<case>/."""
+    src = source.find(k, fetch=True, progress=lambda line: print(line, flush=True))
+    out: list[Built] = []
+    for case in cases:
+        expect = case.kernels.get(kname)
+        if expect is None or expect.refused:
+            continue
+        start = time.monotonic()
+        work, final = Path(root) / "diffs-work" / case.name, Path(root) / "diffs" / case.name
+        for d in (work, final):
+            if d.exists():
+                shutil.rmtree(d)
+        plan = diff.plan(k, case.patch(kname), src, case.name)
+        diff.write(plan, work)
+        ko = diff.build(k, work, plan, core)
+        final.mkdir(parents=True)
+        shutil.copy2(case.loaded, final / "loaded")
+        if (case.path / "cleanup").is_file():
+            shutil.copy2(case.path / "cleanup", final / "cleanup")
+        shutil.copy2(ko, final / ko.name)
+        out.append(Built(case, final / ko.name, time.monotonic() - start))
+    return out
+
+
+def bench_table(kname: str, release: str, built: list[Built]) -> str:
+    """The figures of `kpgen diff --build` per case (source cached, core built), as markdown."""
+    rows = ["| case | kernel | functions | seconds |", "| --- | --- | --- | ---: |"]
+    for b in built:
+        n = len(b.case.kernels[kname].targets)
+        rows.append(f"| {b.case.name} | {release} | {n} | {b.seconds:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    """`python3 -m kpgen.harness.diffcases CORPUS OUT [KDIR]`: build every case, print the figures."""
+    from .. import generate, kbuild, render
+
+    corpus, out = Path(argv[0]), Path(argv[1])
+    kdir = Path(argv[2]) if len(argv) > 2 else kmod.default_kdir()
+    k = kmod.probe(kdir)
+    kname = matrix_name(k)
+    if kname is None:
+        print(f"{k.release} is not a kernel of the matrix")
+        return 2
+    render.write(out, generate.core_files(k))
+    kbuild.build(k, out / "core")
+    built = build(k, kname, load(corpus), out, out / "core")
+    print(bench_table(kname, k.release, built))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,109 @@
+"""The diff corpus (tests/diffs): what `kpgen diff` makes of each case, on each kernel.
+
+Every case names, per kernel, the functions it must patch or the exact refusal. The
+source is the kernel's exact source from the cache (`kpgen source`; provisioning makes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kpgen import cstyle, diff, kernel, source
+from kpgen.errors import KpgenError
+from kpgen.harness import diffcases
+
+pytestmark = pytest.mark.kbuild
+
+CORPUS = Path(__file__).parent.parent / "diffs"
+CASES = diffcases.load(CORPUS)
+PAIRS = [(c, kname) for c in CASES for kname in sorted(c.kernels)]
+
+
+def test_corpus_size_and_shape() -> None:
+    assert len(CASES) >= 12
+    for case in CASES:
+        assert case.kernels, f"{case.name}: no kernel named in case.toml"
+        for kname, expect in case.kernels.items():
+            assert case.patch(kname).is_file(), f"{case.name}: no {kname}.patch"
+            assert bool(expect.targets) != bool(expect.refused), f"{case.name}/{kname}: targets or refused"
+            if expect.targets:
+                assert case.loaded.is_file() and case.loaded.stat().st_mode & 0o111, f"{case.name}: no loaded check"
+
+
+@pytest.mark.parametrize(("case", "kname"), PAIRS, ids=[f"{c.name}-{k}" for c, k in PAIRS])
+def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.Kernel]) -> None:
+    k = probed(kname)
+    src = source.find(k)
+    expect = case.kernels[kname]
+    patch = case.patch(kname)
+    if expect.refused:
+        with pytest.raises(diff.DiffRefused) as info:
+            diff.plan(k, patch, src, case.name)
+        assert str(info.value) == expect.refused.replace("{patch}", str(patch))
+        return
+    plan = diff.plan(k, patch, src, case.name)
+    assert sorted(t.name for t in plan.targets) == sorted(expect.targets)
+    # the spec names each target and its replacement, and fix.c defines every replacement
+    for t in plan.targets:
+        assert f'target = "{t.name}"' in plan.spec and f"{t.replacement}(" in plan.fix_c
+
+
+def test_output_is_deterministic(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+    k = probed("6.1")
+    case = next(c for c in CASES if c.name == "static_key_local_static")
+    first = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    again = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    assert (first.fix_c, first.spec) == (again.fix_c, again.spec)
+
+
+def test_meminfo_builds_and_is_checkpatch_clean(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+    k = probed("6.1")
+    case = next(c for c in CASES if c.name == "meminfo_string")
+    plan = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    diff.write(plan, tmp_path)
+    ko = diff.build(k, tmp_path, plan)
+    assert ko.is_file()
+    # the changed function's body is the patched source's, renamed
+    assert '"Mlocked (lp):   "' in plan.fix_c and "livepatch_meminfo_proc_show(" in plan.fix_c
+    findings = cstyle.checkpatch([tmp_path / "fix.c"], "patch-source")
+    assert not findings, "\n".join(map(str, findings))
+
+
+def test_rt_kernel_refused(probed: Callable[[str], kernel.Kernel]) -> None:
+    k = probed("6.1-rt")
+    with pytest.raises(KpgenError) as info:
+        source.find(k)
+    assert str(info.value) == (
+        f"no exact source for {k.release}: linux-source-6.1 does not carry the PREEMPT_RT patch, and the archive "
+        "reachable here serves no source packages (debian/patches-rt of Debian's `linux` source package holds "
+        "it); pass --source DIR with that tree (Debian's source with debian/patches-rt applied)")
+
+
+def test_source_of_another_kernel_refused(probed: Callable[[str], kernel.Kernel]) -> None:
+    k61, k612 = probed("6.1"), probed("6.12")
+    tree = source.find(k61).root
+    with pytest.raises(KpgenError) as info:
+        source.find(k612, tree)
+    assert str(info.value) == (
+        f"--source {tree} is Linux {source.kernel_version(k61)}, but {k612.release} is Linux "
+        f"{source.kernel_version(k612)}: use the source of {k612.release} (`kpgen source --kdir {k612.kdir}`)")
+
+
+def test_new_starts_from_the_original_function(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+    """With the source, `kpgen new` writes the original function (renamed) and what it needs."""
+    from kpgen import cli, generate, kbuild
+
+    k = probed("6.1")
+    source.find(k)
+    assert cli.main(["new", "fix_cmd", "--target", "cmdline_proc_show", "--kdir", str(k.kdir),
+                     "-d", str(tmp_path / "src")]) == 0
+    c_text = (tmp_path / "src" / "fix.c").read_text()
+    assert "static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)\n{\n" \
+           "\tseq_puts(m, saved_command_line);\n\tseq_putc(m, '\\n');\n\treturn 0;\n}\n" in c_text
+    generate.generate_tree(k, tmp_path / "tree", [])
+    kbuild.build(k, tmp_path / "tree" / "core")
+    generate.generate_patch(k, tmp_path / "src" / "fix_cmd.toml", tmp_path / "mod", tmp_path / "tree" / "core")
+    assert kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").modules
