@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Build the Dockerfile and run, inside the image, the Kbuild build of every kernel of
-# gen/kpgen/data/kernels.toml (`make build`) and the unit tests (`make test-unit`).
+# Build the Dockerfile and run, inside the image, a Kbuild build (the core and the samples for
+# the default kernel, with kpgen) and the unit tests (`make test-unit`).
 #
 #   ci/container.sh                  podman, no daemon: `make container-test`, and the test
 #                                    tests/container/test_container.py of `make test`
@@ -190,11 +190,14 @@ step "checking that the image holds no build output"
 found=$(in_image find /src \( -path /src/build -o -name '*.o' -o -name '*.ko' \) -print -quit)
 [ -z "$found" ] || fail "the image holds build output ($found): check .dockerignore"
 
-step "the Kbuild build in the image: make build (both kernels, W=1, ELF checks)"
-in_image make build
+# the host's make test builds every kernel; in the image, one build of the default kernel's
+# core and samples shows that the image can build modules, at a fraction of the time
+step "a Kbuild build in the image: kpgen generate and kpgen build for the default kernel (W=1, ELF checks)"
+in_image bash -c 'set -e; kpgen generate -o /tmp/tree; kpgen build /tmp/tree/core;
+	kpgen build --core /tmp/tree/core /tmp/tree/patches/*'
 
 step "the unit tests in the image: make test-unit"
 in_image make test-unit
 
 current="done"
-step "done: $engine built $image and ran the Kbuild build and the unit tests in it"
+step "done: $engine built $image and ran a Kbuild build and the unit tests in it"

@@ -1,6 +1,6 @@
 """The container: `ci/container.sh` builds the Dockerfile with podman, without a daemon or a
-registry, and runs the Kbuild build (`make build`) and the unit tests (`make test-unit`) inside
-the image.
+registry, and runs a Kbuild build (the core and the samples for the default kernel) and the unit
+tests (`make test-unit`) inside the image.
 
 The first run makes the base image with debootstrap and provisions the image (apt: both
 kernels, QEMU), several minutes; later runs reuse the cached layers. Nothing here is skipped: a
