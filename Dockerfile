@@ -11,7 +11,7 @@ WORKDIR /src
 # kernel list alone: editing the code does not run apt again.
 COPY ci/provision.sh /src/ci/
 COPY gen/kpgen/data/kernels.toml /src/gen/kpgen/data/
-RUN KPGEN_NO_PIP=1 bash ci/provision.sh && rm -rf /var/lib/apt/lists/*
+RUN KPGEN_NO_PIP=1 KPGEN_NO_SOURCES=1 bash ci/provision.sh && rm -rf /var/lib/apt/lists/*
 
 # The source (.dockerignore keeps out build/ and other output), then the Python package.
 # Behind an HTTPS proxy with its own CA, pip needs the build machine's CA bundle:
@@ -19,6 +19,6 @@ RUN KPGEN_NO_PIP=1 bash ci/provision.sh && rm -rf /var/lib/apt/lists/*
 COPY . /src
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \
-    KPGEN_NO_APT=1 bash ci/provision.sh && rm -rf /root/.cache/pip
+    KPGEN_NO_APT=1 KPGEN_NO_SOURCES=1 bash ci/provision.sh && rm -rf /root/.cache/pip
 
 CMD ["make", "test"]

@@ -12,6 +12,8 @@
 #
 # Environment:
 #   KPGEN_NO_PIP=1   skip the Python package (e.g. to install it elsewhere)
+#   KPGEN_NO_SOURCES=1  skip the kernels' sources that kpgen diff reads (~1 GiB unpacked;
+#                    `kpgen source` fetches a kernel's when it is needed)
 #   KPGEN_NO_APT=1   skip the apt packages: install the Python package only (the Dockerfile
 #                    installs the apt packages in an earlier layer, before the source is copied)
 #
@@ -57,7 +59,9 @@ sys.exit(not pathlib.Path(kpgen.__file__).resolve().is_relative_to(pathlib.Path(
 		done
 	fi
 	# the exact sources kpgen diff works on (tests/kbuild/test_diffs.py, the boot trees' diff cases)
-	[ $missing = 1 ] || python3 -m kpgen.source --check-cached >/dev/null 2>&1 || missing=1
+	if [ "${KPGEN_NO_SOURCES:-0}" != 1 ]; then
+		[ $missing = 1 ] || python3 -m kpgen.source --check-cached >/dev/null 2>&1 || missing=1
+	fi
 	[ $missing = 1 ] || exit 0
 	echo "provision: something is missing; installing"
 fi
@@ -103,6 +107,12 @@ if [ "${KPGEN_NO_PIP:-0}" != 1 ]; then
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
 		--break-system-packages -e "${here}[test,bench]"
 fi
-step "the exact sources of the kernels for kpgen diff (linux-source-X.Y, unpacked once into kpgen's cache)"
-python3 -m kpgen.source --fetch-matrix
+if [ "${KPGEN_NO_SOURCES:-0}" = 1 ]; then
+	step "the kernels' sources for kpgen diff: skipped (KPGEN_NO_SOURCES=1; \`kpgen source\` fetches one later)"
+elif ! python3 -c 'import kpgen' 2>/dev/null; then
+	step "the kernels' sources for kpgen diff: skipped, kpgen is not installed yet (run this script again with it)"
+else
+	step "the exact sources of the kernels for kpgen diff (linux-source-X.Y, unpacked once into kpgen's cache)"
+	python3 -m kpgen.source --fetch-matrix
+fi
 step "done"

@@ -129,10 +129,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     core = Path(args.core) if args.core else None
     failed = 0
     for d in map(Path, args.dirs):
+        is_core = generate.is_core_dir(d)
         if args.dry_run:
-            print(" ".join(kbuild.make_argv(k, d, core if not (d / "kpatch.c").is_file() else None)))
+            print(" ".join(kbuild.make_argv(k, d, None if is_core else core)))
             continue
-        is_core = (d / "kpatch.c").is_file()
         result = kbuild.build(k, d, None if is_core else core)
         for ko in result.modules:
             symvers = None if is_core else (core or d / "../../core") / "Module.symvers"
@@ -222,12 +222,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_vm(args: argparse.Namespace) -> int:
     k = _kernel(args)
-    run = vm.VmRun(kernel_image=k.vmlinuz, command=args.command)
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: give the seconds the boot may take, more than 0")
+    rwdirs = tuple(Path(d) for d in args.rwdir)
+    for d in rwdirs:
+        if not d.is_dir():
+            raise UsageError(f"--rwdir {d}: no such directory (the guest writes into a host directory that exists)")
+    run = vm.VmRun(kernel_image=k.vmlinuz, command=args.command, timeout=args.timeout, rwdirs=rwdirs)
     if args.dry_run:
         print(run.shell())
         return 0
-    result = vm.run(run)
-    print(result.output, end="")
+    result = vm.run(run, on_line=lambda line: print(line, flush=True))
+    if result.timed_out:
+        print(f"kpgen: the guest did not finish within --timeout {args.timeout} s: stopped", file=sys.stderr)
+        return 1
     return 1 if result.returncode is None else result.returncode
 
 
@@ -318,6 +326,10 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")
     sp.add_argument("command")
     sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
+    sp.add_argument("--timeout", type=int, default=900, metavar="S",
+                    help="stop the guest (QEMU included) after S seconds and exit 1 (default 900)")
+    sp.add_argument("--rwdir", action="append", default=[], metavar="DIR",
+                    help="a host directory the guest may write (repeatable; read-only otherwise)")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_vm)
     return p

@@ -41,6 +41,12 @@ def generated_for(directory: Path) -> tuple[str, str] | None:
     return None
 
 
+def is_core_dir(directory: Path) -> bool:
+    """Whether a directory holds a generated core (kpatch.ko's sources) rather than a patch module."""
+    d = Path(directory)
+    return (d / "kpatch.h").is_file() and (d / "core.c").is_file()
+
+
 def core_files(kernel: Kernel) -> list[render.OutputFile]:
     return render.render_core(CoreModel(features=kernel.features, release=kernel.release))
 

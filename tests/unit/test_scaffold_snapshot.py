@@ -161,6 +161,20 @@ def test_cli_dry_runs_print_exact_commands(capsys):
     assert out.startswith(f"make -C {KDIR_61} M=") and "W=1" in out
 
 
+def test_build_tells_a_core_from_a_patch_module(tmp_path, capsys):
+    """`kpgen build` builds a generated core without a core beside it (a patch module needs one)."""
+    from kpgen import generate
+
+    k = kernel.probe(KDIR_61)
+    generate.generate_tree(k, tmp_path / "tree", generate.sample_specs()[:1])
+    core, patch = tmp_path / "tree/core", next((tmp_path / "tree/patches").iterdir())
+    assert generate.is_core_dir(core) and not generate.is_core_dir(patch)
+    assert cli.main(["build", "--kdir", str(KDIR_61), "--dry-run", "--core", str(core), str(core), str(patch)]) == 0
+    core_line, patch_line = capsys.readouterr().out.splitlines()
+    assert "KPATCH_CORE=" not in core_line
+    assert f"KPATCH_CORE={core.resolve()}" in patch_line
+
+
 def test_console_script_is_installed():
     out = subprocess.run(["kpgen", "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("kpgen ")

@@ -12,7 +12,7 @@ def test_argv_uses_tcg_and_rwdirs():
     run = vm.VmRun(kernel_image=Path("/boot/vmlinuz-x"), command="bash /t/s.sh", rwdirs=(Path("/r"),))
     assert run.argv() == [
         "vng", "--run", "/boot/vmlinuz-x", "--disable-kvm", "--cpus", "2", "--memory", "1G",
-        "--qemu-opts=-accel tcg,thread=single", "--rwdir", "/r", "--exec", "bash /t/s.sh",
+        "--qemu-opts=-accel tcg,thread=single", "--verbose", "--rwdir", "/r", "--exec", "bash /t/s.sh",
     ]
     assert run.shell().endswith("</dev/null")
 
@@ -39,6 +39,31 @@ def test_timeout_is_reported(tmp_path):
     image.write_text("")
     result = vm.run(vm.VmRun(image, "true", vng=str(fake), timeout=1))
     assert result.timed_out and result.returncode is None
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    """A child that keeps the output pipe open (QEMU under virtme-ng) dies with the run."""
+    import time
+
+    fake = tmp_path / "vng"
+    pidfile = tmp_path / "child.pid"
+    fake.write_text(f"#!/bin/sh\nsleep 1000 &\necho $! > {pidfile}\necho booting\nwait\n")
+    fake.chmod(0o755)
+    image = tmp_path / "vmlinuz"
+    image.write_text("")
+    start = time.monotonic()
+    result = vm.run(vm.VmRun(image, "true", vng=str(fake), timeout=2))
+    assert result.timed_out and time.monotonic() - start < 30
+    assert "booting" in result.output
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text(), "the child outlived the run"
+
+
+def test_the_kernel_console_is_in_the_output_by_default():
+    assert "--verbose" in vm.VmRun(Path("/k"), "true").argv()
+    assert "--verbose" not in vm.VmRun(Path("/k"), "true", kernel_console=False).argv()
 
 
 def test_tap_parsing_counts_no_skip_as_a_pass():
