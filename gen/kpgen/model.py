@@ -98,6 +98,36 @@ class KsymModel:
         """vmlinux symbols are resolved once, during the module's init; a module's each time it loads."""
         return "__ro_after_init" if self.object == "vmlinux" else "__read_mostly"
 
+    @property
+    def header_decl(self) -> str:
+        """The pointer's declaration, for a symbol a header declares (wrapped past 100 columns)."""
+        return _wrap_decl(f"static typeof({self.name}) *", f"{self.pointer} {self.attribute};")
+
+    @property
+    def source_decl(self) -> str:
+        """The pointer's definition, for a symbol the sources declare (wrapped past 100 columns)."""
+        return _wrap_decl(f"typeof({self.pointer})", f"{self.pointer} {self.attribute};")
+
+
+def _wrap_decl(type_part: str, rest: str, limit: int = 100) -> str:
+    """One declaration line, or, past the kernel's 100 columns, the type and the declarator on
+    two lines (the second indented one tab).
+
+    >>> _wrap_decl("typeof(a)", "a x;")
+    'typeof(a) a x;'
+    >>> for line in _wrap_decl("static typeof(" + "a" * 40 + ") *", "p" * 50 + " __ro_after_init;").split("\\n"):
+    ...     print(repr(line))
+    'static typeof(aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)'
+    '\\t*pppppppppppppppppppppppppppppppppppppppppppppppppp __ro_after_init;'
+    """
+    sep = "" if type_part.endswith("*") else " "
+    one = f"{type_part}{sep}{rest}"
+    if len(one) <= limit:
+        return one
+    if type_part.endswith("*"):
+        return f"{type_part[:-1].rstrip()}\n\t*{rest}"
+    return f"{type_part}\n\t{rest}"
+
 
 INCLUDE_RE = re.compile(r"^\s*#\s*include\s*(<[^>]+>)", re.M)
 

@@ -6,6 +6,7 @@ print it and tests can check it without booting anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -114,11 +115,7 @@ def run(vm: VmRun, on_line: Callable[[str], None] | None = None) -> VmResult:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass

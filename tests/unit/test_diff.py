@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import diff, objdiff, source, spec
+from kpgen import diff, model, objdiff, source, spec
 
 
-@pytest.mark.parametrize("module", [diff, objdiff, source])
+@pytest.mark.parametrize("module", [diff, model, objdiff, source])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0

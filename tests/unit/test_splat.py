@@ -46,7 +46,8 @@ CLEAN = [
     "[    0.000000] Command line: console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
     "[    0.120000] RCU Tasks: Setting shift to 1 and lim to 1 rcu_task_cb_adjust=1.",
     "[    1.000000] ACPI BIOS Warning (bug): Incorrect checksum in table [DSDT]",
-    "[    0.050000] RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable to RETBleed attacks, data leaks possible!",
+    "[    0.050000] RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable to RETBleed attacks, "
+    "data leaks possible!",
     "[    0.900000] BUG_ON support is compiled in",
     "[    2.000000] OOM killer disabled.",
 ]
