@@ -173,16 +173,31 @@ def _boot_kernels(args: argparse.Namespace) -> list[kernel.Kernel]:
 def cmd_boot_test(args: argparse.Namespace) -> int:
     from .harness import boottest
 
+    if args.stress_cycles is not None and args.stress_cycles < 1:
+        raise UsageError(f"--stress-cycles {args.stress_cycles}: give a count of 1 or more "
+                         "(with none, the stress scenario would load no patch)")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: give the seconds one boot may take, more than 0")
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    if args.only is not None and not only:
+        raise UsageError("--only: name one scenario or more, comma-separated (`--list` shows them)")
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
         tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None)
+        names = boottest.scenario_names(tree.root)
+        if args.list:
+            print("\n".join(names))
+            continue
+        unknown = [name for name in only or [] if name not in names]
+        if unknown:
+            raise UsageError(f"--only: no scenario {', '.join(unknown)} on {k.release} (`--list` shows them)")
         if args.dry_run:
-            print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles).shell())
+            print(boottest.guest_vm(tree, tree.root / "results", stress_cycles=args.stress_cycles, only=only).shell())
             continue
         print(f"kpgen: booting {k.release} under QEMU (TCG: a few minutes)", flush=True)
         report = boottest.boot(tree, timeout=args.timeout, stress_cycles=args.stress_cycles,
-                               progress=lambda line: print(line, flush=True))
+                               progress=lambda line: print(line, flush=True), only=only)
         for line in report.splats:
             print(f"splat: {line}")
         print(report.summary())
@@ -311,6 +326,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
+    sp.add_argument("--only", metavar="NAME[,NAME]", help="run these scenarios only (in one boot per kernel)")
+    sp.add_argument("--list", action="store_true", help="build, then list the scenarios the guest would run")
     sp.set_defaults(func=cmd_boot_test)
 
     sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")
