@@ -4,8 +4,10 @@
 
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
-# The default kernel: kmod/ holds the generator's output for it.
-KDIR_DEFAULT = $(lastword $(sort $(wildcard /lib/modules/6.1.*[0-9]-amd64/build)))
+# The default kernel: kmod/ holds the generator's output for it. kpgen decides (the first
+# installed kernel of gen/kpgen/data/kernels.toml, point releases compared as numbers), so that
+# `make generate` and a bare `kpgen generate` always agree.
+KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.default_kdir())' 2>/dev/null)
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
 	test-vm container-test docker-test lint boot-test stress bench demo clean
@@ -23,7 +25,7 @@ install: ## install the kpgen Python package only (editable, with test extras)
 	$(PYTHON) -m pip install --quiet --break-system-packages -e '.[test]'
 
 generate: ## regenerate kmod/ for the default kernel (6.1)
-	@test -n "$(KDIR_DEFAULT)" || { echo "no 6.1 kernel headers: run make provision" >&2; exit 1; }
+	@test -n "$(KDIR_DEFAULT)" || { echo "no kernel headers or no kpgen: run make provision" >&2; exit 1; }
 	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod
 
 check-generated: ## fail if regenerating kmod/ would change it

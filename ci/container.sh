@@ -20,6 +20,9 @@
 #   KPGEN_DEBIAN_MIRROR=URL               debootstrap's mirror (default: this machine's apt
 #                                         source for bookworm, else http://deb.debian.org/debian)
 set -euo pipefail
+# A new machine may run unattended upgrades at boot: wait up to 10 minutes for apt's and dpkg's
+# locks instead of failing at once.
+apt_wait=(-o DPkg::Lock::Timeout=600)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -100,8 +103,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	is_root || fail "missing: ${missing[*]}; run as root (sudo make container-test installs them) or: apt-get install ${missing[*]}"
 	step "installing with apt: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt-get update -qq "${apt_wait[@]}"
+	apt-get install -y -qq "${apt_wait[@]}" --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ "$engine" = podman ]; then
 	is_root || fail "run as root (sudo make container-test): the image and its base live in root's podman storage"

@@ -23,6 +23,9 @@
 # const_structs.checkpatch), in $checkpatch_dir/scripts/.  kpgen/cstyle.py looks for it there
 # (or at $KPGEN_CHECKPATCH).
 set -euo pipefail
+# A new machine may run unattended upgrades at boot: wait up to 10 minutes for apt's and dpkg's
+# locks instead of failing at once.
+apt_wait=(-o DPkg::Lock::Timeout=600)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 start=$SECONDS
@@ -76,23 +79,23 @@ fi
 if [ "${KPGEN_NO_APT:-0}" != 1 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	step "apt-get update"
-	apt-get update -qq
+	apt-get update -qq "${apt_wait[@]}"
 
 	step "installing build tools, QEMU, Python, shellcheck and sparse"
-	apt-get install -y -qq --no-install-recommends \
+	apt-get install -y -qq "${apt_wait[@]}" --no-install-recommends \
 		build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
 		qemu-system-x86 qemu-utils busybox-static udev procps \
 		python3 python3-pip python3-venv git make shellcheck sparse >/dev/null
 
 	mapfile -t kernels < <(kernel_packages)
 	step "installing kernels: ${kernels[*]}"
-	apt-get install -y -qq --no-install-recommends "${kernels[@]}" >/dev/null
+	apt-get install -y -qq "${apt_wait[@]}" --no-install-recommends "${kernels[@]}" >/dev/null
 
 	step "extracting checkpatch.pl from linux-source-6.1 into $checkpatch_dir"
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	# (as root: apt's _apt user may not write into the private temporary directory)
-	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root linux-source-6.1)
+	(cd "$tmp" && apt-get download -qq "${apt_wait[@]}" -o APT::Sandbox::User=root linux-source-6.1)
 	dpkg-deb --fsys-tarfile "$tmp"/linux-source-6.1_*.deb | tar -xO ./usr/src/linux-source-6.1.tar.xz |
 		tar -xJ -C "$tmp" --strip-components=1 "${checkpatch_files[@]/#/linux-source-6.1/}"
 	mkdir -p "$checkpatch_dir/scripts"

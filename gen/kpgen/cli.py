@@ -16,8 +16,19 @@ def _kernel(args: argparse.Namespace) -> kernel.Kernel:
     return kernel.probe(Path(args.kdir) if args.kdir else kernel.default_kdir())
 
 
+def _same_kernel(directory: Path, k: kernel.Kernel, what: str, fix: str) -> None:
+    """Refuse a directory generated for another kernel release than k (exit 2, with the fix)."""
+    made = generate.generated_for(directory)
+    # another point release of the same series is a refresh, not a mismatch
+    if made is not None and kernel.series(made[0]) != kernel.series(k.release):
+        raise UsageError(f"{directory} holds {what} generated for {made[0]}, not {k.release}: {fix}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     k = _kernel(args)
+    out = Path(args.output)
+    _same_kernel(out / "core", k, "a core",
+                 f"pass -o DIR for {k.release}, or --kdir of {out}'s kernel (remove {out} to replace it)")
     written = generate.generate_tree(k, Path(args.output), generate.sample_specs())
     print(f"kpgen: generated for {k.release} ({k.features.summary()}) into {args.output}: "
           f"{len(written)} file(s) changed")
@@ -28,7 +39,12 @@ def cmd_patch(args: argparse.Namespace) -> int:
     patch = spec.load(Path(args.spec))
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
     k = _kernel(args)
-    written = generate.generate_patch(k, Path(args.spec), out, Path(args.core))
+    core = Path(args.core)
+    if not generate.is_core_dir(core):
+        raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c): "
+                         f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
+    _same_kernel(core, k, "a core", f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
+    written = generate.generate_patch(k, Path(args.spec), out, core)
     print(f"kpgen: patch module {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
     if snapshot.load(k.release) is None:
         print(f"kpgen: no symbol snapshot of {k.release}: targets are checked at load time only "
@@ -106,13 +122,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     k = _kernel(args)
-    with tempfile.TemporaryDirectory(prefix="kpgen-snapshot-") as tmp:
+    def vm_run(tmp: str) -> vm.VmRun:
         script = (f"cut -d' ' -f2- /proc/kallsyms > {tmp}/{snapshot.KALLSYMS} && "
                   f"cat /sys/kernel/tracing/available_filter_functions > {tmp}/{snapshot.FILTERS}")
-        run = vm.VmRun(kernel_image=k.vmlinuz, command=script, rwdirs=(Path(tmp),))
-        if args.dry_run:
-            print(run.shell())
-            return 0
+        return vm.VmRun(kernel_image=k.vmlinuz, command=script, rwdirs=(Path(tmp),))
+
+    if args.dry_run:
+        print("# DIR: a temporary directory, made before the boot and removed after it")
+        print(vm_run("DIR").shell())
+        return 0
+    with tempfile.TemporaryDirectory(prefix="kpgen-snapshot-") as tmp:
+        run = vm_run(tmp)
         print(f"kpgen: booting {k.release} to read its symbols (TCG: about a minute)", flush=True)
         result = vm.run(run)
         ks, fs = Path(tmp) / snapshot.KALLSYMS, Path(tmp) / snapshot.FILTERS
@@ -158,6 +178,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for ko in map(Path, args.modules):
         if not ko.is_file():
             raise UsageError(f"{ko}: no such module file")
+        with ko.open("rb") as f:
+            if f.read(4) != b"\x7fELF":
+                raise UsageError(f"{ko}: not an ELF file: pass a kernel module (.ko)")
         symvers = Path(args.core) / "Module.symvers" if args.core else None
         replacements = tuple(f.replacement for f in spec.load(Path(args.spec)).functions) if args.spec else ()
         failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements))
@@ -260,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def kdir_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kdir", help="kernel build directory (default: newest /lib/modules/*/build)")
+        sp.add_argument("--kdir", help="kernel build directory (default: the first installed kernel of the matrix, 6.1)")
 
     sp = sub.add_parser("generate", help="render the core and the sample patch modules")
     kdir_opt(sp)
@@ -366,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (`kpgen ... | head`): stop quietly
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # a path kpgen was given or writes to (an output directory under /proc, a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"kpgen: error: {where}{exc.strerror or exc}: check the path and its permissions", file=sys.stderr)
+        return UsageError.exit_code
 
 
 if __name__ == "__main__":

@@ -95,7 +95,13 @@ class Kernel:
 
 
 def default_kdir() -> Path:
-    """The newest installed /lib/modules/*/build, as `kpgen generate` uses by default."""
+    """The default kernel of every command that takes --kdir: the first kernel of the matrix
+    (gen/kpgen/data/kernels.toml, 6.1: what kmod/ holds) that is installed, else the newest
+    installed /lib/modules/*/build (versions compared as numbers). The Makefile asks this too."""
+    for entry in matrix():
+        found = find_kdir(entry.release_glob)
+        if found is not None:
+            return found
     dirs = [p for p in Path("/lib/modules").glob("*/build") if p.is_dir()]
     if not dirs:
         raise KernelError(
@@ -103,6 +109,19 @@ def default_kdir() -> Path:
             "headers (apt-get install linux-headers-amd64) or pass --kdir DIR"
         )
     return max(dirs, key=lambda p: _version_key(p.parent.name))
+
+
+def series(release: str) -> str:
+    """The matrix kernel a release belongs to ("6.1", "6.12", "6.1-rt"), else the release itself:
+    a new point release of Debian's 6.1 is the same series as the one it replaces.
+
+    >>> series("6.1.0-57-amd64"), series("6.1.0-58-rt-amd64"), series("5.10.0-1-amd64")
+    ('6.1', '6.1-rt', '5.10.0-1-amd64')
+    """
+    for entry in matrix():
+        if fnmatch.fnmatchcase(release, entry.release_glob):
+            return entry.name
+    return release
 
 
 def _version_key(release: str) -> tuple[int, ...]:
