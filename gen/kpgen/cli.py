@@ -43,7 +43,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     if not generate.is_core_dir(core):
         raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c): "
                          f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
-    _same_kernel(core, k, "a core", f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
+    _same_kernel(core, k, "a core",
+                 f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
     written = generate.generate_patch(k, Path(args.spec), out, core)
     print(f"kpgen: patch module {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
     if snapshot.load(k.release) is None:
@@ -283,7 +284,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def kdir_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kdir", help="kernel build directory (default: the first installed kernel of the matrix, 6.1)")
+        sp.add_argument("--kdir",
+                        help="kernel build directory (default: the first installed kernel of the matrix, 6.1)")
 
     sp = sub.add_parser("generate", help="render the core and the sample patch modules")
     kdir_opt(sp)
