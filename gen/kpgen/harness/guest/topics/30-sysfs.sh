@@ -81,6 +81,40 @@ busy_retry_succeeds_when_quiet() {
 	[ "$(cat "$PARAMS/busy_retries")" = 200 ]
 }
 
+busy_retries_bounded_and_interruptible() {
+	local before sleeper loader start rc=0
+	# past the documented maxima (1000 tries, 10000 ms): refused, and the value stays
+	before=$(cat "$PARAMS/busy_retries")
+	expect_errno EINVAL write "$PARAMS/busy_retries" 1001
+	expect_errno EINVAL write "$PARAMS/busy_retry_ms" 10001
+	[ "$(cat "$PARAMS/busy_retries")" = "$before" ]
+	echo 1000 >"$PARAMS/busy_retries"
+	echo 100 >"$PARAMS/busy_retry_ms"
+	[ "$(cat "$PARAMS/busy_retries")" = 1000 ]
+
+	# with 1000 tries 100 ms apart the load would wait 100 s for the sleeper: a signal ends it
+	load kpgen_test_target
+	start_sleeper
+	sleeper=$SLEEPER
+	start=$SECONDS
+	insmod "$(ko test_busy)" &
+	loader=$!
+	sleep 2
+	kill -0 "$loader"
+	kill -TERM "$loader"
+	wait "$loader" || rc=$?
+	[ "$rc" -ne 0 ]
+	[ $((SECONDS - start)) -lt 30 ]
+	not loaded test_busy
+	[ ! -e "$SYS/test_busy" ]
+	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_sleep'"
+	not mentioned "loaded patch module 'test_busy'"
+	echo wake >/proc/kpgen_test_target
+	wait "$sleeper"
+	rmmod kpgen_test_target
+}
+
 scenario sysfs_enabled_round_trip
 scenario busy_task_gets_ebusy
 scenario busy_retry_succeeds_when_quiet
+scenario busy_retries_bounded_and_interruptible
