@@ -40,4 +40,41 @@ fault_injection_unwinds() {
 	echo "figure: faults: $n injection points on load and 1 on removal, each unwound fully"
 }
 
+# kpatch_mutex serialises registrations: with the first load parked inside its critical section
+# (park_at=register), a second load waits for it, then registers after it and wins.
+registrations_are_serialised() {
+	local first second log start
+	use_core faults
+	echo 3000 >"$PARAMS/park_ms"
+	echo register >"$PARAMS/park_at"
+	load cmdline_a &
+	first=$!
+	loop_until 10 mentioned "parked at 'register'"
+	start=$SECONDS
+	load cmdline_b &
+	second=$!
+	sleep 1
+	# the first holds the mutex: neither has registered, the second is still waiting
+	not mentioned "loaded patch module"
+	kill -0 "$second"
+	wait "$first"
+	wait "$second"
+	# it waited for the first's parking (what was left of 3 s), then parked 3 s itself
+	[ $((SECONDS - start)) -ge 4 ]
+	echo >"$PARAMS/park_at"
+	log=$(kpatch_log)
+	grep -qx "<5>loaded patch module 'cmdline_a'" <<<"$log"
+	grep -qx "<5>loaded patch module 'cmdline_b'" <<<"$log"
+	# each parked once, the second only after the first had left; cmdline_a registered first
+	[ "$(grep -c "^<5>parked at 'register' for 3000 ms$" <<<"$log")" = 2 ]
+	[ "$(sed -n "s/^<5>loaded patch module '\(.*\)'$/\1/p" <<<"$log" | tr '\n' ' ')" = "cmdline_a cmdline_b " ]
+	visible cmdline_b
+	unload cmdline_b
+	visible cmdline_a
+	unload cmdline_a
+	original_cmdline
+	use_core normal
+}
+
 scenario fault_injection_unwinds
+scenario registrations_are_serialised
