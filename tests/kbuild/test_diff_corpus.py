@@ -13,7 +13,7 @@ import pytest
 
 from kpgen import cstyle, diff, kernel, source
 from kpgen.errors import KpgenError
-from kpgen.harness import diffcases
+from kpgen.harness import boottest, diffcases
 
 pytestmark = pytest.mark.kbuild
 
@@ -33,8 +33,16 @@ def test_corpus_size_and_shape() -> None:
                 assert case.loaded.is_file() and case.loaded.stat().st_mode & 0o111, f"{case.name}: no loaded check"
 
 
+def _built_case(built: Callable[[str], boottest.BuiltTree], kname: str, name: str) -> diffcases.Built:
+    """The case as the boot tree's build made it (`kpgen diff --build`, once per kernel and run)."""
+    made = next((b for b in built(kname).diffs if b.case.name == name), None)
+    assert made is not None and made.plan is not None, f"the {kname} tree holds no build of {name}"
+    return made
+
+
 @pytest.mark.parametrize(("case", "kname"), PAIRS, ids=[f"{c.name}-{k}" for c, k in PAIRS])
-def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.Kernel]) -> None:
+def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.Kernel],
+              built: Callable[[str], boottest.BuiltTree]) -> None:
     k = probed(kname)
     src = source.find(k)
     expect = case.kernels[kname]
@@ -44,31 +52,34 @@ def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.K
             diff.plan(k, patch, src, case.name)
         assert str(info.value) == expect.refused.replace("{patch}", str(patch))
         return
-    plan = diff.plan(k, patch, src, case.name)
+    # the plan the tree's build made and built into the module the guest loads
+    plan = _built_case(built, kname, case.name).plan
+    assert plan is not None
     assert sorted(t.name for t in plan.targets) == sorted(expect.targets)
     # the spec names each target and its replacement, and fix.c defines every replacement
     for t in plan.targets:
         assert f'target = "{t.name}"' in plan.spec and f"{t.replacement}(" in plan.fix_c
 
 
-def test_output_is_deterministic(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
+def test_output_is_deterministic(probed: Callable[[str], kernel.Kernel],
+                                 built: Callable[[str], boottest.BuiltTree]) -> None:
     k = probed("6.1")
     case = next(c for c in CASES if c.name == "static_key_local_static")
-    first = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    first = _built_case(built, "6.1", case.name).plan
+    assert first is not None
     again = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
     assert (first.fix_c, first.spec) == (again.fix_c, again.spec)
 
 
-def test_meminfo_builds_and_is_checkpatch_clean(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
-    k = probed("6.1")
-    case = next(c for c in CASES if c.name == "meminfo_string")
-    plan = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
-    diff.write(plan, tmp_path)
-    ko = diff.build(k, tmp_path, plan)
-    assert ko.is_file()
+def test_meminfo_builds_and_is_checkpatch_clean(built: Callable[[str], boottest.BuiltTree]) -> None:
+    made = _built_case(built, "6.1", "meminfo_string")
+    plan, work = made.plan, made.work
+    assert plan is not None and work is not None
+    assert made.ko.is_file()
     # the changed function's body is the patched source's, renamed
     assert '"Mlocked (lp):   "' in plan.fix_c and "livepatch_meminfo_proc_show(" in plan.fix_c
-    findings = cstyle.checkpatch([tmp_path / "fix.c"], "patch-source")
+    assert (work / "fix.c").read_text() == plan.fix_c
+    findings = cstyle.checkpatch([work / "fix.c"], "patch-source")
     assert not findings, "\n".join(map(str, findings))
 
 

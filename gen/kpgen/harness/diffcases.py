@@ -63,6 +63,9 @@ class Built:
     case: Case
     ko: Path
     seconds: float
+    # what `kpgen diff` decided for the case, and where it wrote the spec and fix.c
+    plan: diff.Plan | None = None
+    work: Path | None = None
 
 
 def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path) -> list[Built]:
@@ -86,7 +89,7 @@ def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path)
         if (case.path / "cleanup").is_file():
             shutil.copy2(case.path / "cleanup", final / "cleanup")
         shutil.copy2(ko, final / ko.name)
-        out.append(Built(case, final / ko.name, time.monotonic() - start))
+        out.append(Built(case, final / ko.name, time.monotonic() - start, plan, work))
     return out
 
 
