@@ -50,6 +50,15 @@ isolate_cpu1() {
 	MEASURE_CPU=1
 }
 
+# Lets every task run anywhere again, for the apply cases.
+release_cpus() {
+	local t
+	[ -n "$MEASURE_CPU" ] || return 0
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		taskset -pc "0-$(($(nproc --all) - 1))" "${t##*/}" >/dev/null 2>&1 || true
+	done
+}
+
 # `percall PASS PHASE`: one run of every per-call case.
 percall() {
 	step "per-call run: pass $1, $2"
@@ -123,6 +132,7 @@ for i in 10 09 08 07 06 05 04 03 02 01; do
 	unload "bench_stack_$i"
 done
 echo "ftrace 0" >"$PROC"
+release_cpus
 
 # --- apply cost -----------------------------------------------------------------------------
 # `apply_kpgen CASE N TASKS`: APPLY_REPS loads of the patch of N functions, with TASKS extra
