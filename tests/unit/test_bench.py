@@ -4,6 +4,7 @@ numbers, intervals and verdicts."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 
@@ -124,11 +125,15 @@ def test_parse_run_gives_ns_per_call_of_two_chunks():
         bench.parse_run("# a b\n1 2\n")
 
 
+Runs = dict[tuple[int, str], list[dict[str, float]]]
+Pauses = Mapping[tuple[int, int], tuple[float, float]]
+
+
 def _runs(kpgen: float, livepatch: float, other_1000: float, slow_round: float = 1.0, rounds: int = 21,
-          second_pass: float = 1.0):
+          second_pass: float = 1.0) -> Runs:
     """Runs of every (pass, phase); per call: stub 10 ns; each third round slowed down by
     slow_round (all cases alike)."""
-    runs = {}
+    runs: Runs = {}
     for p, phase in bench.schedule():
         rows = []
         for i in range(rounds):
@@ -184,12 +189,12 @@ def test_apply_spread_and_failures():
 
 # --- targets ---------------------------------------------------------------------------------
 
-def _apply(pauses: dict[tuple[int, int], tuple[float, float]]) -> list[bench.Apply]:
+def _apply(pauses: Pauses) -> list[bench.Apply]:
     return [bench.Apply("kpgen", n, t, bench.spread([1.0]), bench.spread(list(p)), 10)
             for (n, t), p in pauses.items()]
 
 
-def _targets(kpgen: float, livepatch: float, other_1000: float, pauses) -> dict[str, str]:
+def _targets(kpgen: float, livepatch: float, other_1000: float, pauses: Pauses) -> dict[str, str]:
     runs = _runs(kpgen, livepatch, other_1000)
     # noise of +-0.5 ns on kpgen_1, alternating, so that intervals have a width
     for rows in runs.values():
@@ -198,7 +203,7 @@ def _targets(kpgen: float, livepatch: float, other_1000: float, pauses) -> dict[
     return {t.name: t.verdict for t in bench.evaluate(bench.percall_figures(runs), _apply(pauses), runs)}
 
 
-GOOD_PAUSES = {(1, 0): (100, 110), (100, 0): (300, 310), (1000, 0): (600, 620),
+GOOD_PAUSES: Pauses = {(1, 0): (100, 110), (100, 0): (300, 310), (1000, 0): (600, 620),
                (1, 1000): (150, 160), (100, 1000): (400, 420), (1000, 1000): (900, 1000)}
 
 
@@ -227,7 +232,7 @@ def test_markdown_has_a_column_per_kernel_and_every_case():
     res = bench.KernelResult("r1", 1.0)
     runs = _runs(40, 60, 40)
     res.percall = bench.percall_figures(runs)
-    res.apply = _apply(GOOD_PAUSES) + [bench.Apply("livepatch", 1, 0, bench.spread([50.0]), None, None)]
+    res.apply = [*_apply(GOOD_PAUSES), bench.Apply("livepatch", 1, 0, bench.spread([50.0]), None, None)]
     res.targets = bench.evaluate(res.percall, res.apply, runs)
     text = bench.markdown([res, res])
     assert text.count("| r1 | r1 |") == 3

@@ -469,13 +469,13 @@ def table(res: KernelResult) -> str:
     for p in res.percall:
         lines.append(f"  {p.label:38} {_fig(p.x_stub):>20} {_fig(p.net_ns, '.1f'):>20} "
                      f"{p.x_stub.min:6.2f}-{p.x_stub.max:<7.2f} {p.pass_diff_pct:10.1f}% {p.net_pass_diff_pct:5.1f}%")
-    lines.append(f"  {'apply case':44} {'insmod->active ms':>18} {'pause us':>20} {'tasks':>6} {'unwound':>8}")
+    lines.append(f"  {'apply case':48} {'insmod->active ms':>18} {'pause us':>20} {'tasks':>6} {'unwound':>8}")
     for a in sorted(res.apply, key=lambda a: (a.case, a.extra_tasks, a.functions)):
         label = f"{a.case}, {a.functions} function(s), +{a.extra_tasks} tasks"
         pause = _range(a.pause_us) if a.pause_us is not None else "-"
         tasks = str(a.tasks_checked) if a.tasks_checked is not None else "-"
         unwound = f"{a.unwound:.0f}" if a.unwound is not None else "-"
-        lines.append(f"  {label:44} {_range(a.insmod_ms):>18} {pause:>20} {tasks:>6} {unwound:>8}")
+        lines.append(f"  {label:48} {_range(a.insmod_ms):>18} {pause:>20} {tasks:>6} {unwound:>8}")
     for t in res.targets:
         lines.append(f"  target: {t.name}: {t.value:.3g} [{t.lo:.3g}, {t.hi:.3g}] vs {t.limit:g}: {t.verdict}")
     return "\n".join(lines)
