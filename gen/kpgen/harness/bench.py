@@ -545,11 +545,10 @@ def plot(results: list[KernelResult], path: Path) -> None:
         err = [[p.x_stub.median - p.x_stub.lo for p in res.percall],
                [p.x_stub.hi - p.x_stub.median for p in res.percall]]
         ax.barh(labels, med, xerr=err, color="tab:blue", label="median, 95 % interval")
-        ax.plot([p.x_stub.min for p in res.percall], labels, "k|", markersize=10, label="min")
         ax.invert_yaxis()
         ax.set_xlabel("time per call / stub's, same round")
         ax.set_title(f"{res.release}: per-call cost")
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower left", fontsize="small")
         ax = row[1]
         for case in ("kpgen", "kpgen_noprecheck"):
             for tasks in sorted({a.extra_tasks for a in res.apply if a.case == case}):
