@@ -537,7 +537,7 @@ def plot(results: list[KernelResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 4.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 2, figsize=(15, 4.2 * len(results)), squeeze=False)
     for row, res in zip(axes, results, strict=True):
         ax = row[0]
         labels = [p.label for p in res.percall]
@@ -562,7 +562,7 @@ def plot(results: list[KernelResult], path: Path) -> None:
         ax.set_xlabel("functions applied at once")
         ax.set_ylabel("stop_machine pause, us (emulator time)")
         ax.set_title(f"{res.release}: pause vs functions and tasks")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
