@@ -248,7 +248,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bench.plot(results, out / "bench.png")
     (out / "bench.md").write_text(bench.markdown(results))
     print(f"kpgen: figures saved in {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
-    return 0 if all(all(r.checks.values()) for r in results) else 1
+    # a target within noise (level) is no failure: only a miss is
+    misses = [f"{r.release}: {t.name}" for r in results for t in bench.missed(r)]
+    for m in misses:
+        print(f"kpgen: target missed: {m}", file=sys.stderr)
+    return 1 if misses else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -355,7 +359,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--list", action="store_true", help="build, then list the scenarios the guest would run")
     sp.set_defaults(func=cmd_boot_test)
 
-    sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel")
+    sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, one boot per kernel;"
+                        " exit 1 only if a target is missed")
     sp.add_argument("--kdir", help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
     sp.add_argument("-o", "--output", default="build/bench",
                     help="where the tree and figures go (default: build/bench)")

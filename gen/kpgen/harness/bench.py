@@ -1,44 +1,67 @@
 """Benchmarks: what a patched call costs and what applying a patch costs, against upstream
 livepatch, in one boot per kernel.
 
-The host writes the benchmark's patch specs, generates and builds them with the core and the
-hand-written modules of harness/bench/modules, boots each kernel once to run harness/bench/guest.sh, and turns
-the guest's raw figures into a table, a JSON file and a plot. Every figure is an emulator time
-(QEMU/TCG) or a ratio between cases of the same boot: compare within a boot, not across machines.
+The host writes the benchmark's patch specs, generates and builds them with the core (and its
+fault-injection build) and the hand-written modules of harness/bench/modules, boots each kernel
+once to run harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON file
+and a plot.
+
+Every per-call case is hooked at once, each on its own target function of the bench module, so
+that each round of a run times every case in the order A B C ... C B A, with interrupts off
+for each chunk of calls, and each case is divided by the unhooked stub of the same round:
+whatever slows the emulator during a round slows every case of it alike. Each figure comes with
+its spread over the rounds (min, max) and a 95 % confidence interval of its median; a target is
+met when that interval clears it, missed when the interval lies past it, and level (within
+noise) otherwise. The per-call runs are made twice in the same boot, so the table can show how
+far one pass is from the other. Every figure is an emulator time (QEMU/TCG) or a ratio between
+cases of the same boot: compare within a boot, not across machines.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import shutil
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import generate, kbuild, kernel as kmod, splat, vm
+from .. import generate, kbuild, kernel as kmod, render, splat, vm
 from ..errors import KpgenError
+from ..model import CoreModel
 from ..resources import BENCH, build_root
 
 BENCH_MODULES = BENCH / "modules"
 GUEST_SCRIPT = BENCH / "guest.sh"
 BENCH_ROOT = build_root() / "bench"
+FAULTS_BUILD = ("KPATCH_FAULTS=y",)
 
 STACKED = 10
 MANY = (1, 100, 1000)
-REPS = 101
-CALLS = 20000
+ROUNDS = 500
+# calls per chunk: a chunk runs with interrupts off, about 0.2 ms for the slowest case under TCG
+CALLS = 2000
+PASSES = 2
+APPLY_REPS = 5
+# a two-sided 95 % interval
+Z95 = 1.96
 
-# per-call cases, in the order of the table
+# the columns of /proc/kpgen_bench, in its order: the stub first
+MODULE_CASES = ("stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10", "livepatch")
+PHASES = ("base", *(f"other_{n}" for n in MANY))
+
+# per-call cases, in the order of the table: (case, label, phase, column of the module)
 PERCALL_CASES = (
-    ("unpatched", "unpatched"),
-    ("ftrace_empty", "empty ftrace callback"),
-    ("kpgen_1", "kpgen, 1 patch"),
-    ("kpgen_2", "kpgen, 2 patches stacked"),
-    ("kpgen_10", "kpgen, 10 patches stacked"),
-    *((f"kpgen_1_other_{n}", f"kpgen, 1 patch + {n} other functions") for n in MANY),
-    ("livepatch", "upstream livepatch"),
+    ("unpatched", "unpatched (a second stub)", "base", "unpatched"),
+    ("ftrace_empty", "empty ftrace callback", "base", "ftrace_empty"),
+    ("kpgen_1", "kpgen, 1 patch", "base", "kpgen_1"),
+    ("kpgen_2", "kpgen, 2 patches stacked", "base", "kpgen_2"),
+    ("kpgen_10", "kpgen, 10 patches stacked", "base", "kpgen_10"),
+    *((f"kpgen_1_other_{n}", f"kpgen, 1 patch + {n} other functions", f"other_{n}", "kpgen_1") for n in MANY),
+    ("livepatch", "upstream livepatch", "base", "livepatch"),
 )
 
 
@@ -46,20 +69,32 @@ PERCALL_CASES = (
 
 _HEADER = "// SPDX-License-Identifier: GPL-2.0-only\n"
 
+# the bench module's targets each stacked patch replaces: patch 1 all three, patch 2 the last
+# two, patches 3 to STACKED the last
+_STACK_TARGETS = ("kpgen_bench_kpgen_1", "kpgen_bench_kpgen_2", "kpgen_bench_kpgen_10")
+
+
+def stack_targets(i: int) -> tuple[str, ...]:
+    """The targets stacked patch i (1 to STACKED) replaces."""
+    return _STACK_TARGETS[min(i, 3) - 1:]
+
 
 def write_specs(root: Path) -> list[Path]:
-    """Write the benchmark's patch specs under root: STACKED patches of jiffies_to_msecs()
-    doing the original's work, and patches of 1, 100 and 1000 functions of kpgen_bench."""
+    """Write the benchmark's patch specs under root: STACKED patches of the bench module's
+    kpgen targets, doing the same work as the originals, and patches of 1, 100 and 1000 other
+    functions of kpgen_bench."""
     specs = []
     for i in range(1, STACKED + 1):
         name = f"bench_stack_{i:02}"
-        src = (f"{_HEADER}/* jiffies_to_msecs() again: the same work, through a patch. */\n"
-               "#include <linux/jiffies.h>\n\n"
-               f"static unsigned int {name}_msecs(const unsigned long j)\n{{\n"
-               "\treturn (MSEC_PER_SEC / HZ) * j;\n}\n")
-        spec_text = (f'name = "{name}"\ndescription = "Benchmark: jiffies_to_msecs, patch {i} of {STACKED}"\n'
-                     'sources = ["fix.c"]\n\n[[function]]\ntarget = "jiffies_to_msecs"\n'
-                     f'replacement = "{name}_msecs"\n')
+        targets = stack_targets(i)
+        src = (f"{_HEADER}/* The bench module's targets again: the same work, through a patch. */\n"
+               "#include <linux/jiffies.h>\n" + "".join(
+                   f"\nstatic unsigned int {name}_{t}(const unsigned long j)\n{{\n"
+                   f"\treturn (MSEC_PER_SEC / HZ) * j + {4 + _STACK_TARGETS.index(t)};\n}}\n" for t in targets))
+        spec_text = (f'name = "{name}"\ndescription = "Benchmark: patch {i} of {STACKED} stacked"\n'
+                     'sources = ["fix.c"]\n' + "".join(
+                         f'\n[[function]]\ntarget = "{t}"\nobject = "kpgen_bench"\n'
+                         f'replacement = "{name}_{t}"\n' for t in targets))
         specs.append(_write_spec(root, name, spec_text, src))
     for n in MANY:
         name = f"bench_many_{n}"
@@ -107,7 +142,8 @@ class BenchTree:
 
 
 def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
-    """Generate and build the core, the benchmark's patches and its modules for `kernel`."""
+    """Generate and build the core, its fault-injection build, the benchmark's patches and its
+    modules for `kernel`."""
     root = Path(root or BENCH_ROOT / kernel.release)
     if root.exists():
         shutil.rmtree(root)
@@ -115,6 +151,9 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
     generate.generate_tree(kernel, root, [], unchecked=specs)
     core = root / "core"
     builds = [kbuild.build(kernel, core)]
+    # the same sources with faults.c: its fail_at=precheck shows the pause without the first pass
+    render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
+    builds.append(kbuild.build(kernel, root / "core-faults", variables=FAULTS_BUILD))
     for mod in sorted(BENCH_MODULES.iterdir()):
         shutil.copytree(mod, root / "modules" / mod.name)
         if mod.name == "kpgen_bench":
@@ -128,25 +167,134 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
     return BenchTree(kernel, root)
 
 
+def schedule(phases: Sequence[str] = PHASES, passes: int = PASSES) -> list[tuple[int, str]]:
+    """The per-call runs of one boot, (pass, phase): the phases forward in odd passes and
+    backward in even ones (A B C D D C B A), so that a drift over the boot does not favour one
+    phase."""
+    runs = []
+    for p in range(1, passes + 1):
+        order = list(phases) if p % 2 else list(reversed(phases))
+        runs += [(p, ph) for ph in order]
+    return runs
+
+
 def guest_vm(tree: BenchTree, results: Path, timeout: int = 3600) -> vm.VmRun:
+    runs = " ".join(f"{p}/{ph}" for p, ph in schedule())
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results.resolve()),
-                          str(REPS), str(CALLS)])
+                          str(ROUNDS), str(CALLS), runs, str(APPLY_REPS)])
+    # two vCPUs: the measuring task has CPU 1 to itself
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results.resolve(),),
-                    timeout=timeout, single_thread=False)
+                    timeout=timeout, single_thread=False, cpus=2)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+@dataclass
+class Figure:
+    """A figure over repeated samples: its median, a confidence interval of the median
+    (lo, hi) and the spread (min, max)."""
+    median: float
+    lo: float
+    hi: float
+    min: float
+    max: float
+    n: int
+
+
+def median_ci(values: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median: the order statistics of ranks
+    n/2 -+ z*sqrt(n)/2 (binomial, normal approximation); min and max for very few samples."""
+    xs = sorted(values)
+    n = len(xs)
+    if not n:
+        raise ValueError("no samples")
+    half = z * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return xs[lo], xs[max(lo, hi)]
+
+
+def figure(values: Sequence[float]) -> Figure:
+    if not values:
+        raise ValueError("no samples")
+    lo, hi = median_ci(values)
+    return Figure(statistics.median(values), lo, hi, min(values), max(values), len(values))
+
+
+def spread(values: Sequence[float]) -> Figure:
+    """For a handful of samples (apply cases): the interval is the whole range."""
+    if not values:
+        raise ValueError("no samples")
+    return Figure(statistics.median(values), min(values), max(values), min(values), max(values), len(values))
+
+
+MET, MISSED, LEVEL = "met", "missed", "level"
+
+
+def verdict(lo: float, hi: float, limit: float) -> str:
+    """A target "value <= limit" judged on an interval: met if the whole interval is at or
+    below the limit, missed if it lies wholly above, level (within noise) if it straddles."""
+    if lo > hi:
+        raise ValueError(f"interval [{lo}, {hi}] is empty")
+    if hi <= limit:
+        return MET
+    if lo > limit:
+        return MISSED
+    return LEVEL
+
+
+def normalise(rows: Sequence[dict[str, float]], stub: str = "stub") -> list[dict[str, float]]:
+    """Each round's case times divided by the stub's time of the same round."""
+    out = []
+    for row in rows:
+        base = row[stub]
+        if base <= 0:
+            raise KpgenError(f"benchmark round with a stub time of {base} ns: the clock did not move")
+        out.append({c: v / base for c, v in row.items() if c != stub})
+    return out
+
+
+def pass_diff_pct(a: float, b: float) -> float:
+    """How far pass b is from pass a, in percent of a."""
+    if a == 0:
+        return 0.0 if b == 0 else math.inf
+    return abs(b - a) / abs(a) * 100
+
+
+def ratio_interval(num: Figure, den: Figure) -> tuple[float, float, float]:
+    """num / den of two positive figures: the ratio of medians, and the widest ratio the two
+    intervals allow."""
+    if den.lo <= 0 or den.hi <= 0:
+        return num.median / den.median if den.median else math.inf, -math.inf, math.inf
+    return num.median / den.median, num.lo / den.hi, num.hi / den.lo
 
 
 # --- figures --------------------------------------------------------------------------------
 
 @dataclass
 class PerCall:
+    """One per-call case over every round of both passes: its time as a multiple of the stub's
+    of the same round (x_stub), its cost over the stub in ns per call (net_ns), and the medians
+    of each pass apart."""
     case: str
     label: str
-    net_ns_min: float
-    net_ns_median: float
-    target_ns_median: float
+    x_stub: Figure
+    net_ns: Figure
     stub_ns_median: float
-    reps: int
+    x_stub_passes: list[float]
+    net_ns_passes: list[float]
     calls: int
+
+    @property
+    def pass_diff_pct(self) -> float:
+        """The pass-to-pass difference of the normalised figure, in percent."""
+        p = self.x_stub_passes
+        return max(pass_diff_pct(p[0], q) for q in p[1:]) if len(p) > 1 else 0.0
+
+    @property
+    def net_pass_diff_pct(self) -> float:
+        p = self.net_ns_passes
+        return max(pass_diff_pct(p[0], q) for q in p[1:]) if len(p) > 1 else 0.0
 
 
 @dataclass
@@ -154,9 +302,21 @@ class Apply:
     case: str
     functions: int
     extra_tasks: int
-    insmod_ms_median: float
-    pause_us_median: float | None
+    insmod_ms: Figure
+    pause_us: Figure | None
     tasks_checked: int | None
+    unwound: float | None = None
+    trusted: float | None = None
+
+
+@dataclass
+class Target:
+    name: str
+    value: float
+    lo: float
+    hi: float
+    limit: float
+    verdict: str
 
 
 @dataclass
@@ -165,25 +325,54 @@ class KernelResult:
     boot_seconds: float
     percall: list[PerCall] = field(default_factory=list)
     apply: list[Apply] = field(default_factory=list)
-    checks: dict[str, bool] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
 
 
-def parse_percall(case: str, label: str, text: str, calls: int = CALLS) -> PerCall:
-    """One "TARGET_NS STUB_NS" line per repetition -> net ns per call (target minus stub), from the
-    minima and from the medians of the two series."""
-    pairs = [tuple(int(x) for x in line.split()) for line in text.splitlines() if line.strip()]
-    if not pairs:
-        raise KpgenError(f"benchmark case {case}: no figures")
-    targets = [t / calls for t, _ in pairs]
-    stubs = [s / calls for _, s in pairs]
-    # per series: an interrupt that lands in one chunk inflates that chunk only
-    return PerCall(case, label, min(targets) - min(stubs),
-                   statistics.median(targets) - statistics.median(stubs),
-                   statistics.median(targets), statistics.median(stubs), len(pairs), calls)
+def parse_run(text: str, where: str = "run", calls: int = CALLS) -> list[dict[str, float]]:
+    """One run of /proc/kpgen_bench: a "#" line naming the columns, then one line per round of
+    the ns each case's chunks took -> per round, each case's ns per call."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0][0] != "#":
+        raise KpgenError(f"benchmark {where}: no \"#\" line naming the cases")
+    names = lines[0][1:]
+    if "stub" not in names:
+        raise KpgenError(f"benchmark {where}: no stub column in {' '.join(names)}")
+    rows = []
+    for i, words in enumerate(lines[1:], 2):
+        if len(words) != len(names):
+            raise KpgenError(f"benchmark {where}, line {i}: {len(words)} figures for {len(names)} cases")
+        # two chunks of `calls` calls each per round
+        rows.append({c: int(w) / (2 * calls) for c, w in zip(names, words, strict=True)})
+    if not rows:
+        raise KpgenError(f"benchmark {where}: no figures")
+    return rows
+
+
+def percall_figures(runs: dict[tuple[int, str], list[dict[str, float]]], calls: int = CALLS) -> list[PerCall]:
+    """Per-call cases from the runs of every (pass, phase)."""
+    passes = sorted({p for p, _ in runs})
+    result = []
+    for case, label, phase, column in PERCALL_CASES:
+        per_pass: dict[int, tuple[list[float], list[float]]] = {}
+        stubs: list[float] = []
+        for p in passes:
+            rows = runs.get((p, phase))
+            if rows is None:
+                raise KpgenError(f"benchmark: no per-call run for pass {p}, phase {phase}")
+            xs = [r[column] for r in normalise(rows)]
+            nets = [r[column] - r["stub"] for r in rows]
+            per_pass[p] = (xs, nets)
+            stubs += [r["stub"] for r in rows]
+        all_x = [x for p in passes for x in per_pass[p][0]]
+        all_net = [x for p in passes for x in per_pass[p][1]]
+        result.append(PerCall(case, label, figure(all_x), figure(all_net), statistics.median(stubs),
+                              [statistics.median(per_pass[p][0]) for p in passes],
+                              [statistics.median(per_pass[p][1]) for p in passes], calls))
+    return result
 
 
 def parse_apply(text: str) -> list[Apply]:
-    """apply.txt lines of key=value -> one Apply per (case, functions, extra tasks), medians."""
+    """apply.txt lines of key=value -> one Apply per (case, functions, extra tasks)."""
     groups: dict[tuple[str, int, int], list[dict[str, str]]] = {}
     for line in text.splitlines():
         kv = dict(item.split("=", 1) for item in line.split() if "=" in item)
@@ -196,71 +385,115 @@ def parse_apply(text: str) -> list[Apply]:
     for (case, funcs, tasks), rows in groups.items():
         pauses = [int(r["pause_ns"]) / 1000 for r in rows if "pause_ns" in r]
         checked = [int(r["tasks"]) for r in rows if "tasks" in r]
-        result.append(Apply(case, funcs, tasks, statistics.median(int(r["insmod_ns"]) / 1e6 for r in rows),
-                            statistics.median(pauses) if pauses else None,
-                            max(checked) if checked else None))
+        unwound = [int(r["unwound"]) for r in rows if "unwound" in r]
+        trusted = [int(r["trusted"]) for r in rows if "trusted" in r]
+        result.append(Apply(case, funcs, tasks, spread([int(r["insmod_ns"]) / 1e6 for r in rows]),
+                            spread(pauses) if pauses else None, max(checked) if checked else None,
+                            statistics.median(unwound) if unwound else None,
+                            statistics.median(trusted) if trusted else None))
     return result
 
 
-def evaluate(res: KernelResult) -> dict[str, bool]:
-    """The issue's targets, as ratios within one boot."""
-    pc = {p.case: p for p in res.percall}
-    checks = {}
-    checks["kpgen per-call overhead <= livepatch"] = pc["kpgen_1"].net_ns_median <= pc["livepatch"].net_ns_median
-    checks["1000 other functions cost <= 1.1x one"] = (
-        pc["kpgen_1_other_1000"].net_ns_median <= 1.1 * pc["kpgen_1"].net_ns_median)
-    pauses = {a.functions: a.pause_us_median for a in res.apply if a.case == "kpgen" and a.extra_tasks == 0}
-    p1, p100, p1000 = (pauses.get(n) for n in MANY)
-    if p1 and p100 and p1000:
-        # below proportional growth from 1 and from 100 functions
-        checks["pause grows less than linearly with functions"] = p1000 < 1000 * p1 and p1000 < 10 * p100
-    return checks
+def _paired(runs: dict[tuple[int, str], list[dict[str, float]]], phase: str, a: str, b: str) -> list[float]:
+    """Per round of `phase`, every pass: a minus b, both normalised by that round's stub."""
+    return [r[a] - r[b] for (_, ph), rows in sorted(runs.items()) if ph == phase for r in normalise(rows)]
+
+
+def evaluate(percall: list[PerCall], apply: list[Apply],
+             runs: dict[tuple[int, str], list[dict[str, float]]] | None = None) -> list[Target]:
+    """The targets, each judged on an interval (see verdict())."""
+    pc = {p.case: p for p in percall}
+    targets = []
+    if runs is not None:
+        d = figure(_paired(runs, "base", "kpgen_1", "livepatch"))
+        targets.append(Target("kpgen per call <= livepatch (kpgen minus livepatch, x stub, <= 0)",
+                              d.median, d.lo, d.hi, 0.0, verdict(d.lo, d.hi, 0.0)))
+    # the cost over the stub, with 1000 other functions patched, against none
+    other, one = pc["kpgen_1_other_1000"].net_ns, pc["kpgen_1"].net_ns
+    value, lo, hi = ratio_interval(other, one)
+    targets.append(Target("1000 other functions cost <= 1.1x one (net ns ratio)", value, lo, hi, 1.1,
+                          verdict(lo, hi, 1.1)))
+    pauses = {(a.case, a.functions, a.extra_tasks): a.pause_us for a in apply if a.pause_us is not None}
+    p100, p1000 = pauses.get(("kpgen", 100, 0)), pauses.get(("kpgen", 1000, 0))
+    if p100 and p1000:
+        value, lo, hi = ratio_interval(p1000, p100)
+        targets.append(Target("pause grows less than linearly: 1000 functions < 10x 100", value, lo, hi, 10.0,
+                              verdict(lo, hi, 10.0)))
+    for n in MANY:
+        none, many = pauses.get(("kpgen", n, 0)), pauses.get(("kpgen", n, 1000))
+        if none and many:
+            value, lo, hi = ratio_interval(many, none)
+            targets.append(Target(f"pause, {n} function(s): +1000 sleeping tasks <= 2x none", value, lo, hi,
+                                  2.0, verdict(lo, hi, 2.0)))
+    return targets
+
+
+def read_runs(results: Path) -> dict[tuple[int, str], list[dict[str, float]]]:
+    runs = {}
+    for p, phase in schedule():
+        f = results / f"percall-{p}-{phase}.txt"
+        if not f.is_file():
+            raise KpgenError(f"benchmark run {p}/{phase} left no figures in {f}: see {results / 'console.log'}")
+        runs[(p, phase)] = parse_run(f.read_text(), str(f))
+    return runs
 
 
 def read_results(release: str, results: Path, boot_seconds: float) -> KernelResult:
     res = KernelResult(release, boot_seconds)
-    for case, label in PERCALL_CASES:
-        f = results / f"percall-{case}.txt"
-        if not f.is_file():
-            raise KpgenError(f"benchmark case {case} left no figures in {f}: see {results / 'console.log'}")
-        res.percall.append(parse_percall(case, label, f.read_text()))
+    runs = read_runs(results)
+    res.percall = percall_figures(runs)
     res.apply = parse_apply((results / "apply.txt").read_text())
-    res.checks = evaluate(res)
+    res.targets = evaluate(res.percall, res.apply, runs)
     return res
 
 
+def missed(res: KernelResult) -> list[Target]:
+    return [t for t in res.targets if t.verdict == MISSED]
+
+
+def _fig(f: Figure, fmt: str = ".2f") -> str:
+    return f"{f.median:{fmt}} [{f.lo:{fmt}}, {f.hi:{fmt}}]"
+
+
+def _range(f: Figure, fmt: str = ".0f") -> str:
+    return f"{f.median:{fmt}} ({f.min:{fmt}}-{f.max:{fmt}})"
+
+
 def table(res: KernelResult) -> str:
-    lines = [f"kernel {res.release} (QEMU/TCG emulator times; compare within this table only)",
-             f"  {'per-call case':42} {'net ns/call min':>16} {'median':>8} {'x unpatched call':>17}"]
     stub = next(p.stub_ns_median for p in res.percall if p.case == "unpatched")
+    lines = [f"kernel {res.release} (QEMU/TCG emulator times; compare within this table only)",
+             f"  per call: median [95 % interval of the median] over {ROUNDS} rounds x {PASSES} passes; "
+             f"stub {stub:.1f} ns/call",
+             f"  {'case':38} {'x stub':>20} {'net ns/call':>20} {'min-max x stub':>14} "
+             f"{'pass diff x':>11} {'net':>6}"]
     for p in res.percall:
-        lines.append(f"  {p.label:42} {p.net_ns_min:16.1f} {p.net_ns_median:8.1f} "
-                     f"{p.target_ns_median / stub:17.2f}")
-    lines.append(f"  {'apply case':42} {'insmod->active ms':>17} {'pause us':>9} {'tasks checked':>14}")
+        lines.append(f"  {p.label:38} {_fig(p.x_stub):>20} {_fig(p.net_ns, '.1f'):>20} "
+                     f"{p.x_stub.min:6.2f}-{p.x_stub.max:<7.2f} {p.pass_diff_pct:10.1f}% {p.net_pass_diff_pct:5.1f}%")
+    lines.append(f"  {'apply case':48} {'insmod->active ms':>18} {'pause us':>20} {'tasks':>6} {'unwound':>8}")
     for a in sorted(res.apply, key=lambda a: (a.case, a.extra_tasks, a.functions)):
         label = f"{a.case}, {a.functions} function(s), +{a.extra_tasks} tasks"
-        pause = f"{a.pause_us_median:9.1f}" if a.pause_us_median is not None else f"{'-':>9}"
-        tasks = f"{a.tasks_checked:14}" if a.tasks_checked is not None else f"{'-':>14}"
-        lines.append(f"  {label:42} {a.insmod_ms_median:17.1f} {pause} {tasks}")
-    for name, ok in res.checks.items():
-        lines.append(f"  target: {name}: {'met' if ok else 'NOT met'}")
+        pause = _range(a.pause_us) if a.pause_us is not None else "-"
+        tasks = str(a.tasks_checked) if a.tasks_checked is not None else "-"
+        unwound = f"{a.unwound:.0f}" if a.unwound is not None else "-"
+        lines.append(f"  {label:48} {_range(a.insmod_ms):>18} {pause:>20} {tasks:>6} {unwound:>8}")
+    for t in res.targets:
+        lines.append(f"  target: {t.name}: {t.value:.3g} [{t.lo:.3g}, {t.hi:.3g}] vs {t.limit:g}: {t.verdict}")
     return "\n".join(lines)
 
 
 def markdown(results: list[KernelResult]) -> str:
     """The figures as markdown tables, one column per kernel, for the README."""
     rels = [r.release for r in results]
-    head = "| " + " | ".join(["per call: net ns (median, min)", *rels]) + " |\n" + "| --- " * (len(rels) + 1) + "|\n"
-    rows = []
-    for case, label in PERCALL_CASES:
+    sep = "| --- " * (len(rels) + 1) + "|\n"
+    out = ("| " + " | ".join(["per call: x stub, median [95 % CI]; net ns; pass-to-pass diff", *rels]) + " |\n"
+           + sep)
+    for case, label, _, _ in PERCALL_CASES:
         cells = []
         for r in results:
             p = next(p for p in r.percall if p.case == case)
-            cells.append(f"{p.net_ns_median:.1f} ({p.net_ns_min:.1f})")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    out = head + "\n".join(rows) + "\n\n"
-    out += ("| " + " | ".join(["apply: insmod to active ms / pause us", *rels]) + " |\n"
-            + "| --- " * (len(rels) + 1) + "|\n")
+            cells.append(f"{_fig(p.x_stub)}; {p.net_ns.median:.1f} ns; {p.pass_diff_pct:.1f} %")
+        out += f"| {label} | " + " | ".join(cells) + " |\n"
+    out += "\n| " + " | ".join(["apply: insmod to active ms / pause us, median (min-max)", *rels]) + " |\n" + sep
     keys = sorted({(a.case, a.extra_tasks, a.functions) for r in results for a in r.apply})
     for case, tasks, funcs in keys:
         cells = []
@@ -269,52 +502,67 @@ def markdown(results: list[KernelResult]) -> str:
             if a is None:
                 cells.append("-")
             else:
-                pause = f" / {a.pause_us_median:.0f}" if a.pause_us_median is not None else ""
-                cells.append(f"{a.insmod_ms_median:.0f}{pause}")
+                pause = f" / {_range(a.pause_us)}" if a.pause_us is not None else ""
+                cells.append(f"{_range(a.insmod_ms)}{pause}")
         out += f"| {case}, {funcs} function(s), +{tasks} sleeping tasks | " + " | ".join(cells) + " |\n"
-    out += "\n| " + " | ".join(["target", *rels]) + " |\n" + "| --- " * (len(rels) + 1) + "|\n"
-    for name in results[0].checks:
-        out += f"| {name} | " + " | ".join("met" if r.checks.get(name) else "NOT met" for r in results) + " |\n"
+    out += "\n| " + " | ".join(["target", *rels]) + " |\n" + sep
+    for name in [t.name for t in results[0].targets]:
+        cells = []
+        for r in results:
+            t = next((t for t in r.targets if t.name == name), None)
+            cells.append("-" if t is None else f"{t.verdict}: {t.value:.3g} [{t.lo:.3g}, {t.hi:.3g}]")
+        out += f"| {name} | " + " | ".join(cells) + " |\n"
     return out
 
 
-def save_json(results: list[KernelResult], path: Path) -> None:
+def save_json(results: list[KernelResult], path: Path, when: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"units": {"net_ns": "emulator ns per call, target minus stub",
+    data = {"units": {"x_stub": "case time / stub time of the same round",
+                      "net_ns": "emulator ns per call, case minus stub of the same round",
                       "insmod_ms": "emulator ms from insmod to active",
                       "pause_us": "emulator us inside stop_machine"},
-            "reps": REPS, "calls_per_chunk": CALLS, "kernels": [asdict(r) for r in results]}
+            "figures": "median, lo/hi: 95 % interval of the median (apply: min/max), min, max, n",
+            "when": when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "rounds": ROUNDS, "calls_per_chunk": CALLS, "passes": PASSES, "apply_reps": APPLY_REPS,
+            "kernels": [asdict(r) | {"pass_diff_pct": {p.case: p.pass_diff_pct for p in r.percall}}
+                        for r in results]}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def plot(results: list[KernelResult], path: Path) -> None:
-    """Per-call overhead by case, and stop_machine pause against functions and tasks."""
+    """Per-call cost by case with its interval, and stop_machine pause against functions and
+    tasks, with and without the first pass."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 4.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 2, figsize=(15, 4.2 * len(results)), squeeze=False)
     for row, res in zip(axes, results, strict=True):
         ax = row[0]
         labels = [p.label for p in res.percall]
-        ax.barh(labels, [p.net_ns_median for p in res.percall], color="tab:blue", label="median")
-        ax.plot([p.net_ns_min for p in res.percall], labels, "k|", markersize=12, label="min")
+        med = [p.x_stub.median for p in res.percall]
+        err = [[p.x_stub.median - p.x_stub.lo for p in res.percall],
+               [p.x_stub.hi - p.x_stub.median for p in res.percall]]
+        ax.barh(labels, med, xerr=err, color="tab:blue", label="median, 95 % interval")
         ax.invert_yaxis()
-        ax.set_xlabel("net ns per call (emulator time, target minus stub)")
-        ax.set_title(f"{res.release}: per-call overhead")
-        ax.legend(loc="upper right")
+        ax.set_xlabel("time per call / stub's, same round")
+        ax.set_title(f"{res.release}: per-call cost")
+        ax.legend(loc="lower left", fontsize="small")
         ax = row[1]
-        for tasks in sorted({a.extra_tasks for a in res.apply}):
-            pts = sorted((a.functions, a.pause_us_median) for a in res.apply
-                         if a.case == "kpgen" and a.extra_tasks == tasks and a.pause_us_median is not None)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"+{tasks} sleeping tasks")
+        for case in ("kpgen", "kpgen_noprecheck"):
+            for tasks in sorted({a.extra_tasks for a in res.apply if a.case == case}):
+                pts = sorted((a.functions, a.pause_us.median) for a in res.apply
+                             if a.case == case and a.extra_tasks == tasks and a.pause_us is not None)
+                style = "o-" if case == "kpgen" else "x--"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style,
+                        label=f"{'pre-check' if case == 'kpgen' else 'no pre-check'}, +{tasks} tasks")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("functions applied at once")
         ax.set_ylabel("stop_machine pause, us (emulator time)")
         ax.set_title(f"{res.release}: pause vs functions and tasks")
-        ax.legend()
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -3,12 +3,16 @@
 #
 # Guest side of kpgen's benchmark: one boot runs every case and leaves raw figures in RESULTS.
 #
-#   guest.sh TREE RESULTS REPS CALLS
+#   guest.sh TREE RESULTS ROUNDS CALLS SCHEDULE APPLY_REPS
 #
-# TREE is the benchmark tree built by the host (core/, patches/<name>/, modules/<name>/).
-# Per-call cases write RESULTS/percall-<case>.txt: one "TARGET_NS STUB_NS" line per repetition
-# of CALLS calls each (see bench/modules/kpgen_bench).  Apply cases append "key=value" lines
-# to RESULTS/apply.txt.  The last line of RESULTS/done.txt says whether every step worked.
+# TREE is the benchmark tree built by the host (core/, core-faults/, patches/<name>/,
+# modules/<name>/).  Every per-call case is hooked at once (each on its own target of the bench
+# module), so one run of /proc/kpgen_bench times them all, interleaved, ROUNDS rounds of chunks
+# of CALLS calls.  SCHEDULE lists the runs, "PASS/PHASE" words: phase "base", or "other_N" with
+# the patch of N other functions loaded meanwhile.  Each run writes
+# RESULTS/percall-<PASS>-<PHASE>.txt (see bench/modules/kpgen_bench).  The measuring task runs on
+# CPU 1; every task that may move is moved to CPU 0 first.  Apply cases append "key=value"
+# lines to RESULTS/apply.txt.  RESULTS/done.txt says the run went to its end.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,10 +21,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 TREE=$1
 RESULTS=$2
-REPS=$3
+ROUNDS=$3
 CALLS=$4
+SCHEDULE=$5
+APPLY_REPS=$6
 PROC=/proc/kpgen_bench
-APPLY_REPS=3
 # the livepatch apply time is measured by polling its transition: poll finely
 LOOP_INTERVAL=0.01
 
@@ -30,10 +35,39 @@ step() {
 }
 now_ns() { date +%s%N; }
 
+MEASURE_CPU=
+# Moves every task that may move to CPU 0 and keeps CPU 1 for the measuring task (per-CPU
+# kernel threads stay where they are).
+isolate_cpu1() {
+	local t
+	if [ "$(nproc --all)" -lt 2 ]; then
+		step "one CPU only: the measuring task shares it"
+		return 0
+	fi
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		taskset -pc 0 "${t##*/}" >/dev/null 2>&1 || true
+	done
+	MEASURE_CPU=1
+}
+
+# Lets every task run anywhere again, for the apply cases.
+release_cpus() {
+	local t
+	[ -n "$MEASURE_CPU" ] || return 0
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		taskset -pc "0-$(($(nproc --all) - 1))" "${t##*/}" >/dev/null 2>&1 || true
+	done
+}
+
+# `percall PASS PHASE`: one run of every per-call case.
 percall() {
-	step "per-call case $1"
-	echo "run $REPS $CALLS" >"$PROC"
-	cat "$PROC" >"$RESULTS/percall-$1.txt"
+	step "per-call run: pass $1, $2"
+	if [ -n "$MEASURE_CPU" ]; then
+		taskset -c "$MEASURE_CPU" bash -c "echo run $ROUNDS $CALLS >$PROC"
+	else
+		echo "run $ROUNDS $CALLS" >"$PROC"
+	fi
+	cat "$PROC" >"$RESULTS/percall-$1-$2.txt"
 }
 
 # Starts N sleeping tasks (their pids in SLEEPERS).
@@ -66,54 +100,61 @@ klp_wait() {
 }
 
 : >"$RESULTS/apply.txt"
+isolate_cpu1
 load kpgen_bench
 
 # --- per-call overhead ----------------------------------------------------------------------
-percall unpatched
+# every case hooked at once: the empty callback, 1, 2 and 10 stacked kpgen patches, livepatch
 echo "ftrace 1" >"$PROC"
-percall ftrace_empty
-echo "ftrace 0" >"$PROC"
-
 load kpatch
-load bench_stack_01
-percall kpgen_1
-load bench_stack_02
-percall kpgen_2
-for i in 03 04 05 06 07 08 09 10; do
+for i in 01 02 03 04 05 06 07 08 09 10; do
 	load "bench_stack_$i"
 done
-percall kpgen_10
-for i in 10 09 08 07 06 05 04 03 02; do
-	unload "bench_stack_$i"
-done
-for n in 1 100 1000; do
-	load "bench_many_$n"
-	percall "kpgen_1_other_$n"
-	unload "bench_many_$n"
-done
-unload bench_stack_01
-
 load kpgen_bench_klp
 klp_wait kpgen_bench_klp active
-percall livepatch
+for run in $SCHEDULE; do
+	pass=${run%%/*}
+	phase=${run#*/}
+	case $phase in
+	base) percall "$pass" "$phase" ;;
+	other_*)
+		load "bench_many_${phase#other_}"
+		percall "$pass" "$phase"
+		unload "bench_many_${phase#other_}"
+		;;
+	*) fatal "bad phase $phase in the schedule" ;;
+	esac
+done
 echo 0 >"$LIVEPATCH/kpgen_bench_klp/enabled"
 klp_wait kpgen_bench_klp gone
 rmmod kpgen_bench_klp
+for i in 10 09 08 07 06 05 04 03 02 01; do
+	unload "bench_stack_$i"
+done
+echo "ftrace 0" >"$PROC"
+release_cpus
 
 # --- apply cost -----------------------------------------------------------------------------
+# `apply_kpgen CASE N TASKS`: APPLY_REPS loads of the patch of N functions, with TASKS extra
+# sleeping tasks running.
+apply_kpgen() {
+	local r start end change
+	step "apply case: $1, $2 functions, $3 extra tasks"
+	for ((r = 0; r < APPLY_REPS; r++)); do
+		start=$(now_ns)
+		load "bench_many_$2"
+		end=$(now_ns)
+		# read apart from the echo: a failed read must stop the run, not write a short line
+		change=$(cat "$SYS/last_change")
+		echo "case=$1 functions=$2 extra_tasks=$3 insmod_ns=$((end - start)) $change" >>"$RESULTS/apply.txt"
+		unload "bench_many_$2"
+	done
+}
+
 for tasks in 0 100 1000; do
 	start_sleepers "$tasks"
 	for n in 1 100 1000; do
-		step "apply case: $n functions, $tasks extra tasks"
-		for ((r = 0; r < APPLY_REPS; r++)); do
-			start=$(now_ns)
-			load "bench_many_$n"
-			end=$(now_ns)
-			# read apart from the echo: a failed read must stop the run, not write a short line
-			change=$(cat "$SYS/last_change")
-			echo "case=kpgen functions=$n extra_tasks=$tasks insmod_ns=$((end - start)) $change" >>"$RESULTS/apply.txt"
-			unload "bench_many_$n"
-		done
+		apply_kpgen kpgen "$n" "$tasks"
 	done
 	step "apply case: livepatch, $tasks extra tasks"
 	for ((r = 0; r < APPLY_REPS; r++)); do
@@ -129,6 +170,18 @@ for tasks in 0 100 1000; do
 	stop_sleepers
 done
 
+rmmod kpatch
+
+# the pause without the first pass before stop_machine(): the core's fault-injection build,
+# told to skip it (fail_at=precheck), walks every stack inside the pause
+insmod "$(ko kpatch core-faults)" fail_at=precheck
+for tasks in 0 1000; do
+	start_sleepers "$tasks"
+	for n in 1 100 1000; do
+		apply_kpgen kpgen_noprecheck "$n" "$tasks"
+	done
+	stop_sleepers
+done
 rmmod kpatch
 rmmod kpgen_bench
 dmesg >"$RESULTS/dmesg.txt"

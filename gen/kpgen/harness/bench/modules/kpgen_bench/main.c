@@ -1,30 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * kpgen_bench: measures what a call of a patched kernel function costs.
+ * kpgen_bench: measures what a call of a patched function costs.
  *
- * The target is jiffies_to_msecs(): exported, cheap, free of side effects
- * and hooked by ftrace.  It is called through a function pointer read anew at
- * each call (a volatile access), in chunks interleaved with chunks of an
- * identical function of this module (the stub), so that emulator noise hits
- * both alike: the difference per call is the price of whatever hooks the
- * target.
+ * The module holds identical small functions, the targets, each hooked in
+ * its own way by the benchmark (one unpatched, one with an empty ftrace
+ * callback, one patched by one kpgen patch, one by 2 and one by 10 stacked
+ * kpgen patches, one by an upstream livepatch), and the stub: one more copy,
+ * never hooked, the baseline.  Each is called through a function pointer read
+ * anew at each call (a volatile access).
+ *
+ * A run is made of rounds.  Each round times one chunk of CALLS calls of the
+ * stub and of every target in one order and then again in the reverse order
+ * (A B C ... C B A), so that a drift of the emulator's speed hits every case
+ * alike, and the host divides each case by the stub of the same round.  Each
+ * chunk runs with interrupts off (the caller keeps CALLS small enough for a
+ * chunk to stay far below a millisecond); interrupts are on between chunks,
+ * and the task may be rescheduled between rounds.
  *
  * The module also holds KPGEN_BENCH_FUNCS functions (funcs.c, written by
- * kpgen bench) for patches that apply many functions at once, and an empty
- * ftrace callback (the floor of every ftrace-based redirect) that can be
- * hooked onto the target on demand.
+ * kpgen bench) for patches that apply many functions at once.
  *
  * /proc/kpgen_bench accepts:
- *   "run REPS CALLS"  REPS repetitions of one chunk of CALLS target calls
- *                     and one of CALLS stub calls, in alternating order
- *   "ftrace 1|0"      hook or unhook the empty callback on the target
- * Reading it shows the last run, one line per repetition: "TARGET STUB",
- * the nanoseconds each chunk took.
+ *   "run ROUNDS CALLS"  a run of ROUNDS rounds, CALLS calls per chunk
+ *   "ftrace 1|0"        hook or unhook the empty callback on its target
+ * Reading it shows the last run: a "#" line naming the cases, then one line
+ * per round, the nanoseconds of each case's two chunks added up.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/ftrace.h>
+#include <linux/irqflags.h>
 #include <linux/jiffies.h>
+#include <linux/kernel.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -36,29 +43,72 @@
 
 #include "kpgen_bench.h"
 
-#if MSEC_PER_SEC % HZ
-#error "the stub copies jiffies_to_msecs() for HZ dividing 1000 only"
-#endif
-
-#define KPGEN_BENCH_MAX_REPS	10000
-#define KPGEN_BENCH_MAX_CALLS	1000000
+#define KPGEN_BENCH_MAX_ROUNDS	20000
+/* with interrupts off: a chunk of this many calls stays well below 1 ms */
+#define KPGEN_BENCH_MAX_CALLS	5000
 
 typedef unsigned int (*kpgen_bench_fn)(const unsigned long j);
 
-/* The same work as jiffies_to_msecs() on this kernel's HZ. */
+/*
+ * The stub and the targets: the same work, distinct functions (noinline, and
+ * each address taken), each traceable so that ftrace can hook it.
+ */
+/* a distinct constant each: no two bodies alike for the compiler to merge */
 static noinline unsigned int kpgen_bench_stub(const unsigned long j)
 {
-	return (MSEC_PER_SEC / HZ) * j;
+	return (MSEC_PER_SEC / HZ) * j + 1;
 }
 
+static noinline unsigned int kpgen_bench_plain(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 2;
+}
+
+static noinline unsigned int kpgen_bench_ftrace(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 3;
+}
+
+static noinline unsigned int kpgen_bench_kpgen_1(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 4;
+}
+
+static noinline unsigned int kpgen_bench_kpgen_2(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 5;
+}
+
+static noinline unsigned int kpgen_bench_kpgen_10(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 6;
+}
+
+static noinline unsigned int kpgen_bench_livepatch(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 7;
+}
+
+/* In the order of the "#" line; the stub first. */
+static const char *const kpgen_bench_names[] = {
+	"stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10",
+	"livepatch",
+};
+
 /* Read with READ_ONCE() at each call: the compiler can neither inline nor hoist. */
-static kpgen_bench_fn kpgen_bench_target_ptr = jiffies_to_msecs;
-static kpgen_bench_fn kpgen_bench_stub_ptr = kpgen_bench_stub;
+static kpgen_bench_fn kpgen_bench_ptrs[] = {
+	kpgen_bench_stub, kpgen_bench_plain, kpgen_bench_ftrace,
+	kpgen_bench_kpgen_1, kpgen_bench_kpgen_2, kpgen_bench_kpgen_10,
+	kpgen_bench_livepatch,
+};
+
+#define KPGEN_BENCH_CASES	ARRAY_SIZE(kpgen_bench_ptrs)
+
 static unsigned long kpgen_bench_sink;
 
 static DEFINE_MUTEX(kpgen_bench_mutex);
 static u64 *kpgen_bench_results;
-static unsigned int kpgen_bench_reps;
+static unsigned int kpgen_bench_rounds;
 
 /* The empty ftrace callback ------------------------------------------------ */
 
@@ -87,8 +137,8 @@ static int kpgen_bench_hook(bool on)
 		kpgen_bench_hooked = false;
 		return ftrace_set_filter(&kpgen_bench_ops, NULL, 0, 1);
 	}
-	ret = ftrace_set_filter(&kpgen_bench_ops, "jiffies_to_msecs",
-				strlen("jiffies_to_msecs"), 1);
+	ret = ftrace_set_filter(&kpgen_bench_ops, "kpgen_bench_ftrace",
+				strlen("kpgen_bench_ftrace"), 1);
 	if (ret)
 		return ret;
 	ret = register_ftrace_function(&kpgen_bench_ops);
@@ -104,55 +154,67 @@ static int kpgen_bench_hook(bool on)
 
 static u64 kpgen_bench_chunk(kpgen_bench_fn *fn, unsigned int calls)
 {
-	unsigned long sink = 0;
+	unsigned long sink = 0, flags;
 	unsigned int i;
 	u64 start, end;
 
-	preempt_disable();
+	local_irq_save(flags);
 	start = ktime_get_ns();
 	for (i = 0; i < calls; i++)
 		sink += READ_ONCE(*fn)(i);
 	end = ktime_get_ns();
-	preempt_enable();
+	local_irq_restore(flags);
 	WRITE_ONCE(kpgen_bench_sink, sink);
 	return end - start;
 }
 
-static int kpgen_bench_run(unsigned int reps, unsigned int calls)
+static int kpgen_bench_run(unsigned int rounds, unsigned int calls)
 {
-	u64 *results;
-	unsigned int r;
+	unsigned int r, c;
+	u64 *results, *row;
 
-	if (!reps || reps > KPGEN_BENCH_MAX_REPS || !calls ||
+	if (!rounds || rounds > KPGEN_BENCH_MAX_ROUNDS || !calls ||
 	    calls > KPGEN_BENCH_MAX_CALLS)
 		return -EINVAL;
-	results = kcalloc(2 * reps, sizeof(*results), GFP_KERNEL);
+	results = kvcalloc(rounds * KPGEN_BENCH_CASES, sizeof(*results),
+			   GFP_KERNEL);
 	if (!results)
 		return -ENOMEM;
-	for (r = 0; r < reps; r++) {
-		if (r % 2) {
-			results[2 * r + 1] = kpgen_bench_chunk(&kpgen_bench_stub_ptr, calls);
-			results[2 * r] = kpgen_bench_chunk(&kpgen_bench_target_ptr, calls);
-		} else {
-			results[2 * r] = kpgen_bench_chunk(&kpgen_bench_target_ptr, calls);
-			results[2 * r + 1] = kpgen_bench_chunk(&kpgen_bench_stub_ptr, calls);
-		}
+	for (r = 0; r < rounds; r++) {
+		row = &results[r * KPGEN_BENCH_CASES];
+		for (c = 0; c < KPGEN_BENCH_CASES; c++)
+			row[c] += kpgen_bench_chunk(&kpgen_bench_ptrs[c], calls);
+		for (c = KPGEN_BENCH_CASES; c-- > 0; )
+			row[c] += kpgen_bench_chunk(&kpgen_bench_ptrs[c], calls);
 		cond_resched();
+		if (fatal_signal_pending(current)) {
+			kvfree(results);
+			return -EINTR;
+		}
 	}
-	kfree(kpgen_bench_results);
+	kvfree(kpgen_bench_results);
 	kpgen_bench_results = results;
-	kpgen_bench_reps = reps;
+	kpgen_bench_rounds = rounds;
 	return 0;
 }
 
 static int kpgen_bench_show(struct seq_file *m, void *v)
 {
-	unsigned int r;
+	unsigned int r, c;
 
 	mutex_lock(&kpgen_bench_mutex);
-	for (r = 0; r < kpgen_bench_reps; r++)
-		seq_printf(m, "%llu %llu\n", kpgen_bench_results[2 * r],
-			   kpgen_bench_results[2 * r + 1]);
+	if (kpgen_bench_rounds) {
+		seq_puts(m, "#");
+		for (c = 0; c < KPGEN_BENCH_CASES; c++)
+			seq_printf(m, " %s", kpgen_bench_names[c]);
+		seq_putc(m, '\n');
+	}
+	for (r = 0; r < kpgen_bench_rounds; r++) {
+		for (c = 0; c < KPGEN_BENCH_CASES; c++)
+			seq_printf(m, "%s%llu", c ? " " : "",
+				   kpgen_bench_results[r * KPGEN_BENCH_CASES + c]);
+		seq_putc(m, '\n');
+	}
 	mutex_unlock(&kpgen_bench_mutex);
 	return 0;
 }
@@ -160,13 +222,13 @@ static int kpgen_bench_show(struct seq_file *m, void *v)
 static int kpgen_bench_open(struct inode *inode, struct file *file)
 {
 	return single_open_size(file, kpgen_bench_show, NULL,
-				kpgen_bench_reps * 48 + 64);
+				kpgen_bench_rounds * KPGEN_BENCH_CASES * 21 + 128);
 }
 
 static ssize_t kpgen_bench_write(struct file *file, const char __user *ubuf,
 				 size_t count, loff_t *ppos)
 {
-	unsigned int reps, calls, on;
+	unsigned int rounds, calls, on;
 	char buf[32];
 	size_t len = min(count, sizeof(buf) - 1);
 	int ret;
@@ -176,8 +238,8 @@ static ssize_t kpgen_bench_write(struct file *file, const char __user *ubuf,
 	buf[len] = '\0';
 
 	mutex_lock(&kpgen_bench_mutex);
-	if (sscanf(buf, "run %u %u", &reps, &calls) == 2)
-		ret = kpgen_bench_run(reps, calls);
+	if (sscanf(buf, "run %u %u", &rounds, &calls) == 2)
+		ret = kpgen_bench_run(rounds, calls);
 	else if (sscanf(buf, "ftrace %u", &on) == 1 && on <= 1)
 		ret = kpgen_bench_hook(on);
 	else
@@ -205,7 +267,7 @@ static void __exit kpgen_bench_exit(void)
 {
 	remove_proc_entry("kpgen_bench", NULL);
 	kpgen_bench_hook(false);
-	kfree(kpgen_bench_results);
+	kvfree(kpgen_bench_results);
 }
 
 module_init(kpgen_bench_init);
