@@ -155,7 +155,10 @@ def test_snapshot_checks_module_symbols_in_their_module(tmp_path, snap):
 def test_cli_dry_runs_print_exact_commands(capsys):
     assert cli.main(["snapshot", "--kdir", str(KDIR_61), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("vng --run /boot/vmlinuz-") and "--disable-kvm" in out and out.rstrip().endswith("</dev/null")
+    comment, command = out.rstrip("\n").split("\n")
+    assert comment.startswith("# DIR: a temporary directory")
+    assert command.startswith("vng --run /boot/vmlinuz-") and "--disable-kvm" in command
+    assert command.endswith("</dev/null") and "--rwdir DIR" in command
     assert cli.main(["build", "--kdir", str(KDIR_61), "--dry-run", "kmod/core"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"make -C {KDIR_61} M=") and "W=1" in out
