@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -77,16 +82,99 @@ def booted(built: Callable[[str], boottest.BuiltTree],
 CONTAINER_STEPS: list[str] = []
 
 
+class ContainerJob:
+    """`bash ci/container.sh` run in the background. A boot keeps one host CPU busy (QEMU runs
+    every vCPU on one thread) and leaves the other idle: when the run has boot tests, the image
+    is built on that CPU while the guests run, and the container's test, moved to the end of the
+    run, waits for the result."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.log_path = repo / "build" / "container" / "container.log"
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.started_at = 0.0
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["bash", str(self.repo / "ci" / "container.sh"), "--engine", "podman"], cwd=self.repo,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace", start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.log_path.open("w") as log:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+                if line.startswith("[container "):
+                    CONTAINER_STEPS.append(line.rstrip())
+
+    def wait(self, timeout: float) -> tuple[int | None, float]:
+        """The exit status (None if it was killed at the timeout, counted from its start) and
+        the seconds it ran."""
+        self.start()
+        assert self.proc is not None
+        left = max(1.0, timeout - (time.monotonic() - self.started_at))
+        try:
+            status: int | None = self.proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait()
+            status = None
+        if self._reader is not None:
+            self._reader.join(timeout=30)
+        return status, time.monotonic() - self.started_at
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
+
+CONTAINER = ContainerJob(Path(__file__).resolve().parent.parent)
+
+
 @pytest.fixture(scope="session")
 def container_steps() -> list[str]:
     return CONTAINER_STEPS
+
+
+@pytest.fixture(scope="session")
+def container_job() -> ContainerJob:
+    return CONTAINER
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # the first boot test starts the image build beside it, if the run has the container's test
+    if item.get_closest_marker("vm") and item.session.config.stash.get(_HAS_CONTAINER, False):
+        CONTAINER.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    CONTAINER.stop()
 
 
 # Spec tests that feed kpgen hostile or malformed input, counted for the summary.
 HOSTILE_SPEC_TESTS: list[str] = []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+_HAS_CONTAINER = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # the container's test goes last: its image builds in the background during the boots
+    container = [item for item in items if item.get_closest_marker("container")]
+    config.stash[_HAS_CONTAINER] = bool(container)
+    if container:
+        items[:] = [item for item in items if item not in container] + container
     HOSTILE_SPEC_TESTS.extend(
         item.nodeid for item in items
         if item.nodeid.startswith("tests/unit/test_spec.py::")
