@@ -25,11 +25,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    patch = spec.load(Path(args.spec))
+    patch = spec.with_backend(spec.load(Path(args.spec)), args.backend)
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
     k = _kernel(args)
-    written = generate.generate_patch(k, Path(args.spec), out, Path(args.core))
-    print(f"kpgen: patch module {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
+    if patch.backend == "livepatch" and k.config.get("CONFIG_LIVEPATCH") != "y":
+        raise UsageError(f"{args.spec}: backend livepatch needs CONFIG_LIVEPATCH, which {k.release} lacks; "
+                         "use --backend kpatch")
+    written = generate.generate_patch(k, Path(args.spec), out, Path(args.core), args.backend)
+    kind = "livepatch module" if patch.backend == "livepatch" else "patch module"
+    print(f"kpgen: {kind} {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
     if snapshot.load(k.release) is None:
         print(f"kpgen: no symbol snapshot of {k.release}: targets are checked at load time only "
               f"(`kpgen snapshot --kdir {k.kdir}` takes one)")
@@ -94,6 +98,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     plan = diff.plan(k, patch, src, name)
     for d in plan.decisions:
         print(f"kpgen: {d.line()}")
+    if args.backend is not None:
+        diff.set_backend(plan, spec.check_backend(patch, "--backend", args.backend))
     written = diff.write(plan, out)
     for path in written:
         print(f"kpgen: wrote {path}")
@@ -271,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("spec", help="the spec file (TOML)")
     sp.add_argument("-o", "--output", help="output directory (default: kmod/patches/<name>)")
     sp.add_argument("--core", default="kmod/core", help="the core's directory (default: kmod/core)")
+    sp.add_argument("--backend", help="kpatch or livepatch: overrides the spec's backend key")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_patch)
 
@@ -312,6 +319,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
     sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
     sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)")
+    sp.add_argument("--backend", help="kpatch (default) or livepatch: the backend the spec names")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_diff)
 
