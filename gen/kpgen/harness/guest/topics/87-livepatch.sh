@@ -164,13 +164,13 @@ lp_start_readers() {
 	for i in 1 2 3; do
 		fifo=$LP_FIFOS/f$i
 		mkfifo "$fifo"
-		sleep 100000 >"$fifo" </dev/null 2>/dev/null &
+		sleep 100000 >"$fifo" 2>/dev/null &
 		LP_READERS+=("$!")
 		cat "$fifo" >/dev/null 2>&1 </dev/null &
 		LP_READERS+=("$!")
 	done
 	for i in 1 3 5; do
-		loop_until 20 in_stack "${LP_READERS[$i]}" pipe_read
+		loop_until 20 lp_in_func "${LP_READERS[$i]}" pipe_read
 	done
 }
 
@@ -186,13 +186,23 @@ lp_stop_readers() {
 	return 0
 }
 
+# `lp_in_func PID FUNCTION`: the task's kernel stack has a frame of exactly that function.
+lp_in_func() {
+	local stack
+	stack=$(cat "/proc/$1/stack" 2>/dev/null) || return 1
+	case $stack in
+	*"] $2+"*) return 0 ;;
+	esac
+	return 1
+}
+
 lp_calls() { cat /sys/module/test_lp_pipe/parameters/calls; }
 
 # Each reader sleeps in the replacement now: klp's fake signal restarted its read.
 lp_readers_in_new_code() {
 	local i
 	for i in 1 3 5; do
-		in_stack "${LP_READERS[$i]}" test_pipe_read || return 1
+		lp_in_func "${LP_READERS[$i]}" test_pipe_read || return 1
 	done
 }
 
@@ -215,7 +225,7 @@ lp_always_busy_function() {
 	done
 	lp_unload test_lp_pipe
 	for i in 1 3 5; do
-		in_stack "${LP_READERS[$i]}" pipe_read
+		loop_until 30 lp_in_func "${LP_READERS[$i]}" pipe_read
 	done
 	[ "$(echo kpgen-pipe | cat)" = kpgen-pipe ]
 	lp_stop_readers
