@@ -18,8 +18,7 @@ from __future__ import annotations
 import re
 import tomllib
 import zlib
-from dataclasses import dataclass
-from dataclasses import replace as _replace
+from dataclasses import dataclass, replace as _replace
 from pathlib import Path
 
 from .errors import UsageError
