@@ -165,8 +165,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not ko.is_file():
             raise UsageError(f"{ko}: no such module file")
         symvers = Path(args.core) / "Module.symvers" if args.core else None
-        replacements = tuple(f.replacement for f in spec.load(Path(args.spec)).functions) if args.spec else ()
-        failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements))
+        patch = spec.load(Path(args.spec)) if args.spec else None
+        replacements = tuple(f.replacement for f in patch.functions) if patch else ()
+        failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements,
+                                                       patch.backend if patch else None))
     return 1 if failed else 0
 
 
