@@ -178,7 +178,7 @@ lp_stop_readers() {
 	local pid
 	for pid in "${LP_READERS[@]}"; do
 		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null || true
 	done
 	LP_READERS=()
 	[ -n "$LP_FIFOS" ] && rm -rf "$LP_FIFOS"
