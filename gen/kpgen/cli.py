@@ -88,6 +88,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     patch = Path(args.patch)
     if not patch.is_file():
         raise UsageError(f"{patch}: no such diff file")
+    if args.backend is not None:
+        spec.check_backend(patch, "--backend", args.backend)
     k = _kernel(args)
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
@@ -99,7 +101,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for d in plan.decisions:
         print(f"kpgen: {d.line()}")
     if args.backend is not None:
-        diff.set_backend(plan, spec.check_backend(patch, "--backend", args.backend))
+        diff.set_backend(plan, args.backend)
     written = diff.write(plan, out)
     for path in written:
         print(f"kpgen: wrote {path}")

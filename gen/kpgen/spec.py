@@ -186,9 +186,10 @@ def load(path: Path) -> PatchSpec:
 def check_backend(path: Path, key: str, value: object) -> str:
     """A backend's name, or a SpecError naming the key and the allowed values."""
     if value not in BACKENDS:
+        allowed = (f"give {key} " + " or ".join(BACKENDS) if key.startswith("--")
+                   else f"write {key} = " + " or ".join(f'"{b}"' for b in BACKENDS))
         raise SpecError(path, key, f"{value!r} is not a backend",
-                        f"write {key} = " + " or ".join(f'"{b}"' for b in BACKENDS)
-                        + " (kpatch: kpgen's core, the default; livepatch: the kernel's own livepatch)")
+                        allowed + " (kpatch: kpgen's core, the default; livepatch: the kernel's own livepatch)")
     assert isinstance(value, str)
     return value
 

@@ -165,3 +165,12 @@ def test_livepatch_render_is_deterministic_across_cwd(tmp_path):
         os.chdir(cwd)
     assert first == second
     assert str(tmp_path) not in first[0].content.decode()
+
+
+def test_cli_diff_refuses_a_bad_backend_before_any_work(tmp_path, capsys):
+    fix = tmp_path / "fix.patch"
+    fix.write_text("--- a/x.c\n+++ b/x.c\n")
+    assert cli.main(["diff", str(fix), "-o", str(tmp_path / "out"), "--backend", "klp"]) == 2
+    err = capsys.readouterr().err
+    assert "key '--backend'" in err and "give --backend kpatch or livepatch" in err
+    assert not (tmp_path / "out").exists()
