@@ -177,7 +177,7 @@ lp_start_readers() {
 lp_stop_readers() {
 	local pid
 	for pid in "${LP_READERS[@]}"; do
-		kill "$pid" 2>/dev/null
+		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
 	LP_READERS=()
