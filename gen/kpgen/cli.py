@@ -36,17 +36,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    patch = spec.load(Path(args.spec))
+    patch = spec.with_backend(spec.load(Path(args.spec)), args.backend)
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
     k = _kernel(args)
+    if patch.backend == "livepatch" and k.config.get("CONFIG_LIVEPATCH") != "y":
+        raise UsageError(f"{args.spec}: backend livepatch needs CONFIG_LIVEPATCH, which {k.release} lacks; "
+                         "use --backend kpatch")
     core = Path(args.core)
-    if not generate.is_core_dir(core):
-        raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c): "
-                         f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
-    _same_kernel(core, k, "a core",
-                 f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
-    written = generate.generate_patch(k, Path(args.spec), out, core)
-    print(f"kpgen: patch module {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
+    if patch.backend == "kpatch":
+        if not generate.is_core_dir(core):
+            raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c): "
+                             f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
+        _same_kernel(core, k, "a core",
+                     f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
+    written = generate.generate_patch(k, Path(args.spec), out, core, args.backend)
+    kind = "livepatch module" if patch.backend == "livepatch" else "patch module"
+    print(f"kpgen: {kind} {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
     if snapshot.load(k.release) is None:
         print(f"kpgen: no symbol snapshot of {k.release}: targets are checked at load time only "
               f"(`kpgen snapshot --kdir {k.kdir}` takes one)")
@@ -101,6 +106,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     patch = Path(args.patch)
     if not patch.is_file():
         raise UsageError(f"{patch}: no such diff file")
+    if args.backend is not None:
+        spec.check_backend(patch, "--backend", args.backend)
     k = _kernel(args)
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
@@ -111,6 +118,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     plan = diff.plan(k, patch, src, name)
     for d in plan.decisions:
         print(f"kpgen: {d.line()}")
+    if args.backend is not None:
+        diff.set_backend(plan, args.backend)
     written = diff.write(plan, out)
     for path in written:
         print(f"kpgen: wrote {path}")
@@ -183,8 +192,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             if f.read(4) != b"\x7fELF":
                 raise UsageError(f"{ko}: not an ELF file: pass a kernel module (.ko)")
         symvers = Path(args.core) / "Module.symvers" if args.core else None
-        replacements = tuple(f.replacement for f in spec.load(Path(args.spec)).functions) if args.spec else ()
-        failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements))
+        patch = spec.load(Path(args.spec)) if args.spec else None
+        replacements = tuple(f.replacement for f in patch.functions) if patch else ()
+        failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements,
+                                                       patch.backend if patch else None))
     return 1 if failed else 0
 
 
@@ -300,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("spec", help="the spec file (TOML)")
     sp.add_argument("-o", "--output", help="output directory (default: kmod/patches/<name>)")
     sp.add_argument("--core", default="kmod/core", help="the core's directory (default: kmod/core)")
+    sp.add_argument("--backend", help="kpatch or livepatch: overrides the spec's backend key")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_patch)
 
@@ -341,6 +353,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
     sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
     sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)")
+    sp.add_argument("--backend", help="kpatch (default) or livepatch: the backend the spec names")
     kdir_opt(sp)
     sp.set_defaults(func=cmd_diff)
 

@@ -926,3 +926,19 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
     if not verdict.ok:
         raise BuildError(f"{ko}: " + "; ".join(verdict.problems))
     return ko
+
+
+def set_backend(p: Plan, backend: str) -> None:
+    """Make the plan's spec name `backend`, refusing what that backend cannot do before anything
+    is written."""
+    if backend == "kpatch":
+        return
+    for i, s in enumerate(p.symbols):
+        if s.sympos:
+            raise UsageError(f"--backend {backend}: symbol[{i}] {s.ident!r} needs sympos = {s.sympos}, and the "
+                             "livepatch backend resolves unexported symbols with kallsyms_lookup_name(), which "
+                             "finds the first of same-named symbols only; use --backend kpatch")
+    lines = p.spec.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("sources = "))
+    lines.insert(at + 1, f"backend = {_toml_str(backend)}")
+    p.spec = "\n".join(lines)

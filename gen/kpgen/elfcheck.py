@@ -71,9 +71,17 @@ def check_module(
     kernel: Kernel,
     core_symvers: Path | None = None,
     replacements: tuple[str, ...] = (),
+    backend: str | None = None,
 ) -> Verdict:
-    """Check one .ko; with core_symvers it is checked as a patch module of that core."""
+    """Check one .ko; with core_symvers it is checked as a patch module of that core.
+
+    A livepatch-backend module (`backend="livepatch"`, or with None a module whose modinfo says
+    `livepatch=Y`) is checked as the kernel's livepatch wants it instead: `livepatch=Y` in its
+    modinfo, no dependency on the core, every undefined symbol exported by the kernel itself."""
     info = read_module(path)
+    livepatch = backend == "livepatch" or (backend is None and info.first("livepatch") == "Y")
+    if livepatch:
+        return _check_livepatch(info, kernel, replacements)
     verdict = Verdict(path=Path(path))
     vermagic = info.first("vermagic")
     if vermagic is None:
@@ -95,6 +103,36 @@ def check_module(
     for sym in sorted(info.undefined):
         if sym not in exports:
             verdict.problems.append(f"undefined symbol '{sym}' is exported neither by the kernel nor by the core")
+    for name in replacements:
+        if name not in info.defined_functions:
+            verdict.problems.append(f"replacement '{name}' is not a function defined in the module")
+    return verdict
+
+
+def _check_common(info: ModuleInfo, kernel: Kernel, verdict: Verdict) -> None:
+    vermagic = info.first("vermagic")
+    if vermagic is None:
+        verdict.problems.append("modinfo field 'vermagic' is missing")
+    elif vermagic.split(" ")[0] != kernel.release:
+        verdict.problems.append(f"modinfo field 'vermagic' is {vermagic!r}, not for kernel {kernel.release}")
+    license_ = info.first("license")
+    if license_ not in GPL_COMPATIBLE:
+        verdict.problems.append(f"modinfo field 'license' is {license_!r}, not GPL-compatible")
+
+
+def _check_livepatch(info: ModuleInfo, kernel: Kernel, replacements: tuple[str, ...]) -> Verdict:
+    verdict = Verdict(path=info.path)
+    _check_common(info, kernel, verdict)
+    if info.first("livepatch") != "Y":
+        verdict.problems.append(f"modinfo field 'livepatch' is {info.first('livepatch')!r}, not 'Y': "
+                                "klp_enable_patch() refuses the module")
+    depends = [d for d in (info.first("depends") or "").split(",") if d]
+    if "kpatch" in depends:
+        verdict.problems.append(f"modinfo field 'depends' is {info.first('depends')!r}: a livepatch module "
+                                "must not need kpgen's core")
+    for sym in sorted(info.undefined):
+        if sym not in kernel.exports:
+            verdict.problems.append(f"undefined symbol '{sym}' is not exported by the kernel")
     for name in replacements:
         if name not in info.defined_functions:
             verdict.problems.append(f"replacement '{name}' is not a function defined in the module")

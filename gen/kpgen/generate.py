@@ -62,7 +62,8 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
-    core_exports = {m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
+    core_exports = ({m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
+                    if patch.backend == "kpatch" else set())
     undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name)
     unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
     tables = {s.name: s for s in patch.symbols}
@@ -116,9 +117,10 @@ def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: S
     return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked))
 
 
-def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path) -> list[Path]:
-    """Render one patch module into out_dir (its own directory)."""
-    patch = spec.load(spec_path)
+def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path,
+                   backend: str | None = None) -> list[Path]:
+    """Render one patch module into out_dir (its own directory); `backend` overrides the spec's."""
+    patch = spec.with_backend(spec.load(spec_path), backend)
     files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel),
                        snapshot.load(kernel.release))
     return render.write(out_dir, files)

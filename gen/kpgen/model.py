@@ -94,6 +94,11 @@ class KsymModel:
         return f"kpgen_ksym_{self.name}"
 
     @property
+    def module_lookup(self) -> str:
+        """The name kallsyms_lookup_name() takes: `module:name` for a module's symbol."""
+        return self.lookup if self.object == "vmlinux" else f"{self.object}:{self.lookup}"
+
+    @property
     def attribute(self) -> str:
         """vmlinux symbols are resolved once, during the module's init; a module's each time it loads."""
         return "__ro_after_init" if self.object == "vmlinux" else "__read_mostly"
@@ -154,6 +159,11 @@ class CallbackModel:
     wrapper: str
     target: str | None  # the developer's function, or None when the wrapper only frees shadows
     frees: tuple[ShadowSpec, ...] = ()
+    # livepatch backend: the object whose unexported symbols this pre-patch callback resolves
+    resolves: str = ""
+    # livepatch backend: this post-unpatch callback records that the patch was disabled (not
+    # replaced by a cumulative patch, which would own the shadow variables)
+    marks_unpatched: bool = False
 
     @property
     def returns_int(self) -> bool:
@@ -195,6 +205,22 @@ def objects_model(spec: PatchSpec) -> tuple[ObjectModel, ...]:
 
 
 @dataclass(frozen=True)
+class LpObjectModel:
+    """One klp_object of a livepatch-backend module: its functions, callbacks and the module
+    symbols its pre-patch callback resolves."""
+
+    name: str
+    funcs_array: str
+    functions: tuple[FunctionSpec, ...]
+    callbacks: tuple[CallbackModel, ...]
+    ksyms: tuple[KsymModel, ...] = ()
+
+    @property
+    def is_vmlinux(self) -> bool:
+        return self.name == "vmlinux"
+
+
+@dataclass(frozen=True)
 class PatchModel:
     name: str
     description_c: str
@@ -210,10 +236,39 @@ class PatchModel:
     objects: tuple[ObjectModel, ...] = ()
     shadows: tuple[ShadowSpec, ...] = ()
     replace: bool = False
+    backend: str = "kpatch"
 
     @property
     def freed_on_unload(self) -> tuple[ShadowSpec, ...]:
         return tuple(s for s in self.shadows if s.free == "unload")
+
+    @property
+    def vmlinux_ksyms(self) -> tuple[KsymModel, ...]:
+        return tuple(s for s in self.ksyms if s.object == "vmlinux")
+
+    @property
+    def has_func_ksyms(self) -> bool:
+        return any(s.is_func for s in self.ksyms)
+
+    @property
+    def lp_objects(self) -> tuple[LpObjectModel, ...]:
+        """The klp_objects of the livepatch backend: each object of `objects` that has functions
+        or callbacks (vmlinux may have neither), with the wrappers klp calls."""
+        result = []
+        for i, obj in enumerate(self.objects):
+            funcs = tuple(f for f in self.functions if f.object == obj.name)
+            ksyms = () if obj.name == "vmlinux" else tuple(s for s in self.ksyms if s.object == obj.name)
+            callbacks = []
+            for kind in CALLBACKS:
+                cb = obj.callback(kind)
+                resolves = obj.name if kind == "pre_patch" and ksyms else ""
+                marks = kind == "post_unpatch" and obj.name == "vmlinux" and bool(self.freed_on_unload)
+                if cb or resolves or marks:
+                    callbacks.append(CallbackModel(kind, f"{self.name}_{i}_{kind}", cb.target if cb else None,
+                                                   cb.frees if cb else (), resolves, marks))
+            if funcs or callbacks:
+                result.append(LpObjectModel(obj.name, f"{self.name}_{i}_funcs", funcs, tuple(callbacks), ksyms))
+        return tuple(result)
 
 
 def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path, release: str, features: str) -> PatchModel:
@@ -232,5 +287,6 @@ def patch_model(spec: PatchSpec, out_dir: Path, core_dir: Path, release: str, fe
         objects=objects_model(spec),
         shadows=spec.shadows,
         replace=spec.replace,
+        backend=spec.backend,
         generated=Generated(release, features, f"kpgen patch {label(spec.path)} --kdir {kdir_hint(release)}"),
     )

@@ -43,11 +43,19 @@ def render_core(core: CoreModel, subdir: str = "core") -> list[OutputFile]:
     return [OutputFile(Path(subdir) / name, _render(env, f"core/{name}.j2", **ctx)) for name in CORE_FILES]
 
 
+# The templates of a patch module for each backend: its C file and its Kbuild file.
+PATCH_TEMPLATES = {
+    "kpatch": ("patch/patch.c.j2", "patch/Kbuild.j2"),
+    "livepatch": ("patch/livepatch.c.j2", "patch/livepatch.Kbuild.j2"),
+}
+
+
 def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:
     env = environment()
+    c_template, kbuild_template = PATCH_TEMPLATES[patch.backend]
     files = [
-        OutputFile(Path(subdir) / f"{patch.name}.c", _render_patch(env, "patch/patch.c.j2", patch)),
-        OutputFile(Path(subdir) / "Kbuild", _render_patch(env, "patch/Kbuild.j2", patch)),
+        OutputFile(Path(subdir) / f"{patch.name}.c", _render_patch(env, c_template, patch)),
+        OutputFile(Path(subdir) / "Kbuild", _render_patch(env, kbuild_template, patch)),
     ]
     # The developer's sources travel with the module, byte for byte.
     for src in patch.source_paths:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import tomllib
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _replace
 from pathlib import Path
 
 from .errors import UsageError
@@ -31,7 +31,9 @@ KSYM_NAME_MAX = 127
 MAX_SPEC_BYTES = 1024 * 1024  # a spec of 1000 functions is about 100 KiB
 MAX_SOURCE_BYTES = 1024 * 1024
 
-TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow"}
+TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow", "backend"}
+# The runtimes a patch module can be built for: kpgen's core (kpatch.ko) or upstream livepatch.
+BACKENDS = ("kpatch", "livepatch")
 FUNC_KEYS = {"target", "object", "replacement", "sympos", "force"}
 SYMBOL_KEYS = {"name", "object", "sympos", "kallsyms"}
 # A name in kallsyms that is no C identifier: a function-local static (`last_check.2`), a gcc
@@ -55,9 +57,12 @@ C_KEYWORDS = frozenset(
 # Names the generated code or the core defines: a replacement must not take them.
 RESERVED_PREFIXES = ("kpatch_", "__")
 # The generated module defines NAME_init, NAME_exit, NAME_funcs, NAME_syms, NAME_objs and
-# NAME_patch, and a callback of its own for each object (NAME_<n>_pre_patch, ...).
-GENERATED_SUFFIXES = ("init", "exit", "funcs", "syms", "objs", "patch")
-GENERATED_RE_TEMPLATE = r"{name}_(?:{suffixes}|\d+_(?:pre|post)_(?:un)?patch)\Z"
+# NAME_patch, and a callback of its own for each object (NAME_<n>_pre_patch, ...); the livepatch
+# backend also NAME_lookup, NAME_find_lookup, NAME_callable, NAME_resolve, NAME_unpatched and
+# NAME_<n>_funcs.
+GENERATED_SUFFIXES = ("init", "exit", "funcs", "syms", "objs", "patch", "lookup", "find_lookup", "callable",
+                      "resolve", "unpatched")
+GENERATED_RE_TEMPLATE = r"{name}_(?:{suffixes}|\d+_(?:(?:pre|post)_(?:un)?patch|funcs))\Z"
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class PatchSpec:
     replace: bool = False
     objects: tuple[ObjectSpec, ...] = ()
     shadows: tuple[ShadowSpec, ...] = ()
+    backend: str = "kpatch"
 
 
 class SpecError(UsageError):
@@ -177,6 +183,44 @@ def load(path: Path) -> PatchSpec:
     return validate(path, data)
 
 
+def check_backend(path: Path, key: str, value: object) -> str:
+    """A backend's name, or a SpecError naming the key and the allowed values."""
+    if value not in BACKENDS:
+        allowed = (f"give {key} " + " or ".join(BACKENDS) if key.startswith("--")
+                   else f"write {key} = " + " or ".join(f'"{b}"' for b in BACKENDS))
+        raise SpecError(path, key, f"{value!r} is not a backend",
+                        allowed + " (kpatch: kpgen's core, the default; livepatch: the kernel's own livepatch)")
+    assert isinstance(value, str)
+    return value
+
+
+def refuse_for_backend(patch: PatchSpec) -> None:
+    """What a spec says that its backend cannot do, refused with the reason."""
+    if patch.backend != "livepatch":
+        return
+    for i, func in enumerate(patch.functions):
+        if func.force:
+            raise SpecError(patch.path, f"function[{i}].force",
+                            "force has no meaning for the livepatch backend: livepatch switches each task on "
+                            "its own once it has left the old code, so no activeness check is there to skip",
+                            'remove force = true, or use backend = "kpatch"')
+    for i, sym in enumerate(patch.symbols):
+        if sym.sympos:
+            raise SpecError(patch.path, f"symbol[{i}].sympos",
+                            "the livepatch backend resolves unexported symbols with kallsyms_lookup_name(), "
+                            "which finds the first of same-named symbols only",
+                            'use backend = "kpatch" for this symbol, or reach it another way')
+
+
+def with_backend(patch: PatchSpec, backend: str | None, key: str = "--backend") -> PatchSpec:
+    """The spec with its backend overridden (a command-line option), checked again."""
+    if backend is None:
+        return patch
+    result = _replace(patch, backend=check_backend(patch.path, key, backend))
+    refuse_for_backend(result)
+    return result
+
+
 def validate(path: Path, data: dict) -> PatchSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
@@ -202,6 +246,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
                         "shorten it and remove control characters")
 
     sources = _validate_sources(path, name, data["sources"])
+    backend = check_backend(path, "backend", data.get("backend", "kpatch"))
     replace = data.get("replace", False)
     if not isinstance(replace, bool):
         raise SpecError(path, "replace", f"{replace!r} is not true or false",
@@ -249,8 +294,10 @@ def validate(path: Path, data: dict) -> PatchSpec:
         if not any(defines_function(t, fn) for t in texts.values()):
             raise SpecError(path, key, f"{fn!r} is not defined in {names}",
                             f"define it in one of the sources as {prototype}")
-    return PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions,
-                     symbols=symbols, replace=replace, objects=objects, shadows=shadows)
+    patch = PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions,
+                      symbols=symbols, replace=replace, objects=objects, shadows=shadows, backend=backend)
+    refuse_for_backend(patch)
+    return patch
 
 
 def _check_sympos(path: Path, key: str, value: object) -> int:

@@ -50,3 +50,30 @@ def test_check_rejects_module_for_other_kernel(built, probed, kname):
     ko = built(kname).root / "core/kpatch.ko"
     verdict = elfcheck.check_module(ko, probed(other))
     assert any("vermagic" in p for p in verdict.problems)
+
+
+@pytest.mark.parametrize("kname", KERNELS)
+def test_livepatch_modules_are_livepatch_modules(built, probed, kname):
+    """The livepatch backend's test patches: livepatch=Y, no core, only kernel exports; the ELF
+    check of the other backend's rules fails on each, and the livepatch rules fail on a module
+    of the core."""
+    from kpgen import elfcheck
+
+    tree = built(kname)
+    k = probed(kname)
+    names = ("test_lp_a", "test_lp_ksym", "test_lp_modsym", "test_lp_callbacks", "test_lp_pipe")
+    for name in names:
+        ko = tree.root / "patches" / name / f"{name}.ko"
+        info = elfcheck.read_module(ko)
+        assert info.first("livepatch") == "Y"
+        assert "kpatch" not in (info.first("depends") or "").split(",")
+        assert "klp_enable_patch" in info.undefined and "kpatch_register" not in info.undefined
+        assert elfcheck.check_module(ko, k, backend="livepatch").ok
+        kpatch_rules = elfcheck.check_module(ko, k, tree.root / "core" / "Module.symvers", backend="kpatch")
+        assert any("without 'kpatch'" in p for p in kpatch_rules.problems)
+    # unexported symbols reached through the lookup, not through the core
+    ksym = elfcheck.read_module(tree.root / "patches/test_lp_ksym/test_lp_ksym.ko")
+    assert {"register_kprobe", "sprint_symbol"} <= ksym.undefined
+    verdict = elfcheck.check_module(tree.root / "patches/cmdline_a/cmdline_a.ko", k, backend="livepatch")
+    assert any("'livepatch'" in p for p in verdict.problems)
+    assert any("must not need kpgen's core" in p for p in verdict.problems)

@@ -25,7 +25,10 @@ def test_checkpatch_generated(built, kname):
     files = cstyle.generated_sources(tree.root)
     names = {p.relative_to(tree.root).as_posix() for p in files}
     assert {"core/core.c", "core/transition.c", "core/kpatch.h", "core-faults/faults.c",
-            "patches/cmdline_ksym/cmdline_ksym.c", "patches/test_static_sym/test_static_sym.c"} <= names
+            "patches/cmdline_ksym/cmdline_ksym.c", "patches/test_static_sym/test_static_sym.c",
+            # the livepatch backend's template, with and without unexported symbols
+            "patches/test_lp_a/test_lp_a.c", "patches/test_lp_ksym/test_lp_ksym.c",
+            "patches/test_lp_modsym/test_lp_modsym.c", "patches/test_lp_callbacks/test_lp_callbacks.c"} <= names
     findings = cstyle.checkpatch(files, "generated")
     assert not findings, _report(findings)
 

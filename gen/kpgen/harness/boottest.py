@@ -83,7 +83,7 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
         tree.builds.append(kbuild.build(kernel, pdir, core_dir=core))
         tree.verdicts.append(
             elfcheck.check_module(pdir / f"{patch.name}.ko", kernel, core / "Module.symvers",
-                                  tuple(f.replacement for f in patch.functions))
+                                  tuple(f.replacement for f in patch.functions), patch.backend)
         )
     for mod_dir in sorted((root / "modules").iterdir()):
         tree.builds.append(kbuild.build(kernel, mod_dir))

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Livepatch backend: kpgen_test_target's value from its static variable
+ * kpgen_test_base (1): 400 + 20 * 1 = 420.
+ */
+#include <linux/compiler.h>
+
+/* static in kpgen_test_target: declared here, extern */
+extern int kpgen_test_base;
+
+static int test_lp_modsym_value(void)
+{
+	return 400 + 20 * READ_ONCE(kpgen_test_base);
+}
