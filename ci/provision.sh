@@ -85,7 +85,7 @@ if [ "${KPGEN_NO_APT:-0}" != 1 ]; then
 	apt-get install -y -qq "${apt_wait[@]}" --no-install-recommends \
 		build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
 		qemu-system-x86 qemu-utils busybox-static udev procps \
-		python3 python3-pip python3-venv git make shellcheck sparse >/dev/null
+		python3 python3-dev python3-pip python3-venv git make shellcheck sparse >/dev/null
 
 	mapfile -t kernels < <(kernel_packages)
 	step "installing kernels: ${kernels[*]}"
