@@ -52,6 +52,10 @@ class KernelFeatures:
     recursion_lock_disables_preemption: bool = False
     # struct module keeps its memory in mem[MOD_TEXT...] (6.4 and later), not in core_layout
     module_mem: bool = False
+    # the arguments of a sched_switch tracepoint probe after its data pointer: 2 for (preempt,
+    # prev, next), 3 with prev_state too (5.18 and later); 0 when unknown, and the pause then
+    # walks every task (stacks.c)
+    sched_switch_args: int = 0
 
     @property
     def ksym_cb_params(self) -> str:
@@ -206,6 +210,15 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
     m2 = re.search(r"int module_kallsyms_on_each_symbol\(([^;]*)\);", module_h)
     if not m2:
         raise KernelError("include/linux/module.h declares no module_kallsyms_on_each_symbol()")
+    sched_h = _read_header(roots, "include/trace/events/sched.h")
+    m3 = re.search(r"TRACE_EVENT\(sched_switch,\s*TP_PROTO\(([^)]*)\)", sched_h)
+    sched_switch_args = 0
+    if m3:
+        proto = " ".join(m3.group(1).split())
+        if proto == "bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state":
+            sched_switch_args = 3
+        elif proto == "bool preempt, struct task_struct *prev, struct task_struct *next":
+            sched_switch_args = 2
     return KernelFeatures(
         has_ibt=config.get("CONFIG_X86_KERNEL_IBT") == "y",
         ftrace_with_args=config.get("CONFIG_DYNAMIC_FTRACE_WITH_ARGS") == "y",
@@ -214,6 +227,7 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
         module_ksym_takes_modname="const char *modname" in m2.group(1),
         recursion_lock_disables_preemption=bool(trylock and "preempt_disable_notrace()" in trylock.group(0)),
         module_mem=bool(re.search(r"struct module_memory\s+mem\[", module_h)),
+        sched_switch_args=sched_switch_args,
     )
 
 

@@ -438,6 +438,7 @@ static void __exit kpatch_exit(void)
 	WARN_ON(kpatch_nr_enabled || !kpatch_patch_idle());
 	kpatch_module_exit();
 	kpatch_sysfs_exit();
+	kpatch_stacks_exit();
 	kpatch_release_internals();
 	pr_notice("core unloaded\n");
 }

@@ -103,14 +103,23 @@ struct kpatch_change {
 	/* the task making the change: its frames in a module's text are its exit path */
 	struct task_struct *initiator;
 
-	/* the first pass of the activeness check (stacks.c) */
+	/*
+	 * The first pass of the activeness check (stacks.c): the verdicts it
+	 * keeps, the tasks it could not judge, and the tasks that ran since.
+	 */
 	struct kpatch_seen *seen;
 	unsigned int nr_seen;
+	struct task_struct **unsure;
+	unsigned int nr_unsure;
+	struct kpatch_ran __percpu *ran;
+	bool ran_closed;		/* the pause ended the recording */
+	bool walk_all;			/* the pause must walk every task */
 
 	/* what the last try did, for /sys/kernel/kpatch/last_change */
 	unsigned int nr_tasks;
 	unsigned int nr_unwound;
 	unsigned int nr_trusted;
+	const char *walked;		/* "moved" or "all": which tasks the pause walked */
 	u64 pause_ns;
 
 	/* why the change was refused, for the message */
@@ -189,6 +198,7 @@ ssize_t kpatch_last_change_show(char *buf);
 int kpatch_precheck(struct kpatch_change *change);
 void kpatch_precheck_free(struct kpatch_change *change);
 int kpatch_check_activeness(struct kpatch_change *change);
+void kpatch_stacks_exit(void);
 
 /* busy.c: busy retries and the refusal's message */
 int kpatch_busy_wait(unsigned int tries, unsigned int max_tries,

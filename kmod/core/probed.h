@@ -35,4 +35,11 @@
 /* Whether struct module keeps its memory in mem[] (else in core_layout). */
 #define KPATCH_MODULE_MEM 0
 
+/*
+ * The arguments of a sched_switch tracepoint probe after its data pointer:
+ * 3 with prev_state, 2 without, 0 when kpgen did not recognise them (the
+ * pause then walks every task's stack, stacks.c).
+ */
+#define KPATCH_SCHED_SWITCH_ARGS 3
+
 #endif /* _KPATCH_PROBED_H */

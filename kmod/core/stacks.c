@@ -14,26 +14,42 @@
 /*
  * Walking every task's stack inside stop_machine(), with every CPU held,
  * makes the machine-wide pause grow with the number of tasks, although most
- * of them sleep and have not run since long before.  So every task's stack
- * is walked first, before stop_machine(), and each quiet task's verdict is
- * kept with what proves it has not run since: its context-switch counts
- * (nvcsw + nivcsw) and its start time.  Inside the callback, a task is
- * trusted when those are unchanged, and unwound again otherwise:
+ * of them sleep and have not run since long before.  So the check has two
+ * passes.
  *
- * - A task that ran after its counts were read must have been switched out
- *   again since (every CPU but this one runs a stopper, this one the
- *   callback), which increments one of them: it is unwound.  This covers a
- *   task that wakes, runs into the code and sleeps there between the passes,
- *   and a task that ran while its stack was walked (the walk may have read a
- *   stack in flux; its verdict is not used).
- * - A task that was running at the first pass, or whose stack could not be
- *   walked reliably then, has no kept verdict: it is unwound.
- * - A task forked after the first pass has no kept verdict: it is unwound.
- *   A task whose task_struct took the place of an exited one differs in its
- *   start time.
- * - A task that exited between the passes is not met again.
- * - The idle tasks always run: they are unwound, as is the task making the
- *   change, which sleeps in stop_machine() meanwhile.
+ * The first, before stop_machine(), walks every task's stack and keeps each
+ * quiet task's verdict.  Before it starts, a probe on the sched_switch
+ * tracepoint begins to record, per CPU, every task switched from or to, and
+ * one RCU grace period makes sure that every switch after that point meets
+ * the probe (a switch runs with interrupts off, a read-side section).  The
+ * second pass, inside the callback, walks only:
+ *
+ * - the tasks the probe recorded: any task that ran after the recording
+ *   began was switched to, and any task that was running then was switched
+ *   from before the pause (every CPU but this one runs a stopper now, this
+ *   one the callback).  This covers a task that wakes, runs into the code
+ *   and sleeps there between the passes, a task that was running or moving
+ *   during the first pass, the task making the change (asleep in
+ *   stop_machine()), and a task forked meanwhile that has run;
+ * - the tasks the first pass could not walk reliably, kept with a reference;
+ * - the idle tasks, which always run.
+ *
+ * Every other task has not run since its stack was walked, so its stack is
+ * the one judged, and its verdict holds.  A task forked after the recording
+ * began that has not run yet has nothing on its stack but its first return
+ * to ret_from_fork, inside no function a change switches.  A task that exited
+ * is either not met again or, recorded, has no stack left to walk.
+ *
+ * The recorded tasks are held by a reference until the pause is over, and the
+ * pause ends the recording before it reads them: no probe can be running then,
+ * since every CPU is in stop_machine() with interrupts off.
+ *
+ * When this cannot be done the pause walks every task, and trusts a kept
+ * verdict only when the task's context-switch counts (nvcsw + nivcsw, one of
+ * which grows at every switch) and its start time are unchanged: when the
+ * kernel's sched_switch tracepoint is not found or its probe not recognised,
+ * when the probe cannot be set up, or when a CPU recorded more tasks than it
+ * has room for.
  *
  * A quiet task found busy at the first pass fails the change at once (and
  * the caller's retries follow), before the machine is ever stopped.
@@ -41,12 +57,17 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/bits.h>
 #include <linux/bsearch.h>
+#include <linux/hash.h>
+#include <linux/percpu.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/task.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
+#include <linux/tracepoint.h>
 
 #include "core.h"
 
@@ -55,7 +76,26 @@ struct kpatch_seen {
 	struct task_struct *task;
 	unsigned long switches;
 	u64 start_time;
+	bool rechecked;		/* walked again in the pause */
 };
+
+/* The first pass's tasks it could not walk reliably, walked again in the pause. */
+#define KPATCH_MAX_UNSURE	64
+
+#define KPATCH_RAN_BITS		10
+#define KPATCH_RAN_SLOTS	BIT(KPATCH_RAN_BITS)
+#define KPATCH_RAN_MAX		(KPATCH_RAN_SLOTS / 2)
+
+/* The tasks one CPU switched from or to while a change records them. */
+struct kpatch_ran {
+	struct task_struct *slot[KPATCH_RAN_SLOTS];	/* a set, for the probe */
+	struct task_struct *task[KPATCH_RAN_MAX];	/* the same, in a row */
+	unsigned int nr;
+	bool overflow;
+};
+
+/* The recording of the change in progress, read by the probe; NULL when none. */
+static struct kpatch_ran __percpu *kpatch_recording;
 
 /* Used by one change at a time: kpatch_mutex serialises them. */
 static unsigned long kpatch_stack_entries[KPATCH_MAX_STACK_ENTRIES];
@@ -137,6 +177,132 @@ static int kpatch_seen_find(const void *key, const void *elt)
 	return task > seen->task;
 }
 
+#if KPATCH_SCHED_SWITCH_ARGS
+static struct tracepoint *kpatch_switch_tp;
+
+/* Notes @task in this CPU's set; runs in the scheduler, interrupts off. */
+static void kpatch_ran_add(struct kpatch_ran *ran, struct task_struct *task)
+{
+	unsigned int h = hash_ptr(task, KPATCH_RAN_BITS);
+
+	/* at most half the slots are used: an empty one ends the search */
+	while (ran->slot[h]) {
+		if (ran->slot[h] == task)
+			return;
+		h = (h + 1) & (KPATCH_RAN_SLOTS - 1);
+	}
+	if (ran->nr == KPATCH_RAN_MAX) {
+		ran->overflow = true;
+		return;
+	}
+	get_task_struct(task);
+	ran->slot[h] = task;
+	ran->task[ran->nr++] = task;
+}
+
+static void kpatch_sched_switch(void *data, bool preempt,
+				struct task_struct *prev,
+#if KPATCH_SCHED_SWITCH_ARGS == 3
+				struct task_struct *next,
+				unsigned int prev_state)
+#else
+				struct task_struct *next)
+#endif
+{
+	struct kpatch_ran __percpu *recording = READ_ONCE(kpatch_recording);
+	struct kpatch_ran *ran;
+
+	if (!recording)
+		return;
+	ran = this_cpu_ptr(recording);
+	kpatch_ran_add(ran, prev);
+	kpatch_ran_add(ran, next);
+}
+
+static void kpatch_find_switch_tp(struct tracepoint *tp, void *data)
+{
+	if (!strcmp(tp->name, "sched_switch"))
+		kpatch_switch_tp = tp;
+}
+#endif /* KPATCH_SCHED_SWITCH_ARGS */
+
+/*
+ * Starts recording the tasks that run, for the pause to walk only those: 0
+ * when every switch from now on is recorded, else the pause walks every task.
+ */
+static int kpatch_record_start(struct kpatch_change *change)
+{
+#if KPATCH_SCHED_SWITCH_ARGS
+	int ret;
+
+	if (!kpatch_switch_tp)
+		for_each_kernel_tracepoint(kpatch_find_switch_tp, NULL);
+	if (!kpatch_switch_tp)
+		return -ENOENT;
+	change->ran = alloc_percpu(struct kpatch_ran);
+	if (!change->ran)
+		return -ENOMEM;
+	WRITE_ONCE(kpatch_recording, change->ran);
+	ret = tracepoint_probe_register(kpatch_switch_tp, kpatch_sched_switch,
+					NULL);
+	if (ret) {
+		WRITE_ONCE(kpatch_recording, NULL);
+		free_percpu(change->ran);
+		change->ran = NULL;
+		return ret;
+	}
+	/* a switch that began before the probe was seen has ended */
+	synchronize_rcu();
+	return 0;
+#else
+	return -EOPNOTSUPP;
+#endif
+}
+
+/* Stops the recording, drops the references it took and frees it. */
+static void kpatch_record_stop(struct kpatch_change *change)
+{
+#if KPATCH_SCHED_SWITCH_ARGS
+	struct kpatch_ran *ran;
+	unsigned int i;
+	int cpu;
+
+	if (!change->ran)
+		return;
+	WRITE_ONCE(kpatch_recording, NULL);
+	tracepoint_probe_unregister(kpatch_switch_tp, kpatch_sched_switch, NULL);
+	/* without a pause since, a probe may still be adding to a set */
+	if (!change->ran_closed)
+		synchronize_rcu();
+	for_each_possible_cpu(cpu) {
+		ran = per_cpu_ptr(change->ran, cpu);
+		for (i = 0; i < ran->nr; i++)
+			put_task_struct(ran->task[i]);
+	}
+	free_percpu(change->ran);
+	change->ran = NULL;
+	change->ran_closed = false;
+#endif
+}
+
+/* Before the module goes: no probe of a past change may still be running. */
+void kpatch_stacks_exit(void)
+{
+	tracepoint_synchronize_unregister();
+}
+
+/* Keeps @task, with a reference, for the pause to walk again. */
+static void kpatch_add_unsure(struct kpatch_change *change,
+			      struct task_struct *task)
+{
+	if (change->nr_unsure == KPATCH_MAX_UNSURE) {
+		change->walk_all = true;
+		return;
+	}
+	get_task_struct(task);
+	change->unsure[change->nr_unsure++] = task;
+}
+
 /* The tasks of the system, for sizing the first pass's table. */
 static unsigned int kpatch_count_tasks(void)
 {
@@ -151,9 +317,10 @@ static unsigned int kpatch_count_tasks(void)
 }
 
 /*
- * The first pass, before stop_machine(): walks every task's stack and keeps
- * the quiet tasks' verdicts (see above).  -EBUSY when a quiet task is inside
- * the code already; other errors only from a failed allocation.
+ * The first pass, before stop_machine(): starts the recording, walks every
+ * task's stack and keeps the quiet tasks' verdicts (see above).  -EBUSY when
+ * a quiet task is inside the code already; other errors only from a failed
+ * allocation.  kpatch_precheck_free() undoes it, whatever it returned.
  */
 int kpatch_precheck(struct kpatch_change *change)
 {
@@ -164,22 +331,31 @@ int kpatch_precheck(struct kpatch_change *change)
 	int ret = 0;
 
 	change->nr_seen = 0;
+	change->nr_unsure = 0;
+	change->walk_all = true;
 	if (!change->check || !change->nr_ranges)
 		return 0;
 	/* test build: no first pass, every stack walked inside the pause */
 	if (kpatch_fail("precheck"))
 		return 0;
-	/* room for tasks forked meanwhile; those left out are unwound later */
+	/* room for tasks forked meanwhile; with more, the pause walks them all */
 	max = kpatch_count_tasks() + 64;
 	change->seen = kvmalloc_array(max, sizeof(*change->seen), GFP_KERNEL);
-	if (!change->seen)
+	change->unsure = kmalloc_array(KPATCH_MAX_UNSURE,
+				       sizeof(*change->unsure), GFP_KERNEL);
+	if (!change->seen || !change->unsure)
 		return -ENOMEM;
+	change->walk_all = kpatch_record_start(change) != 0;
+	/* it sleeps in stop_machine() meanwhile: walked again in any case */
+	kpatch_add_unsure(change, current);
 
 	rcu_read_lock();
 	/* two nested loops: leave them with goto, not break */
 	for_each_process_thread(g, task) {
-		if (change->nr_seen == max)
+		if (change->nr_seen == max) {
+			change->walk_all = true;
 			goto out;
+		}
 		if (task == current || READ_ONCE(task->on_cpu))
 			continue;
 		switches = kpatch_switches(task);
@@ -198,12 +374,14 @@ int kpatch_precheck(struct kpatch_change *change)
 		}
 		if (ret) {
 			ret = 0;
+			kpatch_add_unsure(change, task);
 			continue;
 		}
 		seen = &change->seen[change->nr_seen++];
 		seen->task = task;
 		seen->switches = switches;
 		seen->start_time = task->start_time;
+		seen->rechecked = false;
 	}
 out:
 	rcu_read_unlock();
@@ -214,38 +392,144 @@ out:
 
 void kpatch_precheck_free(struct kpatch_change *change)
 {
+	unsigned int i;
+
+	kpatch_record_stop(change);
+	for (i = 0; i < change->nr_unsure; i++)
+		put_task_struct(change->unsure[i]);
+	kfree(change->unsure);
+	change->unsure = NULL;
+	change->nr_unsure = 0;
 	kvfree(change->seen);
 	change->seen = NULL;
 	change->nr_seen = 0;
+}
+
+static struct kpatch_seen *kpatch_find_seen(const struct kpatch_change *change,
+					    const struct task_struct *task)
+{
+	return bsearch(task, change->seen, change->nr_seen,
+		       sizeof(*change->seen), kpatch_seen_find);
 }
 
 /* Whether @task's first-pass verdict (quiet) still holds: it has not run since. */
 static bool kpatch_trusted(const struct kpatch_change *change,
 			   struct task_struct *task)
 {
-	const struct kpatch_seen *seen;
+	const struct kpatch_seen *seen = kpatch_find_seen(change, task);
 
-	seen = bsearch(task, change->seen, change->nr_seen, sizeof(*seen),
-		       kpatch_seen_find);
 	return seen && seen->switches == kpatch_switches(task) &&
 	       seen->start_time == task->start_time;
 }
 
-static int kpatch_check_task(struct kpatch_change *change,
-			     struct task_struct *task)
+static int kpatch_unwind_task(struct kpatch_change *change,
+			      struct task_struct *task)
 {
 	int ret;
 
 	change->nr_tasks++;
-	if (kpatch_trusted(change, task)) {
-		change->nr_trusted++;
-		return 0;
-	}
 	change->nr_unwound++;
 	ret = kpatch_walk_task(change, task);
 	if (ret)
 		kpatch_note_busy(change, task, ret);
 	return ret ? -EBUSY : 0;
+}
+
+static int kpatch_check_task(struct kpatch_change *change,
+			     struct task_struct *task)
+{
+	if (kpatch_trusted(change, task)) {
+		change->nr_tasks++;
+		change->nr_trusted++;
+		return 0;
+	}
+	return kpatch_unwind_task(change, task);
+}
+
+/* The idle tasks always run: each is walked. */
+static int kpatch_check_idle(struct kpatch_change *change)
+{
+	struct task_struct *task;
+	int cpu, ret;
+
+	for_each_online_cpu(cpu) {
+		task = kpatch_idle_task(cpu);
+		/* unknown: busy */
+		if (!task) {
+			strscpy(change->busy_comm, "(idle)", sizeof(change->busy_comm));
+			change->busy_range = NULL;
+			change->busy_err = -EINVAL;
+			return -EBUSY;
+		}
+		ret = kpatch_unwind_task(change, task);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* A task that may have moved since the first pass, walked once. */
+static int kpatch_recheck_task(struct kpatch_change *change,
+			       struct task_struct *task)
+{
+	struct kpatch_seen *seen;
+
+	/* another CPU's stopper: its stack is in flux; the idle tasks follow */
+	if ((task != current && READ_ONCE(task->on_cpu)) || is_idle_task(task))
+		return 0;
+	seen = kpatch_find_seen(change, task);
+	if (seen) {
+		if (seen->rechecked)
+			return 0;
+		seen->rechecked = true;
+		change->nr_trusted--;
+		change->nr_tasks--;
+	}
+	return kpatch_unwind_task(change, task);
+}
+
+/* The second pass when the recording held: only the tasks that may have moved. */
+static int kpatch_check_moved(struct kpatch_change *change)
+{
+	struct kpatch_ran *ran;
+	unsigned int i;
+	int cpu, ret;
+
+	change->nr_trusted = change->nr_seen;
+	change->nr_tasks = change->nr_seen;
+	for_each_possible_cpu(cpu) {
+		ran = per_cpu_ptr(change->ran, cpu);
+		for (i = 0; i < ran->nr; i++) {
+			ret = kpatch_recheck_task(change, ran->task[i]);
+			if (ret)
+				return ret;
+		}
+	}
+	for (i = 0; i < change->nr_unsure; i++) {
+		ret = kpatch_recheck_task(change, change->unsure[i]);
+		if (ret)
+			return ret;
+	}
+	return kpatch_check_idle(change);
+}
+
+/* Ends the recording, and tells whether it holds every task that ran. */
+static bool kpatch_recording_held(struct kpatch_change *change)
+{
+	int cpu;
+
+	if (!change->ran)
+		return false;
+	/* no CPU is in the scheduler now: the sets are complete */
+	WRITE_ONCE(kpatch_recording, NULL);
+	change->ran_closed = true;
+	if (change->walk_all)
+		return false;
+	for_each_possible_cpu(cpu) {
+		if (per_cpu_ptr(change->ran, cpu)->overflow)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -256,11 +540,16 @@ static int kpatch_check_task(struct kpatch_change *change,
 int kpatch_check_activeness(struct kpatch_change *change)
 {
 	struct task_struct *g, *task;
-	int cpu, ret = 0;
+	int ret = 0;
 
 	if (!change->nr_ranges)
 		return 0;
+	if (kpatch_recording_held(change)) {
+		change->walked = "moved";
+		return kpatch_check_moved(change);
+	}
 
+	change->walked = "all";
 	rcu_read_lock();
 	for_each_process_thread(g, task) {
 		/* another CPU's stopper thread: its stack is in flux */
@@ -270,20 +559,7 @@ int kpatch_check_activeness(struct kpatch_change *change)
 		if (ret)
 			goto out;
 	}
-	for_each_online_cpu(cpu) {
-		task = kpatch_idle_task(cpu);
-		/* unknown: busy */
-		if (!task) {
-			strscpy(change->busy_comm, "(idle)", sizeof(change->busy_comm));
-			change->busy_range = NULL;
-			change->busy_err = -EINVAL;
-			ret = -EBUSY;
-			goto out;
-		}
-		ret = kpatch_check_task(change, task);
-		if (ret)
-			goto out;
-	}
+	ret = kpatch_check_idle(change);
 out:
 	rcu_read_unlock();
 	return ret;

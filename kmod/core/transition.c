@@ -31,8 +31,9 @@ static struct {
 	unsigned int trusted;
 	unsigned int tries;
 	u64 pause_ns;
+	const char *walked;
 	int ret;
-} kpatch_last_change;
+} kpatch_last_change = { .walked = "none" };
 
 ssize_t kpatch_last_change_show(char *buf)
 {
@@ -45,8 +46,10 @@ ssize_t kpatch_last_change_show(char *buf)
 			     kpatch_last_change.unwound,
 			     kpatch_last_change.trusted,
 			     kpatch_last_change.tries);
-	len += sysfs_emit_at(buf, len, "pause_ns=%llu result=%d\n",
-			     kpatch_last_change.pause_ns, kpatch_last_change.ret);
+	len += sysfs_emit_at(buf, len, "pause_ns=%llu walked=%s result=%d\n",
+			     kpatch_last_change.pause_ns,
+			     kpatch_last_change.walked,
+			     kpatch_last_change.ret);
 	return len;
 }
 
@@ -236,6 +239,7 @@ static int kpatch_stopped(void *data)
 	change->nr_tasks = 0;
 	change->nr_unwound = 0;
 	change->nr_trusted = 0;
+	change->walked = "none";
 	if (change->check) {
 		ret = kpatch_check_activeness(change);
 		if (!ret && kpatch_fail("activeness")) {
@@ -270,6 +274,7 @@ int kpatch_transition(struct kpatch_change *change)
 	change->nr_tasks = 0;
 	change->nr_unwound = 0;
 	change->nr_trusted = 0;
+	change->walked = "none";
 	change->pause_ns = 0;
 	if (change->check)
 		kpatch_collect_ranges(change);
@@ -290,6 +295,7 @@ int kpatch_transition(struct kpatch_change *change)
 	kpatch_last_change.trusted = change->nr_trusted;
 	kpatch_last_change.tries = change->tries;
 	kpatch_last_change.pause_ns = change->pause_ns;
+	kpatch_last_change.walked = change->walked;
 	kpatch_last_change.ret = ret;
 	kpatch_precheck_free(change);
 	if (ret == -EBUSY)

@@ -126,7 +126,8 @@ def test_sysfs_files_are_documented():
 def test_last_change_example_matches_the_format():
     body = re.search(r"kpatch_last_change_show\(char \*buf\)\n\{(.*?)\n\}", TEMPLATE, flags=re.S).group(1)  # type: ignore[union-attr]
     fmt = "".join(re.findall(r'"([^"]*)"', body)).removesuffix("\\n")
-    pattern = re.escape(fmt).replace("%u", r"\d+").replace("%llu", r"\d+").replace("%d", r"-?\d+")
+    pattern = (re.escape(fmt).replace("%u", r"\d+").replace("%llu", r"\d+").replace("%d", r"-?\d+")
+               .replace("%s", r"[a-z]+"))
     example = next(b for b in blocks(DOCS / "sysfs.md", "") if b.startswith("functions="))
     assert re.fullmatch(pattern, example.strip())
     keys = [kv.split("=")[0] for kv in fmt.split()]

@@ -46,7 +46,7 @@ core_loads() {
 	logged "<5>core loaded"
 	[ -d "$SYS" ]
 	no_patch_nodes
-	last_change_is "functions=0 tasks=0 prechecked=0 unwound=0 trusted=0 tries=0 pause_ns=0 result=0"
+	last_change_is "functions=0 tasks=0 prechecked=0 unwound=0 trusted=0 tries=0 pause_ns=0 walked=none result=0"
 }
 
 rmmod_active_refused() {

@@ -41,14 +41,14 @@ busy_task_gets_ebusy() {
 	logged "<3>cannot apply patch module 'test_busy': task 'bash' (pid $sleeper) is inside function 'kpgen_test_target_sleep'"
 	not mentioned "loaded patch module 'test_busy'"
 	in_stack "$sleeper" kpgen_test_target_sleep
-	last_change_is "functions=1 tasks=0 prechecked=[0-9]+ unwound=0 trusted=0 tries=1 pause_ns=0 result=-16"
+	last_change_is "functions=1 tasks=0 prechecked=[0-9]+ unwound=0 trusted=0 tries=1 pause_ns=0 walked=none result=-16"
 
 	# once the task has left, the same load succeeds
 	echo wake >/proc/kpgen_test_target
 	wait "$sleeper"
 	[ "$(target_field last)" = 1 ]
 	load test_busy
-	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[1-9][0-9]* tries=1 pause_ns=[1-9][0-9]* result=0"
+	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[1-9][0-9]* tries=1 pause_ns=[1-9][0-9]* walked=moved result=0"
 	timeout 20 bash -c 'echo sleep > /proc/kpgen_test_target'
 	[ "$(target_field last)" = 2 ]
 
@@ -73,7 +73,7 @@ busy_retry_succeeds_when_quiet() {
 	wait "$sleeper"
 	kpatch_log | grep -Eq "^<6>applied patch module 'test_busy' after [1-9][0-9]* retries$"
 	not mentioned "cannot apply patch module 'test_busy'"
-	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=([2-9]|[1-9][0-9]+) pause_ns=[1-9][0-9]* result=0"
+	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=([2-9]|[1-9][0-9]+) pause_ns=[1-9][0-9]* walked=moved result=0"
 	unload test_busy
 	rmmod kpgen_test_target
 	# garbage is refused by the parameters themselves, and changes nothing

@@ -162,7 +162,7 @@ replace_takes_over_in_one_switch() {
 	replaced /proc/cmdline C
 	replaced /proc/version C
 	grep -q "^MemTotal:" /proc/meminfo
-	last_change_is "functions=5 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=1 pause_ns=[1-9][0-9]* result=0"
+	last_change_is "functions=5 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=1 pause_ns=[1-9][0-9]* walked=moved result=0"
 	enabled test_repl_a 0
 	enabled test_repl_b 0
 	enabled test_repl_c 1
