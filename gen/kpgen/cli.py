@@ -109,6 +109,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.backend is not None:
         spec.check_backend(patch, "--backend", args.backend)
     k = _kernel(args)
+    if args.backend == "livepatch" and k.config.get("CONFIG_LIVEPATCH") != "y":
+        raise UsageError(f"--backend livepatch needs CONFIG_LIVEPATCH, which {k.release} lacks; "
+                         "use --backend kpatch")
+    if args.backend == "livepatch" and args.core:
+        raise UsageError(f"--core {args.core}: the livepatch backend builds without kpgen's core; drop --core")
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
     name = args.name or diff.module_name(patch)

@@ -907,22 +907,27 @@ def rmtree_quiet(path: Path) -> None:
 
 
 def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
-    """`kpgen patch` and `kpgen build` of the written spec: render, Kbuild, ELF checks."""
+    """`kpgen patch` and `kpgen build` of the written spec: render, Kbuild, ELF checks. A
+    livepatch-backend spec builds without the core."""
     from . import elfcheck, generate, kbuild, render, spec
     from .errors import BuildError
 
+    patch = spec.load(out / f"{p.name}.toml")
+    livepatch = patch.backend == "livepatch"
+    if livepatch and core is not None:
+        raise UsageError(f"--core {core}: the livepatch backend builds without kpgen's core; drop --core")
     if core is None:
         core = out / "core"
         made = generate.generated_for(core)
-        if made is None or made[0] != k.release or not (core / "Module.symvers").is_file():
+        if not livepatch and (made is None or made[0] != k.release or not (core / "Module.symvers").is_file()):
             render.write(out, generate.core_files(k))
             kbuild.build(k, core)
     module = out / "module"
     generate.generate_patch(k, out / f"{p.name}.toml", module, core)
-    kbuild.build(k, module, core)
+    kbuild.build(k, module, None if livepatch else core)
     ko = module / f"{p.name}.ko"
-    patch = spec.load(out / f"{p.name}.toml")
-    verdict = elfcheck.check_module(ko, k, core / "Module.symvers", tuple(f.replacement for f in patch.functions))
+    verdict = elfcheck.check_module(ko, k, None if livepatch else core / "Module.symvers",
+                                    tuple(f.replacement for f in patch.functions), patch.backend)
     if not verdict.ok:
         raise BuildError(f"{ko}: " + "; ".join(verdict.problems))
     return ko

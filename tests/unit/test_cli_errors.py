@@ -89,3 +89,11 @@ def test_one_default_kernel_for_kpgen_and_the_makefile():
                                   ["boot-test", "--timeout", "0"], ["vm", "--timeout", "-1", "true"]])
 def test_counts_below_one_are_refused(argv):
     one_line_error(kpgen(*argv), 2, argv[1])
+
+
+def test_diff_livepatch_backend_refuses_a_core(tmp_path):
+    """The livepatch backend builds without kpgen's core: --core is refused before any work."""
+    diff = REPO / "tests/diffs/meminfo_string/6.1.patch"
+    one_line_error(kpgen("diff", str(diff), "--backend", "livepatch", "--build", "--core", str(tmp_path / "core"),
+                         "-o", str(tmp_path / "out")), 2, "--core", "livepatch backend")
+    assert not (tmp_path / "out").exists()

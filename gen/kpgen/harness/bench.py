@@ -50,7 +50,8 @@ APPLY_REPS = 5
 Z95 = 1.96
 
 # the columns of /proc/kpgen_bench, in its order: the stub first
-MODULE_CASES = ("stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10", "livepatch")
+MODULE_CASES = ("stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10", "livepatch",
+                "lp_backend")
 PHASES = ("base", *(f"other_{n}" for n in MANY))
 
 # per-call cases, in the order of the table: (case, label, phase, column of the module)
@@ -61,8 +62,12 @@ PERCALL_CASES = (
     ("kpgen_2", "kpgen, 2 patches stacked", "base", "kpgen_2"),
     ("kpgen_10", "kpgen, 10 patches stacked", "base", "kpgen_10"),
     *((f"kpgen_1_other_{n}", f"kpgen, 1 patch + {n} other functions", f"other_{n}", "kpgen_1") for n in MANY),
-    ("livepatch", "upstream livepatch", "base", "livepatch"),
+    ("livepatch", "upstream livepatch (hand-written)", "base", "livepatch"),
+    ("lp_backend", "kpgen, livepatch backend, 1 patch", "base", "lp_backend"),
 )
+
+# the patch kpgen's livepatch backend makes of the bench module's lp_backend target
+LP_BACKEND_PATCH = "bench_lp"
 
 
 # --- the specs ------------------------------------------------------------------------------
@@ -106,6 +111,15 @@ def write_specs(root: Path) -> list[Path]:
                          f'\n[[function]]\ntarget = "kpgen_bench_fn_{i}"\nobject = "kpgen_bench"\n'
                          f'replacement = "{name}_fn_{i}"\n' for i in funcs))
         specs.append(_write_spec(root, name, spec_text, src))
+    name = LP_BACKEND_PATCH
+    src = (f"{_HEADER}/* The bench module's livepatch-backend target again: the same work. */\n"
+           "#include <linux/jiffies.h>\n\n"
+           f"static unsigned int {name}_fn(const unsigned long j)\n{{\n"
+           "\treturn (MSEC_PER_SEC / HZ) * j + 8;\n}\n")
+    spec_text = (f'name = "{name}"\ndescription = "Benchmark: one function, livepatch backend"\n'
+                 'backend = "livepatch"\nsources = ["fix.c"]\n\n[[function]]\n'
+                 f'target = "kpgen_bench_lp_backend"\nobject = "kpgen_bench"\nreplacement = "{name}_fn"\n')
+    specs.append(_write_spec(root, name, spec_text, src))
     return specs
 
 

@@ -112,6 +112,8 @@ for i in 01 02 03 04 05 06 07 08 09 10; do
 done
 load kpgen_bench_klp
 klp_wait kpgen_bench_klp active
+load bench_lp
+klp_wait bench_lp active
 for run in $SCHEDULE; do
 	pass=${run%%/*}
 	phase=${run#*/}
@@ -125,9 +127,11 @@ for run in $SCHEDULE; do
 	*) fatal "bad phase $phase in the schedule" ;;
 	esac
 done
-echo 0 >"$LIVEPATCH/kpgen_bench_klp/enabled"
-klp_wait kpgen_bench_klp gone
-rmmod kpgen_bench_klp
+for m in bench_lp kpgen_bench_klp; do
+	echo 0 >"$LIVEPATCH/$m/enabled"
+	klp_wait "$m" gone
+	rmmod "$m"
+done
 for i in 10 09 08 07 06 05 04 03 02 01; do
 	unload "bench_stack_$i"
 done
@@ -151,22 +155,30 @@ apply_kpgen() {
 	done
 }
 
+# `apply_klp CASE MODULE TASKS`: APPLY_REPS loads of a livepatch module, each until its
+# transition has finished, with TASKS extra sleeping tasks running.
+apply_klp() {
+	local r start end
+	step "apply case: $1, $3 extra tasks"
+	for ((r = 0; r < APPLY_REPS; r++)); do
+		start=$(now_ns)
+		load "$2"
+		klp_wait "$2" active
+		end=$(now_ns)
+		echo "case=$1 functions=1 extra_tasks=$3 insmod_ns=$((end - start))" >>"$RESULTS/apply.txt"
+		echo 0 >"$LIVEPATCH/$2/enabled"
+		klp_wait "$2" gone
+		rmmod "$2"
+	done
+}
+
 for tasks in 0 100 1000; do
 	start_sleepers "$tasks"
 	for n in 1 100 1000; do
 		apply_kpgen kpgen "$n" "$tasks"
 	done
-	step "apply case: livepatch, $tasks extra tasks"
-	for ((r = 0; r < APPLY_REPS; r++)); do
-		start=$(now_ns)
-		load kpgen_bench_klp
-		klp_wait kpgen_bench_klp active
-		end=$(now_ns)
-		echo "case=livepatch functions=1 extra_tasks=$tasks insmod_ns=$((end - start))" >>"$RESULTS/apply.txt"
-		echo 0 >"$LIVEPATCH/kpgen_bench_klp/enabled"
-		klp_wait kpgen_bench_klp gone
-		rmmod kpgen_bench_klp
-	done
+	apply_klp livepatch kpgen_bench_klp "$tasks"
+	apply_klp kpgen_livepatch bench_lp "$tasks"
 	stop_sleepers
 done
 

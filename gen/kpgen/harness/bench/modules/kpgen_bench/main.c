@@ -5,7 +5,8 @@
  * The module holds identical small functions, the targets, each hooked in
  * its own way by the benchmark (one unpatched, one with an empty ftrace
  * callback, one patched by one kpgen patch, one by 2 and one by 10 stacked
- * kpgen patches, one by an upstream livepatch), and the stub: one more copy,
+ * kpgen patches, one by a hand-written upstream livepatch, one by a patch
+ * kpgen's livepatch backend made), and the stub: one more copy,
  * never hooked, the baseline.  Each is called through a function pointer read
  * anew at each call (a volatile access).
  *
@@ -89,17 +90,22 @@ static noinline unsigned int kpgen_bench_livepatch(const unsigned long j)
 	return (MSEC_PER_SEC / HZ) * j + 7;
 }
 
+static noinline unsigned int kpgen_bench_lp_backend(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 8;
+}
+
 /* In the order of the "#" line; the stub first. */
 static const char *const kpgen_bench_names[] = {
 	"stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10",
-	"livepatch",
+	"livepatch", "lp_backend",
 };
 
 /* Read with READ_ONCE() at each call: the compiler can neither inline nor hoist. */
 static kpgen_bench_fn kpgen_bench_ptrs[] = {
 	kpgen_bench_stub, kpgen_bench_plain, kpgen_bench_ftrace,
 	kpgen_bench_kpgen_1, kpgen_bench_kpgen_2, kpgen_bench_kpgen_10,
-	kpgen_bench_livepatch,
+	kpgen_bench_livepatch, kpgen_bench_lp_backend,
 };
 
 #define KPGEN_BENCH_CASES	ARRAY_SIZE(kpgen_bench_ptrs)
