@@ -118,3 +118,22 @@ def test_new_starts_from_the_original_function(probed: Callable[[str], kernel.Ke
     kbuild.build(k, tmp_path / "tree" / "core")
     generate.generate_patch(k, tmp_path / "src" / "fix_cmd.toml", tmp_path / "mod", tmp_path / "tree" / "core")
     assert kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").modules
+
+
+def test_diff_build_livepatch_backend_needs_no_core(tmp_path):
+    """`kpgen diff --build --backend livepatch`: an upstream livepatch module, and no core built."""
+    import subprocess
+    import sys
+
+    from kpgen import elfcheck
+
+    k = kernel.probe(kernel.matrix()[0].kdir())
+    case = Path(__file__).resolve().parents[1] / "diffs" / "meminfo_string" / "6.1.patch"
+    out = tmp_path / "lp"
+    proc = subprocess.run([sys.executable, "-m", "kpgen", "diff", str(case), "--backend", "livepatch", "--build",
+                           "--kdir", str(k.kdir), "--name", "lp_meminfo", "-o", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (out / "core").exists()
+    ko = out / "module" / "lp_meminfo.ko"
+    assert elfcheck.check_module(ko, k, backend="livepatch").ok
