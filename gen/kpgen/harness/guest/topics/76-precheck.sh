@@ -18,6 +18,15 @@ park_between_passes() {
 
 parked_between_passes() { logged "<5>parked at 'precheck' for $1 ms"; }
 
+# `spawn_sleeps N SECONDS`: starts N processes `sleep SECONDS`; their pids are in SLEEPS.
+spawn_sleeps() {
+	SLEEPS=()
+	for _ in $(seq "$1"); do
+		sleep "$2" &
+		SLEEPS+=($!)
+	done
+}
+
 # A task asleep elsewhere at the first pass wakes, runs into the function and sleeps there
 # before the second: its context-switch counts changed, so it is unwound, and the load fails.
 precheck_sees_a_task_that_ran_since() {
@@ -70,16 +79,12 @@ scenario precheck_sees_a_new_task 120
 
 # Tasks that exit between the passes are simply not met again: the change goes on.
 precheck_survives_exits() {
-	local pids=()
 	use_core faults
-	for _ in $(seq 20); do
-		sleep 1 &
-		pids+=($!)
-	done
+	spawn_sleeps 20 1
 	park_between_passes 3000
 	load cmdline_a
 	echo >"$PARAMS/park_at"
-	wait "${pids[@]}"
+	wait "${SLEEPS[@]}"
 	visible cmdline_a
 	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=1 pause_ns=[1-9][0-9]* walked=moved result=0"
 	unload cmdline_a
@@ -119,19 +124,16 @@ scenario precheck_sees_a_task_that_was_running 120
 # in the window: on two CPUs one runs at least 550 of them, past its 512): the pause falls back
 # to walking every task, and still finds the task that entered the function meanwhile.
 pause_walks_all_when_the_record_overflows() {
-	local pids=() loader rc=0
+	local loader rc=0
 	use_core faults
 	load kpgen_test_target
-	for _ in $(seq 1100); do
-		sleep 600 &
-		pids+=($!)
-	done
+	spawn_sleeps 1100 600
 	park_between_passes 12000
 	insmod "$(ko test_busy)" 2>/dev/null &
 	loader=$!
 	loop_until 15 parked_between_passes 12000
-	kill "${pids[@]}"
-	wait "${pids[@]}" 2>/dev/null || true
+	kill "${SLEEPS[@]}"
+	wait "${SLEEPS[@]}" 2>/dev/null || true
 	start_sleeper
 	wait "$loader" || rc=$?
 	[ "$rc" != 0 ]
@@ -148,15 +150,12 @@ scenario pause_walks_all_when_the_record_overflows 300
 # Sleeping tasks are trusted from the first pass: the pause walks only the few that moved (the
 # idle tasks, the task making the change, the stopper's own), not the hundreds that sleep.
 pause_trusts_sleeping_tasks() {
-	local pids=() line trusted unwound
-	for _ in $(seq 200); do
-		sleep 600 &
-		pids+=($!)
-	done
+	local line trusted unwound
+	spawn_sleeps 200 600
 	load cmdline_a
 	line=$(cat "$SYS/last_change")
-	kill "${pids[@]}"
-	wait "${pids[@]}" 2>/dev/null || true
+	kill "${SLEEPS[@]}"
+	wait "${SLEEPS[@]}" 2>/dev/null || true
 	trusted=$(sed -n 's/.* trusted=\([0-9]*\) .*/\1/p' <<<"$line")
 	unwound=$(sed -n 's/.* unwound=\([0-9]*\) .*/\1/p' <<<"$line")
 	echo "figure: precheck: $trusted tasks trusted from the first pass, $unwound unwound in the pause ($line)"
