@@ -242,3 +242,13 @@ def test_markdown_has_a_column_per_kernel_and_every_case():
     assert "| kpgen, 1 function(s), +0 sleeping tasks | 1 (1-1) / 105 (100-110) |" in text
     assert "| livepatch, 1 function(s), +0 sleeping tasks | 50 (50-50) | 50 (50-50) |" in text
     assert "| 1000 other functions cost <= 1.1x one (net ns ratio) | met: 1 [1, 1] |" in text
+
+
+def test_apply_interval_leaves_out_outliers_from_enough_loads():
+    """Five loads: the whole range. PAUSE_REPS loads: the interval of the median, so one load
+    the host held up does not decide a pause target."""
+    few = bench.spread([100.0, 101.0, 102.0, 103.0, 900.0])
+    assert (few.lo, few.hi) == (100.0, 900.0)
+    values = [100.0 + i for i in range(bench.PAUSE_REPS - 1)] + [900.0]
+    many = bench.spread(values)
+    assert many.hi < 900.0 and many.lo > 100.0 and many.max == 900.0

@@ -46,6 +46,9 @@ ROUNDS = 500
 CALLS = 2000
 PASSES = 2
 APPLY_REPS = 5
+# loads of the core's cases whose pauses the targets compare: enough for an interval of the
+# median that leaves out the two slowest and the two fastest (see median_ci)
+PAUSE_REPS = 11
 # a two-sided 95 % interval
 Z95 = 1.96
 
@@ -195,7 +198,8 @@ def schedule(phases: Sequence[str] = PHASES, passes: int = PASSES) -> list[tuple
 def guest_vm(tree: BenchTree, results: Path, timeout: int = 3600) -> vm.VmRun:
     runs = " ".join(f"{p}/{ph}" for p, ph in schedule())
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results.resolve()),
-                          str(ROUNDS), str(CALLS), runs, str(APPLY_REPS)])
+                          str(ROUNDS), str(CALLS), runs, str(APPLY_REPS),
+                          str(PAUSE_REPS)])
     # two vCPUs: the measuring task has CPU 1 to itself
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results.resolve(),),
                     timeout=timeout, single_thread=False, cpus=2)
@@ -236,9 +240,12 @@ def figure(values: Sequence[float]) -> Figure:
 
 
 def spread(values: Sequence[float]) -> Figure:
-    """For a handful of samples (apply cases): the interval is the whole range."""
+    """For apply cases: from PAUSE_REPS samples on, the interval of the median; for fewer, the
+    whole range."""
     if not values:
         raise ValueError("no samples")
+    if len(values) >= PAUSE_REPS:
+        return figure(values)
     return Figure(statistics.median(values), min(values), max(values), min(values), max(values), len(values))
 
 
@@ -538,6 +545,7 @@ def save_json(results: list[KernelResult], path: Path, when: str | None = None) 
             "figures": "median, lo/hi: 95 % interval of the median (apply: min/max), min, max, n",
             "when": when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "rounds": ROUNDS, "calls_per_chunk": CALLS, "passes": PASSES, "apply_reps": APPLY_REPS,
+            "pause_reps": PAUSE_REPS,
             "kernels": [asdict(r) | {"pass_diff_pct": {p.case: p.pass_diff_pct for p in r.percall}}
                         for r in results]}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -3,7 +3,7 @@
 #
 # Guest side of kpgen's benchmark: one boot runs every case and leaves raw figures in RESULTS.
 #
-#   guest.sh TREE RESULTS ROUNDS CALLS SCHEDULE APPLY_REPS
+#   guest.sh TREE RESULTS ROUNDS CALLS SCHEDULE APPLY_REPS PAUSE_REPS
 #
 # TREE is the benchmark tree built by the host (core/, core-faults/, patches/<name>/,
 # modules/<name>/).  Every per-call case is hooked at once (each on its own target of the bench
@@ -12,7 +12,8 @@
 # the patch of N other functions loaded meanwhile.  Each run writes
 # RESULTS/percall-<PASS>-<PHASE>.txt (see bench/modules/kpgen_bench).  The measuring task runs on
 # CPU 1; every task that may move is moved to CPU 0 first.  Apply cases append "key=value"
-# lines to RESULTS/apply.txt.  RESULTS/done.txt says the run went to its end.
+# lines to RESULTS/apply.txt: PAUSE_REPS loads for the core's cases with the first pass (whose
+# pauses the targets compare), APPLY_REPS for the others.  RESULTS/done.txt says the run went to its end.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +26,7 @@ ROUNDS=$3
 CALLS=$4
 SCHEDULE=$5
 APPLY_REPS=$6
+PAUSE_REPS=$7
 PROC=/proc/kpgen_bench
 # the livepatch apply time is measured by polling its transition: poll finely
 LOOP_INTERVAL=0.01
@@ -139,12 +141,12 @@ echo "ftrace 0" >"$PROC"
 release_cpus
 
 # --- apply cost -----------------------------------------------------------------------------
-# `apply_kpgen CASE N TASKS`: APPLY_REPS loads of the patch of N functions, with TASKS extra
+# `apply_kpgen CASE N TASKS REPS`: REPS loads of the patch of N functions, with TASKS extra
 # sleeping tasks running.
 apply_kpgen() {
 	local r start end change
 	step "apply case: $1, $2 functions, $3 extra tasks"
-	for ((r = 0; r < APPLY_REPS; r++)); do
+	for ((r = 0; r < $4; r++)); do
 		start=$(now_ns)
 		load "bench_many_$2"
 		end=$(now_ns)
@@ -175,7 +177,7 @@ apply_klp() {
 for tasks in 0 100 1000; do
 	start_sleepers "$tasks"
 	for n in 1 100 1000; do
-		apply_kpgen kpgen "$n" "$tasks"
+		apply_kpgen kpgen "$n" "$tasks" "$PAUSE_REPS"
 	done
 	apply_klp livepatch kpgen_bench_klp "$tasks"
 	apply_klp kpgen_livepatch bench_lp "$tasks"
@@ -190,7 +192,7 @@ insmod "$(ko kpatch core-faults)" fail_at=precheck
 for tasks in 0 1000; do
 	start_sleepers "$tasks"
 	for n in 1 100 1000; do
-		apply_kpgen kpgen_noprecheck "$n" "$tasks"
+		apply_kpgen kpgen_noprecheck "$n" "$tasks" "$APPLY_REPS"
 	done
 	stop_sleepers
 done
