@@ -416,9 +416,10 @@ static int __init kpatch_init(void)
 	ret = kpatch_find_internals();
 	if (ret)
 		return ret;
+	kpatch_stacks_init();
 	ret = kpatch_sysfs_init();
 	if (ret)
-		goto err_internals;
+		goto err_stacks;
 	ret = kpatch_module_init();
 	if (ret)
 		goto err_sysfs;
@@ -427,7 +428,8 @@ static int __init kpatch_init(void)
 
 err_sysfs:
 	kpatch_sysfs_exit();
-err_internals:
+err_stacks:
+	kpatch_stacks_exit();
 	kpatch_release_internals();
 	return ret;
 }

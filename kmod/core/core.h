@@ -198,6 +198,7 @@ ssize_t kpatch_last_change_show(char *buf);
 int kpatch_precheck(struct kpatch_change *change);
 void kpatch_precheck_free(struct kpatch_change *change);
 int kpatch_check_activeness(struct kpatch_change *change);
+void kpatch_stacks_init(void);
 void kpatch_stacks_exit(void);
 
 /* busy.c: busy retries and the refusal's message */

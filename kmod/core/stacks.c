@@ -19,9 +19,10 @@
  *
  * The first, before stop_machine(), walks every task's stack and keeps each
  * quiet task's verdict.  Before it starts, a probe on the sched_switch
- * tracepoint begins to record, per CPU, every task switched from or to, and
- * one RCU grace period makes sure that every switch after that point meets
- * the probe (a switch runs with interrupts off, a read-side section).  The
+ * tracepoint (attached while the core is loaded) begins to record, per CPU,
+ * every task switched from or to, and one RCU grace period makes sure that
+ * every switch after that point records (a switch runs with interrupts off,
+ * a read-side section).  The
  * second pass, inside the callback, walks only:
  *
  * - the tasks the probe recorded: any task that ran after the recording
@@ -227,31 +228,45 @@ static void kpatch_find_switch_tp(struct tracepoint *tp, void *data)
 #endif /* KPATCH_SCHED_SWITCH_ARGS */
 
 /*
+ * Attaches the probe for the core's lifetime: attaching it at each change
+ * would patch the scheduler's code twice per change.  Without it (no
+ * tracepoint found, or the registration failed) every pause walks all tasks.
+ */
+void kpatch_stacks_init(void)
+{
+#if KPATCH_SCHED_SWITCH_ARGS
+	for_each_kernel_tracepoint(kpatch_find_switch_tp, NULL);
+	if (kpatch_switch_tp &&
+	    tracepoint_probe_register(kpatch_switch_tp, kpatch_sched_switch, NULL))
+		kpatch_switch_tp = NULL;
+#endif
+}
+
+/* Before the module goes: no probe may still be running. */
+void kpatch_stacks_exit(void)
+{
+#if KPATCH_SCHED_SWITCH_ARGS
+	if (!kpatch_switch_tp)
+		return;
+	tracepoint_probe_unregister(kpatch_switch_tp, kpatch_sched_switch, NULL);
+	tracepoint_synchronize_unregister();
+#endif
+}
+
+/*
  * Starts recording the tasks that run, for the pause to walk only those: 0
  * when every switch from now on is recorded, else the pause walks every task.
  */
 static int kpatch_record_start(struct kpatch_change *change)
 {
 #if KPATCH_SCHED_SWITCH_ARGS
-	int ret;
-
-	if (!kpatch_switch_tp)
-		for_each_kernel_tracepoint(kpatch_find_switch_tp, NULL);
 	if (!kpatch_switch_tp)
 		return -ENOENT;
 	change->ran = alloc_percpu(struct kpatch_ran);
 	if (!change->ran)
 		return -ENOMEM;
 	WRITE_ONCE(kpatch_recording, change->ran);
-	ret = tracepoint_probe_register(kpatch_switch_tp, kpatch_sched_switch,
-					NULL);
-	if (ret) {
-		WRITE_ONCE(kpatch_recording, NULL);
-		free_percpu(change->ran);
-		change->ran = NULL;
-		return ret;
-	}
-	/* a switch that began before the probe was seen has ended */
+	/* a switch that began before the recording was seen has ended */
 	synchronize_rcu();
 	return 0;
 #else
@@ -262,7 +277,6 @@ static int kpatch_record_start(struct kpatch_change *change)
 /* Stops the recording, drops the references it took and frees it. */
 static void kpatch_record_stop(struct kpatch_change *change)
 {
-#if KPATCH_SCHED_SWITCH_ARGS
 	struct kpatch_ran *ran;
 	unsigned int i;
 	int cpu;
@@ -270,7 +284,6 @@ static void kpatch_record_stop(struct kpatch_change *change)
 	if (!change->ran)
 		return;
 	WRITE_ONCE(kpatch_recording, NULL);
-	tracepoint_probe_unregister(kpatch_switch_tp, kpatch_sched_switch, NULL);
 	/* without a pause since, a probe may still be adding to a set */
 	if (!change->ran_closed)
 		synchronize_rcu();
@@ -282,13 +295,6 @@ static void kpatch_record_stop(struct kpatch_change *change)
 	free_percpu(change->ran);
 	change->ran = NULL;
 	change->ran_closed = false;
-#endif
-}
-
-/* Before the module goes: no probe of a past change may still be running. */
-void kpatch_stacks_exit(void)
-{
-	tracepoint_synchronize_unregister();
 }
 
 /* Keeps @task, with a reference, for the pause to walk again. */
