@@ -908,14 +908,15 @@ def rmtree_quiet(path: Path) -> None:
 
 def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
     """`kpgen patch` and `kpgen build` of the written spec: render, Kbuild, ELF checks. A
-    livepatch-backend spec builds without the core."""
+    livepatch-backend spec builds without the core: `core` is not used for it (the CLI refuses
+    --core with that backend)."""
     from . import elfcheck, generate, kbuild, render, spec
     from .errors import BuildError
 
     patch = spec.load(out / f"{p.name}.toml")
     livepatch = patch.backend == "livepatch"
-    if livepatch and core is not None:
-        raise UsageError(f"--core {core}: the livepatch backend builds without kpgen's core; drop --core")
+    if livepatch:
+        core = None
     if core is None:
         core = out / "core"
         made = generate.generated_for(core)
