@@ -17,13 +17,14 @@ def test_argv_uses_tcg_and_rwdirs():
     assert run.shell().endswith("</dev/null")
 
 
-def test_vcpus_run_on_one_thread_except_for_the_benchmark(tmp_path):
+def test_vcpus_run_on_one_thread_benchmark_included(tmp_path):
     from kpgen.harness import bench
 
     run = vm.VmRun(Path("/k"), "true")
     assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
     tree = bench.BenchTree(kernel.probe(kernel.matrix()[0].kdir()), tmp_path)
-    assert not any("thread=single" in a for a in bench.guest_vm(tree, tmp_path).argv())
+    argv = bench.guest_vm(tree, tmp_path).argv()
+    assert "--qemu-opts=-accel tcg,thread=single" in argv and "2" == argv[argv.index("--cpus") + 1]
     assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
 
 
