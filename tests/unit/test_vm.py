@@ -24,7 +24,7 @@ def test_vcpus_run_on_one_thread_benchmark_included(tmp_path):
     assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
     tree = bench.BenchTree(kernel.probe(kernel.matrix()[0].kdir()), tmp_path)
     argv = bench.guest_vm(tree, tmp_path).argv()
-    assert "--qemu-opts=-accel tcg,thread=single" in argv and "2" == argv[argv.index("--cpus") + 1]
+    assert "--qemu-opts=-accel tcg,thread=single" in argv and argv[argv.index("--cpus") + 1] == "2"
     assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
 
 
