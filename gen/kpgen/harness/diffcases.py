@@ -3,6 +3,8 @@
 A case is a directory (the repository keeps its corpus in tests/diffs/):
 
     <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
+                          (the exact refusal; {patch}, {release} and {common_headers} stand
+                          for the diff's path, the kernel's release and its common headers)
     <case>/<kernel>.patch the diff against that kernel's source
     <case>/loaded         (cases that build) exit 0 only while the patched behaviour is visible
     <case>/cleanup        (optional) undoes what `loaded` set up, after the scenario
