@@ -120,12 +120,23 @@ write() {
 declare -A KO_PATH=() KO_COUNT=() KO_ANY=()
 KO_INDEXED=""
 
-# Indexes every .ko of the build tree by name, and by name and top directory.  The runner and
-# each scenario index once; `ko`, usually called in a subshell, then only looks up.
+# Indexes every .ko of the build tree by name, and by name and top directory.  The runner
+# indexes once and saves the index in the file KPGEN_TREE_INDEX names (save_tree_index); a
+# scenario reads it from there when it was made for the same tree, and indexes otherwise.  `ko`,
+# usually called in a subshell, then only looks up.
 index_tree() {
-	local path rel top name key
+	local path rel top name key KO_INDEX_TREE=""
 	KO_PATH=() KO_COUNT=() KO_ANY=()
 	[ -d "${TREE:-}" ] || fatal "the build tree '${TREE:-}' is not a directory"
+	if [ -n "${KPGEN_TREE_INDEX:-}" ] && [ -f "$KPGEN_TREE_INDEX" ]; then
+		# shellcheck source=/dev/null
+		. "$KPGEN_TREE_INDEX"
+		if [ "$KO_INDEX_TREE" = "$TREE" ]; then
+			KO_INDEXED=1
+			return 0
+		fi
+		KO_PATH=() KO_COUNT=() KO_ANY=()
+	fi
 	while IFS= read -r path; do
 		rel=${path#"$TREE"/}
 		top=${rel%%/*}
@@ -142,6 +153,21 @@ index_tree() {
 		done
 	done < <(find "$TREE" -mindepth 2 -maxdepth 3 -name '*.ko' -type f | sort)
 	KO_INDEXED=1
+}
+
+# `save_tree_index FILE`: the index of the tree as a file that index_tree reads back.
+save_tree_index() {
+	local key
+	[ -n "$KO_INDEXED" ] || index_tree
+	{
+		printf 'KO_INDEX_TREE=%q\n' "$TREE"
+		for key in "${!KO_PATH[@]}"; do
+			printf 'KO_PATH[%q]=%q\nKO_COUNT[%q]=%q\n' "$key" "${KO_PATH[$key]}" "$key" "${KO_COUNT[$key]}"
+		done
+		for key in "${!KO_ANY[@]}"; do
+			printf 'KO_ANY[%q]=1\n' "$key"
+		done
+	} >"$1"
 }
 
 # `ko NAME [TOPDIR]`: the one NAME.ko of the build tree (core/, patches/*/, modules/*/, diffs/*/,
@@ -170,15 +196,28 @@ load() {
 	insmod "$path" "$@"
 }
 
-loaded() { grep -q "^$1 " /proc/modules; }
+# (Shell builtins only, here and in the helpers every scenario runs: under TCG, starting a
+# program costs 50-100 ms.)
+loaded() {
+	local m rest
+	while read -r m rest; do
+		[ "$m" = "$1" ] && return 0
+	done </proc/modules
+	return 1
+}
 
 # Loaded modules, newest first, one per line.
-modules_loaded() { cut -d' ' -f1 /proc/modules; }
+modules_loaded() {
+	local m rest
+	while read -r m rest; do
+		printf '%s\n' "$m"
+	done </proc/modules
+}
 
 # `enabled NAME 0|1`: the patch's sysfs state is that value.
 enabled() {
 	local value
-	value=$(cat "$SYS/$1/enabled" 2>/dev/null) || fatal "$SYS/$1/enabled does not exist"
+	{ value=$(<"$SYS/$1/enabled"); } 2>/dev/null || fatal "$SYS/$1/enabled does not exist"
 	[ "$value" = "$2" ]
 }
 
@@ -190,14 +229,32 @@ unload() {
 	rmmod "$1"
 }
 
-no_patch_nodes() { [ -z "$(find "$SYS" -mindepth 1 -maxdepth 1 -type d)" ]; }
+no_patch_nodes() {
+	local d
+	for d in "$SYS"/*/; do
+		if [ -d "$d" ] && [ ! -L "${d%/}" ]; then return 1; fi
+	done
+	return 0
+}
 
 # The functions ftrace hooks now (tracefs enabled_functions), without the core's own stubs: on
 # IBT kernels the core reaches the kernel's internals through stubs that ftrace redirects.
-hooked() { grep -v '^kpatch_stub_' "$TRACING/enabled_functions" || true; }
+hooked() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == kpatch_stub_* ]] || printf '%s\n' "$line"
+	done <"$TRACING/enabled_functions"
+	return 0
+}
 
 # Whether the loaded core reaches the kernel's internals through redirected stubs (IBT kernels).
-core_redirects() { grep -q '^kpatch_stub_' "$TRACING/enabled_functions"; }
+core_redirects() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == kpatch_stub_* ]] && return 0
+	done <"$TRACING/enabled_functions"
+	return 1
+}
 
 # The core that is loaded: "normal", "faults" (the fault-injection build) or "none".
 core_kind() {
@@ -271,7 +328,11 @@ taint_letters() {
 	echo "$out"
 }
 
-tainted_value() { cat /proc/sys/kernel/tainted; }
+tainted_value() {
+	local v
+	read -r v </proc/sys/kernel/tainted
+	printf '%s\n' "$v"
+}
 
 # `tainted LETTER`: the kernel carries that taint flag now.
 tainted() {
@@ -286,7 +347,7 @@ tainted() {
 # Fields of /proc/kpgen_test_target, e.g. `target_field value` prints 1.
 target_field() {
 	local line kv
-	line=$(cat /proc/kpgen_test_target) || fatal "kpgen_test_target is not loaded"
+	line=$(</proc/kpgen_test_target) || fatal "kpgen_test_target is not loaded"
 	for kv in $line; do
 		if [ "${kv%%=*}" = "$1" ]; then
 			echo "${kv#*=}"
@@ -299,7 +360,7 @@ target_field() {
 # `last_change_is ERE`: /sys/kernel/kpatch/last_change matches the extended regular expression.
 last_change_is() {
 	local line
-	line=$(cat "$SYS/last_change") || fatal "no $SYS/last_change"
+	line=$(<"$SYS/last_change") || fatal "no $SYS/last_change"
 	if [[ $line =~ ^$1$ ]]; then
 		return 0
 	fi
@@ -318,7 +379,7 @@ start_sleeper() {
 # `in_stack PID FUNCTION`: the task's kernel stack holds the function.
 in_stack() {
 	local stack
-	stack=$(cat "/proc/$1/stack" 2>/dev/null) || return 1
+	{ stack=$(<"/proc/$1/stack"); } 2>/dev/null || return 1
 	case $stack in
 	*"$2"*) return 0 ;;
 	esac
@@ -335,7 +396,8 @@ in_stack() {
 mark() { echo "<5>kpgen-test: $*" >/dev/kmsg; }
 
 klog_begin() {
-	KLOG=$(mktemp /tmp/kpgen-klog.XXXXXX)
+	KLOG=/tmp/kpgen-klog.$BASHPID.$RANDOM
+	: >"$KLOG"
 	KLOG_BEGIN="kpgen-test: begin $SCENARIO $SCENARIO_PID"
 	mark "begin $SCENARIO $SCENARIO_PID"
 	cat /dev/kmsg >"$KLOG" 2>/dev/null </dev/null &
@@ -351,13 +413,19 @@ klog_end() {
 	KLOG_PID=""
 }
 
+klog_holds() {
+	local text
+	text=$(<"$KLOG") || return 1
+	[[ $text == *"$1"* ]]
+}
+
 # Every kernel log line since the scenario's begin mark, as "<level>text".
 scenario_log() {
 	local token
 	[ -n "${KLOG:-}" ] || fatal "scenario_log: no kernel log is followed outside a scenario"
 	token="kpgen-test: sync $BASHPID.$RANDOM$RANDOM"
 	mark "${token#kpgen-test: }"
-	loop_until "${KLOG_SYNC_TIMEOUT:-20}" grep -qF -- "$token" "$KLOG" ||
+	loop_until "${KLOG_SYNC_TIMEOUT:-20}" klog_holds "$token" ||
 		fatal "the kernel log follower fell behind or died (no '$token' in $KLOG)"
 	awk -v begin="$KLOG_BEGIN" '
 		/^ / { next }
@@ -373,23 +441,27 @@ scenario_log() {
 
 # kpatch's own messages since the scenario began, as "<level>text" without the "kpatch: ".
 kpatch_log() {
-	local log
+	local log line
 	log=$(scenario_log) || return 1
-	sed -n 's/^<\([0-7]\)>kpatch: /<\1>/p' <<<"$log"
+	while IFS= read -r line; do
+		# "<5>kpatch: text" -> "<5>text"
+		[[ $line == "<"[0-7]">kpatch: "* ]] && printf '%s\n' "${line:0:3}${line:11}"
+	done <<<"$log"
+	return 0
 }
 
 # `logged LINE`: kpatch logged exactly this line ("<level>text") since the scenario began.
 logged() {
 	local log
 	log=$(kpatch_log) || return 1
-	grep -qxF -- "$1" <<<"$log"
+	[[ $'\n'$log$'\n' == *$'\n'"$1"$'\n'* ]]
 }
 
 # `mentioned TEXT`: some kpatch message since the scenario began contains TEXT.
 mentioned() {
 	local log
 	log=$(kpatch_log) || return 1
-	grep -qF -- "$1" <<<"$log"
+	[[ $log == *"$1"* ]]
 }
 
 # `kernel_said ERE`: some kernel log line (any source) since the scenario began matches.
@@ -419,11 +491,11 @@ declare -A SAVED_PARAMS=()
 save_state() {
 	local p
 	SAVED_MODULES=" $(modules_loaded | tr '\n' ' ') "
-	SAVED_FTRACE=$(cat /proc/sys/kernel/ftrace_enabled)
-	SAVED_TRACER=$(cat "$TRACING/current_tracer")
+	SAVED_FTRACE=$(</proc/sys/kernel/ftrace_enabled)
+	SAVED_TRACER=$(<"$TRACING/current_tracer")
 	SAVED_PARAMS=()
 	for p in "$PARAMS"/*; do
-		[ -f "$p" ] && SAVED_PARAMS[$p]=$(cat "$p")
+		[ -f "$p" ] && SAVED_PARAMS[$p]=$(<"$p")
 	done
 }
 
@@ -454,7 +526,7 @@ restore_state() {
 	[ "$SAVED_TRACER" = nop ] || echo "$SAVED_TRACER" >"$TRACING/current_tracer"
 	use_core normal >&2 || echo "cleanup: cannot load the normal core" >&2
 	for p in "${!SAVED_PARAMS[@]}"; do
-		if [ -f "$p" ] && [ "$(cat "$p")" != "${SAVED_PARAMS[$p]}" ]; then
+		if [ -f "$p" ] && [ "$(<"$p")" != "${SAVED_PARAMS[$p]}" ]; then
 			echo "${SAVED_PARAMS[$p]}" >"$p" || echo "cleanup: cannot restore $p" >&2
 		fi
 	done
@@ -469,7 +541,7 @@ record_baseline() {
 	local p
 	: >"$BASELINE_PARAMS"
 	for p in "$PARAMS"/*; do
-		[ -f "$p" ] && echo "$p $(cat "$p")" >>"$BASELINE_PARAMS"
+		[ -f "$p" ] && echo "$p $(<"$p")" >>"$BASELINE_PARAMS"
 	done
 	return 0
 }
@@ -478,7 +550,7 @@ restore_baseline_params() {
 	local p v
 	[ -f "$BASELINE_PARAMS" ] || return 0
 	while read -r p v; do
-		[ -f "$p" ] && [ "$(cat "$p")" != "$v" ] && echo "$v" >"$p"
+		[ -f "$p" ] && [ "$(<"$p")" != "$v" ] && echo "$v" >"$p"
 	done <"$BASELINE_PARAMS"
 	return 0
 }
@@ -488,7 +560,7 @@ baseline_problems() {
 	local m p v
 	if [ -f "$BASELINE_PARAMS" ]; then
 		while read -r p v; do
-			[ -f "$p" ] && [ "$(cat "$p")" != "$v" ] && echo "parameter ${p##*/} is $(cat "$p"), not $v"
+			[ -f "$p" ] && [ "$(<"$p")" != "$v" ] && echo "parameter ${p##*/} is $(<"$p"), not $v"
 		done <"$BASELINE_PARAMS"
 	fi
 	for m in $(modules_loaded); do
@@ -496,9 +568,9 @@ baseline_problems() {
 	done
 	[ "$(core_kind)" = normal ] || echo "the normal core is not loaded ($(core_kind))"
 	no_patch_nodes 2>/dev/null || echo "patch nodes remain in $SYS"
-	[ "$(cat /proc/sys/kernel/ftrace_enabled)" = 1 ] || echo "kernel.ftrace_enabled is 0"
-	[ "$(cat "$TRACING/current_tracer")" = nop ] || echo "a tracer is set: $(cat "$TRACING/current_tracer")"
-	[ -z "$(cat "$TRACING/kprobe_events")" ] || echo "kprobe events remain"
+	[ "$(</proc/sys/kernel/ftrace_enabled)" = 1 ] || echo "kernel.ftrace_enabled is 0"
+	[ "$(<"$TRACING/current_tracer")" = nop ] || echo "a tracer is set: $(<"$TRACING/current_tracer")"
+	[ -z "$(<"$TRACING/kprobe_events")" ] || echo "kprobe events remain"
 	return 0
 }
 

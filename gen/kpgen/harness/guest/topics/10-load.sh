@@ -7,17 +7,28 @@
 # foreign and concurrent loads, a load that fails cleanly, the notices, the K taint.
 
 # Succeeds when the sample's replacement is what the kernel runs now.
+# (a line of the file begins with the text: `starts_a_line TEXT FILE`, builtins only)
+starts_a_line() {
+	local text
+	text=$(<"$2") || return 1
+	[[ $'\n'$text == *$'\n'"$1"* ]]
+}
+
 visible() {
+	local text
 	case $1 in
-	cmdline_a | cmdline_b) grep -q "^kpgen sample $1:" /proc/cmdline ;;
+	cmdline_a | cmdline_b) starts_a_line "kpgen sample $1:" /proc/cmdline ;;
 	# the replacement prints the real command line through an unexported symbol
-	cmdline_ksym) grep -q "^kpgen sample cmdline_ksym: .*virtme" /proc/cmdline ;;
-	meminfo) grep -q "^kpgen sample meminfo:" /proc/meminfo ;;
+	cmdline_ksym)
+		text=$(</proc/cmdline) || return 1
+		[[ $'\n'$text == *$'\n'"kpgen sample cmdline_ksym: "*virtme* ]]
+		;;
+	meminfo) starts_a_line "kpgen sample meminfo:" /proc/meminfo ;;
 	*) fatal "visible: no check for $1" ;;
 	esac
 }
 
-original_cmdline() { grep -q "^virtme" /proc/cmdline; }
+original_cmdline() { starts_a_line virtme /proc/cmdline; }
 
 # The contract every sample keeps: its check fails before load, passes after, fails after unload.
 contract() {

@@ -18,13 +18,28 @@ park_between_passes() {
 
 parked_between_passes() { logged "<5>parked at 'precheck' for $1 ms"; }
 
-# `spawn_sleeps N SECONDS`: starts N processes `sleep SECONDS`; their pids are in SLEEPS.
+# `spawn_sleeps N SECONDS`: starts N tasks that sleep for SECONDS, or until killed; their pids
+# are in SLEEPS.  Each is a copy of this shell waiting to read a pipe nobody writes to: a fork
+# and no exec, a tenth of what starting `sleep` costs under TCG.
 spawn_sleeps() {
+	local fifo=/tmp/kpgen-sleeps.$BASHPID i
 	SLEEPS=()
-	for _ in $(seq "$1"); do
-		sleep "$2" &
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	exec {SLEEPS_FD}<>"$fifo"
+	rm -f "$fifo"
+	for ((i = 0; i < $1; i++)); do
+		{ read -r -t "$2" -u "$SLEEPS_FD" _ || true; } &
 		SLEEPS+=($!)
 	done
+}
+
+# `stop_sleeps`: the tasks of spawn_sleeps are killed and reaped.
+stop_sleeps() {
+	kill "${SLEEPS[@]}"
+	wait "${SLEEPS[@]}" 2>/dev/null || true
+	exec {SLEEPS_FD}<&-
+	SLEEPS=()
 }
 
 # A task asleep elsewhere at the first pass wakes, runs into the function and sleeps there
@@ -85,6 +100,7 @@ precheck_survives_exits() {
 	load cmdline_a
 	echo >"$PARAMS/park_at"
 	wait "${SLEEPS[@]}"
+	exec {SLEEPS_FD}<&-
 	visible cmdline_a
 	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=1 pause_ns=[1-9][0-9]* walked=moved result=0"
 	unload cmdline_a
@@ -132,8 +148,7 @@ pause_walks_all_when_the_record_overflows() {
 	insmod "$(ko test_busy)" 2>/dev/null &
 	loader=$!
 	loop_until 15 parked_between_passes 12000
-	kill "${SLEEPS[@]}"
-	wait "${SLEEPS[@]}" 2>/dev/null || true
+	stop_sleeps
 	start_sleeper
 	wait "$loader" || rc=$?
 	[ "$rc" != 0 ]
@@ -154,8 +169,7 @@ pause_trusts_sleeping_tasks() {
 	spawn_sleeps 200 600
 	load cmdline_a
 	line=$(cat "$SYS/last_change")
-	kill "${SLEEPS[@]}"
-	wait "${SLEEPS[@]}" 2>/dev/null || true
+	stop_sleeps
 	trusted=$(sed -n 's/.* trusted=\([0-9]*\) .*/\1/p' <<<"$line")
 	unwound=$(sed -n 's/.* unwound=\([0-9]*\) .*/\1/p' <<<"$line")
 	echo "figure: precheck: $trusted tasks trusted from the first pass, $unwound unwound in the pause ($line)"
