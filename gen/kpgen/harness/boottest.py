@@ -5,12 +5,14 @@ Used by the pytest boot tests, `kpgen boot-test` and `kpgen demo`.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,24 +72,27 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
         shutil.copytree(mod_dir, root / "modules" / mod_dir.name)
     tree = BuiltTree(kernel=kernel, root=root)
     core = root / "core"
-    tree.builds.append(kbuild.build(kernel, core))
-    tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
     # the core's test build, for the guest's fault scenarios: the same sources, with faults.c
     # compiled in (make KPATCH_FAULTS=y)
     render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
-    tree.builds.append(kbuild.build(kernel, root / "core-faults", variables=FAULTS_BUILD))
+    patches = [spec.load(p) for p in generate.sample_specs() + test_specs()]
+    # Independent builds run side by side: a small module's build is mostly make, modpost and
+    # BTF steps that use one CPU each. The core comes first: the patches link against it.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        tree.builds += pool.map(lambda args: kbuild.build(kernel, args[0], variables=args[1]),
+                                [(core, ()), (root / "core-faults", FAULTS_BUILD)])
+        later = [pool.submit(kbuild.build, kernel, root / "patches" / p.name, core) for p in patches]
+        later += [pool.submit(kbuild.build, kernel, d) for d in sorted((root / "modules").iterdir())]
+        later.append(pool.submit(build_foreign, kernel, root))
+        tree.builds += [f.result() for f in later]
+    tree.verdicts.append(elfcheck.check_module(core / "kpatch.ko", kernel))
     tree.verdicts.append(elfcheck.check_module(root / "core-faults" / "kpatch.ko", kernel))
-    for spec_path in generate.sample_specs() + test_specs():
-        patch = spec.load(spec_path)
+    for patch in patches:
         pdir = root / "patches" / patch.name
-        tree.builds.append(kbuild.build(kernel, pdir, core_dir=core))
         tree.verdicts.append(
             elfcheck.check_module(pdir / f"{patch.name}.ko", kernel, core / "Module.symvers",
                                   tuple(f.replacement for f in patch.functions), patch.backend)
         )
-    for mod_dir in sorted((root / "modules").iterdir()):
-        tree.builds.append(kbuild.build(kernel, mod_dir))
-    tree.builds.append(build_foreign(kernel, root))
     if diffs is not None:
         kname = diffcases.matrix_name(kernel)
         cases = diffcases.load(diffs)
