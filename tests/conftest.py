@@ -102,7 +102,8 @@ class ContainerJob:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            ["bash", str(self.repo / "ci" / "container.sh"), "--engine", "podman"], cwd=self.repo,
+            # at a lower priority: the guest's emulator keeps its CPU, the image gets the rest
+            ["nice", "-n", "10", "bash", str(self.repo / "ci" / "container.sh"), "--engine", "podman"], cwd=self.repo,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             errors="replace", start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)

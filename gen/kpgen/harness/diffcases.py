@@ -15,9 +15,11 @@ the `loaded` check; the guest's `diffs` topic runs one scenario per directory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,29 +72,33 @@ class Built:
     work: Path | None = None
 
 
-def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path) -> list[Built]:
-    """`kpgen diff --build` of every case that builds on this kernel, into root/diffs/<case>/."""
+def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path,
+          jobs: int | None = None) -> list[Built]:
+    """`kpgen diff --build` of every case that builds on this kernel, into root/diffs/<case>/,
+    `jobs` cases at a time (default: one per CPU; 1 for per-case timings)."""
     src = source.find(k, fetch=True, progress=lambda line: print(line, flush=True))
-    out: list[Built] = []
-    for case in cases:
-        expect = case.kernels.get(kname)
-        if expect is None or expect.refused:
-            continue
-        start = time.monotonic()
-        work, final = Path(root) / "diffs-work" / case.name, Path(root) / "diffs" / case.name
-        for d in (work, final):
-            if d.exists():
-                shutil.rmtree(d)
-        plan = diff.plan(k, case.patch(kname), src, case.name)
-        diff.write(plan, work)
-        ko = diff.build(k, work, plan, core)
-        final.mkdir(parents=True)
-        shutil.copy2(case.loaded, final / "loaded")
-        if (case.path / "cleanup").is_file():
-            shutil.copy2(case.path / "cleanup", final / "cleanup")
-        shutil.copy2(ko, final / ko.name)
-        out.append(Built(case, final / ko.name, time.monotonic() - start, plan, work))
-    return out
+    todo = [c for c in cases if (e := c.kernels.get(kname)) is not None and not e.refused]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda case: _build_case(k, kname, case, root, core, src), todo))
+
+
+def _build_case(k: kmod.Kernel, kname: str, case: Case, root: Path, core: Path, src: source.Source) -> Built:
+    """One case's `kpgen diff --build`: its own work and output directories, so that cases can
+    build side by side."""
+    start = time.monotonic()
+    work, final = Path(root) / "diffs-work" / case.name, Path(root) / "diffs" / case.name
+    for d in (work, final):
+        if d.exists():
+            shutil.rmtree(d)
+    plan = diff.plan(k, case.patch(kname), src, case.name)
+    diff.write(plan, work)
+    ko = diff.build(k, work, plan, core)
+    final.mkdir(parents=True)
+    shutil.copy2(case.loaded, final / "loaded")
+    if (case.path / "cleanup").is_file():
+        shutil.copy2(case.path / "cleanup", final / "cleanup")
+    shutil.copy2(ko, final / ko.name)
+    return Built(case, final / ko.name, time.monotonic() - start, plan, work)
 
 
 def bench_table(kname: str, release: str, built: list[Built]) -> str:
@@ -117,7 +123,7 @@ def main(argv: list[str]) -> int:
         return 2
     render.write(out, generate.core_files(k))
     kbuild.build(k, out / "core")
-    built = build(k, kname, load(corpus), out, out / "core")
+    built = build(k, kname, load(corpus), out, out / "core", jobs=1)
     print(bench_table(kname, k.release, built))
     return 0
 
