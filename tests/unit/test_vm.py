@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kpgen import kernel, vm
 from kpgen.harness import boottest
 
@@ -17,14 +19,20 @@ def test_argv_uses_tcg_and_rwdirs():
     assert run.shell().endswith("</dev/null")
 
 
-def test_vcpus_run_on_one_thread_benchmark_included(tmp_path):
+def test_vcpus_run_on_one_thread_but_for_the_percall_benchmark(tmp_path):
     from kpgen.harness import bench
 
     run = vm.VmRun(Path("/k"), "true")
     assert "--qemu-opts=-accel tcg,thread=single" in run.argv()
     tree = bench.BenchTree(kernel.probe(kernel.matrix()[0].kdir()), tmp_path)
-    argv = bench.guest_vm(tree, tmp_path).argv()
-    assert "--qemu-opts=-accel tcg,thread=single" in argv and argv[argv.index("--cpus") + 1] == "2"
+    apply = bench.guest_vm(tree, tmp_path, "apply").argv()
+    assert "--qemu-opts=-accel tcg,thread=single" in apply and apply[apply.index("--cpus") + 1] == "2"
+    assert apply[-1].endswith(" apply")
+    percall = bench.guest_vm(tree, tmp_path, "percall").argv()
+    assert not any("thread=single" in a for a in percall) and percall[percall.index("--cpus") + 1] == "2"
+    assert percall[-1].endswith(" percall")
+    with pytest.raises(ValueError, match="benchmark part 'both'"):
+        bench.guest_vm(tree, tmp_path, "both")
     assert not any("thread=single" in a for a in vm.VmRun(Path("/k"), "true", single_thread=True, kvm=True).argv())
 
 

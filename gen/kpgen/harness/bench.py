@@ -1,10 +1,13 @@
 """Benchmarks: what a patched call costs and what applying a patch costs, against upstream
-livepatch, in one boot per kernel.
+livepatch, in two boots per kernel.
 
 The host writes the benchmark's patch specs, generates and builds them with the core (and its
 fault-injection build) and the hand-written modules of harness/bench/modules, boots each kernel
-once to run harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON file
-and a plot.
+twice to run harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON file
+and a plot. The per-call boot runs each vCPU on a host thread of its own (QEMU's multi-threaded
+TCG), so that nothing the other vCPU does runs on the measuring vCPU's thread; the apply boot,
+which rewrites code while the other vCPU runs (ftrace, stop_machine, livepatch transitions),
+runs both vCPUs on one host thread, as the boot tests do (the README's known problems).
 
 Every per-call case is hooked at once, each on its own target function of the bench module, so
 that each round of a run times every case in the order A B C ... C B A, with interrupts off
@@ -195,16 +198,24 @@ def schedule(phases: Sequence[str] = PHASES, passes: int = PASSES) -> list[tuple
     return runs
 
 
-def guest_vm(tree: BenchTree, results: Path, timeout: int = 3600) -> vm.VmRun:
+# the two halves of the benchmark, each in a boot of its own
+PARTS = ("percall", "apply")
+
+
+def guest_vm(tree: BenchTree, results: Path, part: str, timeout: int = 3600) -> vm.VmRun:
+    """The boot of one half of the benchmark: "percall" or "apply"."""
+    if part not in PARTS:
+        raise ValueError(f"benchmark part {part!r}: one of {', '.join(PARTS)}")
     runs = " ".join(f"{p}/{ph}" for p, ph in schedule())
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results.resolve()),
                           str(ROUNDS), str(CALLS), runs, str(APPLY_REPS),
-                          str(PAUSE_REPS)])
-    # Two vCPUs, the measuring task has CPU 1 to itself. Both run on one host thread, as in
-    # the boot tests: the apply cases rewrite code (ftrace, livepatch transitions), which
+                          str(PAUSE_REPS), part])
+    # Two vCPUs, the measuring task has CPU 1 to itself. The per-call boot gives each vCPU a
+    # host thread (the measured loop shares its thread with nothing); the apply boot runs both
+    # on one thread, as the boot tests: it rewrites code while the other vCPU runs, which
     # multi-threaded TCG does not always see (the README's known problems).
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results.resolve(),),
-                    timeout=timeout, single_thread=True, cpus=2)
+                    timeout=timeout, single_thread=part == "apply", cpus=2)
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -456,7 +467,7 @@ def read_runs(results: Path) -> dict[tuple[int, str], list[dict[str, float]]]:
     for p, phase in schedule():
         f = results / f"percall-{p}-{phase}.txt"
         if not f.is_file():
-            raise KpgenError(f"benchmark run {p}/{phase} left no figures in {f}: see {results / 'console.log'}")
+            raise KpgenError(f"benchmark run {p}/{phase} left no figures in {f}: see {results / 'console-percall.log'}")
         runs[(p, phase)] = parse_run(f.read_text(), str(f))
     return runs
 
@@ -593,29 +604,42 @@ def plot(results: list[KernelResult], path: Path) -> None:
     plt.close(fig)
 
 
+def _boot(tree: BenchTree, rdir: Path, part: str, timeout: int) -> float:
+    """One boot of one half; its seconds (raises on a failed boot or a splat)."""
+    release = tree.kernel.release
+    mode = "a host thread per vCPU" if part == "percall" else "both vCPUs on one host thread"
+    print(f"bench: booting {release} for the {part} cases ({mode})", flush=True)
+    start = time.monotonic()
+
+    def show(line: str) -> None:
+        if line.startswith("bench: "):
+            print(f"[{release} {part} +{time.monotonic() - start:.0f} s] {line[7:]}", flush=True)
+
+    for stale in (f"done-{part}.txt", f"dmesg-{part}.txt"):
+        (rdir / stale).unlink(missing_ok=True)
+    r = vm.run(guest_vm(tree, rdir, part, timeout), show)
+    console = rdir / f"console-{part}.log"
+    console.write_text(r.output)
+    if r.returncode != 0 or not (rdir / f"done-{part}.txt").is_file():
+        why = "timed out" if r.timed_out else f"exit {r.returncode}"
+        raise KpgenError(f"benchmark boot of {release} ({part}) failed ({why}): see {console}")
+    dmesg = rdir / f"dmesg-{part}.txt"
+    splats = splat.scan((dmesg.read_text(errors="replace") if dmesg.is_file() else "") + "\n" + r.output)
+    if splats:
+        raise KpgenError(f"benchmark boot of {release} ({part}): the kernel log shows splats:\n" + "\n".join(splats))
+    return r.seconds
+
+
 def run(kernels: list[kmod.Kernel], out: Path = BENCH_ROOT, timeout: int = 3600) -> list[KernelResult]:
-    """Build, boot each kernel once, and return its figures (raises on a failed boot)."""
+    """Build, boot each kernel twice (the per-call cases, then the apply cases), and return its
+    figures (raises on a failed boot)."""
     results = []
     for k in kernels:
         tree = build_tree(k, out / k.release)
         rdir = tree.root / "results"
-        rdir.mkdir(parents=True, exist_ok=True)
-        print(f"bench: booting {k.release} (one boot runs every case)", flush=True)
-        start = time.monotonic()
-
-        def show(line: str, release: str = k.release, start: float = start) -> None:
-            if line.startswith("bench: "):
-                print(f"[{release} +{time.monotonic() - start:.0f} s] {line[7:]}", flush=True)
-
-        r = vm.run(guest_vm(tree, rdir, timeout), show)
-        (rdir / "console.log").write_text(r.output)
-        done = rdir / "done.txt"
-        if r.returncode != 0 or not done.is_file():
-            why = "timed out" if r.timed_out else f"exit {r.returncode}"
-            raise KpgenError(f"benchmark boot of {k.release} failed ({why}): see {rdir / 'console.log'}")
-        dmesg = rdir / "dmesg.txt"
-        splats = splat.scan((dmesg.read_text(errors="replace") if dmesg.is_file() else "") + "\n" + r.output)
-        if splats:
-            raise KpgenError(f"benchmark boot of {k.release}: the kernel log shows splats:\n" + "\n".join(splats))
-        results.append(read_results(k.release, rdir, r.seconds))
+        if rdir.exists():
+            shutil.rmtree(rdir)
+        rdir.mkdir(parents=True)
+        seconds = sum(_boot(tree, rdir, part, timeout) for part in PARTS)
+        results.append(read_results(k.release, rdir, seconds))
     return results

@@ -3,7 +3,7 @@
 #
 # Guest side of kpgen's benchmark: one boot runs every case and leaves raw figures in RESULTS.
 #
-#   guest.sh TREE RESULTS ROUNDS CALLS SCHEDULE APPLY_REPS PAUSE_REPS
+#   guest.sh TREE RESULTS ROUNDS CALLS SCHEDULE APPLY_REPS PAUSE_REPS [PART]
 #
 # TREE is the benchmark tree built by the host (core/, core-faults/, patches/<name>/,
 # modules/<name>/).  Every per-call case is hooked at once (each on its own target of the bench
@@ -13,7 +13,10 @@
 # RESULTS/percall-<PASS>-<PHASE>.txt (see bench/modules/kpgen_bench).  The measuring task runs on
 # CPU 1; every task that may move is moved to CPU 0 first.  Apply cases append "key=value"
 # lines to RESULTS/apply.txt: PAUSE_REPS loads for the core's cases with the first pass (whose
-# pauses the targets compare), APPLY_REPS for the others.  RESULTS/done.txt says the run went to its end.
+# pauses the targets compare), APPLY_REPS for the others.  PART is "percall" or "apply" for
+# one of the two halves only (the host boots each half under the TCG mode it needs), "all" by
+# default.  RESULTS/done-PART.txt says the run went to its end; RESULTS/dmesg-PART.txt is the
+# kernel log.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +30,11 @@ CALLS=$4
 SCHEDULE=$5
 APPLY_REPS=$6
 PAUSE_REPS=$7
+PART=${8:-all}
+case $PART in
+all | percall | apply) ;;
+*) fatal "the part to run is all, percall or apply, not '$PART'" ;;
+esac
 PROC=/proc/kpgen_bench
 # the livepatch apply time is measured by polling its transition: poll finely
 LOOP_INTERVAL=0.01
@@ -101,44 +109,47 @@ klp_wait() {
 	fi
 }
 
-: >"$RESULTS/apply.txt"
-isolate_cpu1
 load kpgen_bench
 
 # --- per-call overhead ----------------------------------------------------------------------
 # every case hooked at once: the empty callback, 1, 2 and 10 stacked kpgen patches, livepatch
-echo "ftrace 1" >"$PROC"
-load kpatch
-for i in 01 02 03 04 05 06 07 08 09 10; do
-	load "bench_stack_$i"
-done
-load kpgen_bench_klp
-klp_wait kpgen_bench_klp active
-load bench_lp
-klp_wait bench_lp active
-for run in $SCHEDULE; do
-	pass=${run%%/*}
-	phase=${run#*/}
-	case $phase in
-	base) percall "$pass" "$phase" ;;
-	other_*)
-		load "bench_many_${phase#other_}"
-		percall "$pass" "$phase"
-		unload "bench_many_${phase#other_}"
-		;;
-	*) fatal "bad phase $phase in the schedule" ;;
-	esac
-done
-for m in bench_lp kpgen_bench_klp; do
-	echo 0 >"$LIVEPATCH/$m/enabled"
-	klp_wait "$m" gone
-	rmmod "$m"
-done
-for i in 10 09 08 07 06 05 04 03 02 01; do
-	unload "bench_stack_$i"
-done
-echo "ftrace 0" >"$PROC"
-release_cpus
+run_percall() {
+	local i run pass phase m
+	isolate_cpu1
+	echo "ftrace 1" >"$PROC"
+	load kpatch
+	for i in 01 02 03 04 05 06 07 08 09 10; do
+		load "bench_stack_$i"
+	done
+	load kpgen_bench_klp
+	klp_wait kpgen_bench_klp active
+	load bench_lp
+	klp_wait bench_lp active
+	for run in $SCHEDULE; do
+		pass=${run%%/*}
+		phase=${run#*/}
+		case $phase in
+		base) percall "$pass" "$phase" ;;
+		other_*)
+			load "bench_many_${phase#other_}"
+			percall "$pass" "$phase"
+			unload "bench_many_${phase#other_}"
+			;;
+		*) fatal "bad phase $phase in the schedule" ;;
+		esac
+	done
+	for m in bench_lp kpgen_bench_klp; do
+		echo 0 >"$LIVEPATCH/$m/enabled"
+		klp_wait "$m" gone
+		rmmod "$m"
+	done
+	for i in 10 09 08 07 06 05 04 03 02 01; do
+		unload "bench_stack_$i"
+	done
+	echo "ftrace 0" >"$PROC"
+	rmmod kpatch
+	release_cpus
+}
 
 # --- apply cost -----------------------------------------------------------------------------
 # `apply_kpgen CASE N TASKS REPS`: REPS loads of the patch of N functions, with TASKS extra
@@ -174,29 +185,43 @@ apply_klp() {
 	done
 }
 
-for tasks in 0 100 1000; do
-	start_sleepers "$tasks"
-	for n in 1 100 1000; do
-		apply_kpgen kpgen "$n" "$tasks" "$PAUSE_REPS"
+run_apply() {
+	local tasks n
+	: >"$RESULTS/apply.txt"
+	load kpatch
+	for tasks in 0 100 1000; do
+		start_sleepers "$tasks"
+		for n in 1 100 1000; do
+			apply_kpgen kpgen "$n" "$tasks" "$PAUSE_REPS"
+		done
+		apply_klp livepatch kpgen_bench_klp "$tasks"
+		apply_klp kpgen_livepatch bench_lp "$tasks"
+		stop_sleepers
 	done
-	apply_klp livepatch kpgen_bench_klp "$tasks"
-	apply_klp kpgen_livepatch bench_lp "$tasks"
-	stop_sleepers
-done
 
-rmmod kpatch
+	rmmod kpatch
 
-# the pause without the first pass before stop_machine(): the core's fault-injection build,
-# told to skip it (fail_at=precheck), walks every stack inside the pause
-insmod "$(ko kpatch core-faults)" fail_at=precheck
-for tasks in 0 1000; do
-	start_sleepers "$tasks"
-	for n in 1 100 1000; do
-		apply_kpgen kpgen_noprecheck "$n" "$tasks" "$APPLY_REPS"
+	# the pause without the first pass before stop_machine(): the core's fault-injection build,
+	# told to skip it (fail_at=precheck), walks every stack inside the pause
+	insmod "$(ko kpatch core-faults)" fail_at=precheck
+	for tasks in 0 1000; do
+		start_sleepers "$tasks"
+		for n in 1 100 1000; do
+			apply_kpgen kpgen_noprecheck "$n" "$tasks" "$APPLY_REPS"
+		done
+		stop_sleepers
 	done
-	stop_sleepers
-done
-rmmod kpatch
+	rmmod kpatch
+}
+
+case $PART in
+all)
+	run_percall
+	run_apply
+	;;
+percall) run_percall ;;
+apply) run_apply ;;
+esac
 rmmod kpgen_bench
-dmesg >"$RESULTS/dmesg.txt"
-echo "ok" >"$RESULTS/done.txt"
+dmesg >"$RESULTS/dmesg-$PART.txt"
+echo "ok" >"$RESULTS/done-$PART.txt"
