@@ -18,11 +18,12 @@ def test_bench_tree_builds(tmp_path: Path) -> None:
     k = kernel.probe(kernel.matrix()[0].kdir())
     tree = bench.build_tree(k, tmp_path / "bench")  # raises on any build warning
     kos = sorted(p.name for p in tree.root.rglob("*.ko"))
-    assert {"kpatch.ko", "kpgen_bench.ko", "kpgen_bench_klp.ko", "bench_many_1000.ko", "bench_stack_10.ko",
+    assert {"kpatch.ko", "kpgen_bench.ko", f"{bench.FUNCS_MODULE}.ko", "kpgen_bench_klp.ko", "bench_many_1000.ko", "bench_stack_10.ko",
             f"{bench.LP_BACKEND_PATCH}.ko"} <= set(kos)
     # the livepatch backend's patch is an upstream livepatch module, without the core
     lp = tree.root / "patches" / bench.LP_BACKEND_PATCH / f"{bench.LP_BACKEND_PATCH}.ko"
     assert elfcheck.check_module(lp, k, backend="livepatch").ok
-    assert not cstyle.checkpatch([tree.root / "modules" / "kpgen_bench" / "funcs.c"], "generated")
-    findings, _ = cstyle.sparse(k, tree.root / "modules" / "kpgen_bench")
-    assert not findings, "\n".join(map(str, findings))
+    assert not cstyle.checkpatch([tree.root / "modules" / bench.FUNCS_MODULE / "funcs.c"], "generated")
+    for mod in ("kpgen_bench", bench.FUNCS_MODULE):
+        findings, _ = cstyle.sparse(k, tree.root / "modules" / mod)
+        assert not findings, "\n".join(map(str, findings))

@@ -26,7 +26,7 @@ def test_written_specs_are_valid(tmp_path):
                for n in (1, 2, 10)}
     assert stacked == {1: 1, 2: 2, 10: 10}
     many = loaded["bench_many_1000"].functions
-    assert len(many) == 1000 and {f.object for f in many} == {"kpgen_bench"}
+    assert len(many) == 1000 and {f.object for f in many} == {bench.FUNCS_MODULE}
     assert many[7].target == "kpgen_bench_fn_007" and many[7].replacement == "bench_many_1000_fn_007"
 
 

@@ -18,8 +18,9 @@
  * chunk to stay far below a millisecond); interrupts are on between chunks,
  * and the task may be rescheduled between rounds.
  *
- * The module also holds KPGEN_BENCH_FUNCS functions (funcs.c, written by
- * kpgen bench) for patches that apply many functions at once.
+ * The functions the patches of many functions hook are in a module of their
+ * own, kpgen_bench_funcs: applying those patches rewrites none of this
+ * module's pages.
  *
  * /proc/kpgen_bench accepts:
  *   "run ROUNDS CALLS"  a run of ROUNDS rounds, CALLS calls per chunk
@@ -41,8 +42,6 @@
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-
-#include "kpgen_bench.h"
 
 #define KPGEN_BENCH_MAX_ROUNDS	20000
 /* with interrupts off: a chunk of this many calls stays well below 1 ms */
