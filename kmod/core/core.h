@@ -151,9 +151,9 @@ extern struct hlist_head kpatch_func_hash[1 << KPATCH_HASH_BITS];
 
 /*
  * Returns the newest replacement in kpatch_func_hash of the function ftrace
- * hooks at @ip, or NULL.  New entries go to the head of their bucket, so the
- * first match is the newest.  Callers hold kpatch_mutex or run with
- * preemption disabled.
+ * hooks at @ip, or NULL.  A new version goes just before the older ones of
+ * the same function (kpatch_hash_insert()), so the first match is the
+ * newest.  Callers hold kpatch_mutex or run with preemption disabled.
  */
 static __always_inline struct kpatch_func *kpatch_find_func(unsigned long ip)
 {

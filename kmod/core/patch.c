@@ -23,9 +23,10 @@
 #include "core.h"
 
 /*
- * The applied functions, keyed by the original's ftrace location, newest
- * first in each bucket.  Written under kpatch_mutex, inside stop_machine()
- * only; read by the handler with preemption disabled.
+ * The applied functions, keyed by the original's ftrace location: in each
+ * bucket, the versions of one function newest first, and functions in the
+ * order they were first patched.  Written under kpatch_mutex, inside
+ * stop_machine() only; read by the handler with preemption disabled.
  */
 DEFINE_HASHTABLE(kpatch_func_hash, KPATCH_HASH_BITS);
 

@@ -13,6 +13,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/hashtable.h>
 #include <linux/ktime.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
@@ -199,6 +200,32 @@ static void kpatch_collect_ranges(struct kpatch_change *change)
 		change->nr_ranges = n + 1;
 }
 
+/*
+ * Puts @func in its bucket of kpatch_func_hash: just before the newest
+ * version of the same function, so that the new one wins, or else at the
+ * bucket's end, so that patching a function lengthens no other function's
+ * lookup.  Readers are NMIs only (this runs inside stop_machine()): each
+ * link is published with the RCU list primitives.
+ */
+static void kpatch_hash_insert(struct kpatch_func *func)
+{
+	struct hlist_head *head;
+	struct kpatch_func *pos, *last = NULL;
+
+	head = &kpatch_func_hash[hash_min(func->ip, KPATCH_HASH_BITS)];
+	hlist_for_each_entry(pos, head, node) {
+		if (pos->ip == func->ip) {
+			hlist_add_before_rcu(&func->node, &pos->node);
+			return;
+		}
+		last = pos;
+	}
+	if (last)
+		hlist_add_behind_rcu(&func->node, &last->node);
+	else
+		hlist_add_head_rcu(&func->node, head);
+}
+
 /* The hash changes of the switch, and the commit of the NMI protocol. */
 static int kpatch_switch_funcs(struct kpatch_change *change)
 {
@@ -211,7 +238,7 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 	}
 	for (i = 0; i < change->nr_add; i++) {
 		func = change->add[i];
-		hash_add_rcu(kpatch_func_hash, &func->node, func->ip);
+		kpatch_hash_insert(func);
 		/* test build: an NMI halfway through */
 		if (i == (change->nr_add - 1) / 2)
 			kpatch_fake_nmi(change);
