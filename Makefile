@@ -69,7 +69,7 @@ boot-test: ## build and boot each kernel once, printing the guest's TAP
 stress: provisioned ## the boot tests with a longer stress scenario (STRESS_CYCLES, default 1000)
 	kpgen boot-test --stress-cycles $(or $(STRESS_CYCLES),1000) --timeout 7200
 
-bench: provisioned ## benchmarks against upstream livepatch, one boot per kernel (build/bench)
+bench: provisioned ## benchmarks against upstream livepatch, five boots per kernel (build/bench)
 	kpgen bench
 
 demo: provisioned ## generate, build, boot: patch a function, stack a second patch, unpatch

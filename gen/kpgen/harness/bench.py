@@ -1,23 +1,26 @@
 """Benchmarks: what a patched call costs and what applying a patch costs, against upstream
-livepatch, in two boots per kernel.
+livepatch, in several boots per kernel.
 
 The host writes the benchmark's patch specs, generates and builds them with the core (and its
 fault-injection build) and the hand-written modules of harness/bench/modules, boots each kernel
-twice to run harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON file
-and a plot. The per-call boot runs each vCPU on a host thread of its own (QEMU's multi-threaded
-TCG), so that nothing the other vCPU does runs on the measuring vCPU's thread; the apply boot,
-which rewrites code while the other vCPU runs (ftrace, stop_machine, livepatch transitions),
-runs both vCPUs on one host thread, as the boot tests do (the README's known problems).
+PERCALL_BOOTS times for the per-call cases and once for the apply cases to run
+harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON file and a plot.
+The per-call boots run each vCPU on a host thread of its own (QEMU's multi-threaded TCG), so
+that nothing the other vCPU does runs on the measuring vCPU's thread; the apply boot, which
+rewrites code while the other vCPU runs (ftrace, stop_machine, livepatch transitions), runs
+both vCPUs on one host thread, as the boot tests do (the README's known problems).
 
 Every per-call case is hooked at once, each on its own target function of the bench module, so
 that each round of a run times every case in the order A B C ... C B A, with interrupts off
 for each chunk of calls, and each case is divided by the unhooked stub of the same round:
 whatever slows the emulator during a round slows every case of it alike. Each figure comes with
-its spread over the rounds (min, max) and a 95 % confidence interval of its median; a target is
-met when that interval clears it, missed when the interval lies past it, and level (within
-noise) otherwise. The per-call runs are made twice in the same boot, so the table can show how
-far one pass is from the other. Every figure is an emulator time (QEMU/TCG) or a ratio between
-cases of the same boot: compare within a boot, not across machines.
+its spread over the rounds (min, max) and a 95 % confidence interval of its median. The runs
+are made twice in each boot, so the table shows how far the passes of one boot are apart, and
+how far the boots are. Boots of the same build differ more than passes do (where the emulator's
+translated code lands differs from boot to boot), so a per-call target is judged on the union
+of its intervals in every boot: met when that union clears the limit, missed when it lies past
+it, and level (within noise) otherwise. Every figure is an emulator time (QEMU/TCG) or a ratio
+between cases measured together: compare within a table, not across machines.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ ROUNDS = 500
 # calls per chunk: a chunk runs with interrupts off, about 0.2 ms for the slowest case under TCG
 CALLS = 2000
 PASSES = 2
+# per-call boots per kernel: boots of the same build differ more than the passes of one boot
+# (where the emulator's translated code lands differs from boot to boot), so a verdict has to
+# hold in every boot
+PERCALL_BOOTS = 4
 APPLY_REPS = 5
 # loads of the core's cases whose pauses the targets compare: enough for an interval of the
 # median that leaves out the two slowest and the two fastest (see median_ci)
@@ -193,26 +200,31 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
     return BenchTree(kernel, root)
 
 
-def schedule(phases: Sequence[str] = PHASES, passes: int = PASSES) -> list[tuple[int, str]]:
-    """The per-call runs of one boot, (pass, phase): the phases forward in odd passes and
-    backward in even ones (A B C D D C B A), so that a drift over the boot does not favour one
-    phase."""
+def schedule(phases: Sequence[str] = PHASES, passes: int = PASSES, boot: int = 1) -> list[tuple[int, str]]:
+    """The per-call runs of per-call boot `boot` (from 1), (pass, phase): its passes are
+    numbered on from the boots before it, the phases go forward in its first pass and backward
+    in its second (A B C D D C B A), so that a drift over the boot does not favour one phase."""
     runs = []
-    for p in range(1, passes + 1):
-        order = list(phases) if p % 2 else list(reversed(phases))
-        runs += [(p, ph) for ph in order]
+    for i in range(passes):
+        order = list(phases) if i % 2 == 0 else list(reversed(phases))
+        runs += [((boot - 1) * passes + i + 1, ph) for ph in order]
     return runs
+
+
+def boot_of(pass_no: int, passes: int = PASSES) -> int:
+    """The per-call boot (from 1) that made pass `pass_no`."""
+    return (pass_no - 1) // passes + 1
 
 
 # the two halves of the benchmark, each in a boot of its own
 PARTS = ("percall", "apply")
 
 
-def guest_vm(tree: BenchTree, results: Path, part: str, timeout: int = 3600) -> vm.VmRun:
-    """The boot of one half of the benchmark: "percall" or "apply"."""
+def guest_vm(tree: BenchTree, results: Path, part: str, timeout: int = 3600, boot: int = 1) -> vm.VmRun:
+    """A boot of one half of the benchmark: "percall" (per-call boot `boot`) or "apply"."""
     if part not in PARTS:
         raise ValueError(f"benchmark part {part!r}: one of {', '.join(PARTS)}")
-    runs = " ".join(f"{p}/{ph}" for p, ph in schedule())
+    runs = " ".join(f"{p}/{ph}" for p, ph in schedule(boot=boot))
     command = shlex.join(["bash", str(GUEST_SCRIPT), str(tree.root.resolve()), str(results.resolve()),
                           str(ROUNDS), str(CALLS), runs, str(APPLY_REPS),
                           str(PAUSE_REPS), part])
@@ -313,9 +325,9 @@ def ratio_interval(num: Figure, den: Figure) -> tuple[float, float, float]:
 
 @dataclass
 class PerCall:
-    """One per-call case over every round of both passes: its time as a multiple of the stub's
-    of the same round (x_stub), its cost over the stub in ns per call (net_ns), and the medians
-    of each pass apart."""
+    """One per-call case over every round of every pass of every boot: its time as a multiple
+    of the stub's of the same round (x_stub), its cost over the stub in ns per call (net_ns),
+    the medians of each pass apart and of each boot apart."""
     case: str
     label: str
     x_stub: Figure
@@ -324,17 +336,29 @@ class PerCall:
     x_stub_passes: list[float]
     net_ns_passes: list[float]
     calls: int
+    x_stub_boots: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def _within_boots(medians: list[float]) -> float:
+        diffs = [pass_diff_pct(medians[i], q) for i in range(0, len(medians), PASSES)
+                 for q in medians[i + 1:i + PASSES]]
+        return max(diffs, default=0.0)
 
     @property
     def pass_diff_pct(self) -> float:
-        """The pass-to-pass difference of the normalised figure, in percent."""
-        p = self.x_stub_passes
-        return max(pass_diff_pct(p[0], q) for q in p[1:]) if len(p) > 1 else 0.0
+        """How far the passes of one boot are apart (x stub), in percent: the most of any boot."""
+        return self._within_boots(self.x_stub_passes)
 
     @property
     def net_pass_diff_pct(self) -> float:
-        p = self.net_ns_passes
-        return max(pass_diff_pct(p[0], q) for q in p[1:]) if len(p) > 1 else 0.0
+        return self._within_boots(self.net_ns_passes)
+
+    @property
+    def boot_diff_pct(self) -> float:
+        """How far the boots are apart (x stub): the spread of their medians, in percent of the
+        lowest."""
+        b = self.x_stub_boots
+        return pass_diff_pct(min(b), max(b)) if len(b) > 1 else 0.0
 
 
 @dataclass
@@ -388,7 +412,11 @@ def parse_run(text: str, where: str = "run", calls: int = CALLS) -> list[dict[st
     return rows
 
 
-def percall_figures(runs: dict[tuple[int, str], list[dict[str, float]]], calls: int = CALLS) -> list[PerCall]:
+# the per-call runs of a kernel: per (pass, phase), one row per round of each case's ns per call
+Runs = dict[tuple[int, str], list[dict[str, float]]]
+
+
+def percall_figures(runs: Runs, calls: int = CALLS) -> list[PerCall]:
     """Per-call cases from the runs of every (pass, phase)."""
     passes = sorted({p for p, _ in runs})
     result = []
@@ -405,9 +433,12 @@ def percall_figures(runs: dict[tuple[int, str], list[dict[str, float]]], calls: 
             stubs += [r["stub"] for r in rows]
         all_x = [x for p in passes for x in per_pass[p][0]]
         all_net = [x for p in passes for x in per_pass[p][1]]
+        boots = sorted({boot_of(p) for p in passes})
+        by_boot = [statistics.median([x for p in passes if boot_of(p) == b for x in per_pass[p][0]])
+                   for b in boots]
         result.append(PerCall(case, label, figure(all_x), figure(all_net), statistics.median(stubs),
                               [statistics.median(per_pass[p][0]) for p in passes],
-                              [statistics.median(per_pass[p][1]) for p in passes], calls))
+                              [statistics.median(per_pass[p][1]) for p in passes], calls, by_boot))
     return result
 
 
@@ -434,23 +465,46 @@ def parse_apply(text: str) -> list[Apply]:
     return result
 
 
-def _paired(runs: dict[tuple[int, str], list[dict[str, float]]], phase: str, a: str, b: str) -> list[float]:
+def _paired(runs: Runs, phase: str, a: str, b: str) -> list[float]:
     """Per round of `phase`, every pass: a minus b, both normalised by that round's stub."""
     return [r[a] - r[b] for (_, ph), rows in sorted(runs.items()) if ph == phase for r in normalise(rows)]
 
 
-def evaluate(percall: list[PerCall], apply: list[Apply],
-             runs: dict[tuple[int, str], list[dict[str, float]]] | None = None) -> list[Target]:
-    """The targets, each judged on an interval (see verdict())."""
+def _by_boot(runs: Runs) -> list[Runs]:
+    """The runs of each per-call boot apart."""
+    boots = sorted({boot_of(p) for p, _ in runs})
+    return [{k: v for k, v in runs.items() if boot_of(k[0]) == b} for b in boots]
+
+
+def _net(runs: Runs, phase: str, column: str) -> Figure:
+    return figure([r[column] - r["stub"] for (_, ph), rows in runs.items() if ph == phase for r in rows])
+
+
+def _union(value: float, intervals: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    """A figure judged in several boots: its value over all of them, and the union of each
+    boot's interval, so that a verdict is met (or missed) only if it is in every boot."""
+    return value, min(lo for lo, _ in intervals), max(hi for _, hi in intervals)
+
+
+def evaluate(percall: list[PerCall], apply: list[Apply], runs: Runs | None = None) -> list[Target]:
+    """The targets, each judged on an interval (see verdict()); a per-call target on the union
+    of its intervals in each boot."""
     pc = {p.case: p for p in percall}
     targets = []
     if runs is not None:
-        d = figure(_paired(runs, "base", "kpgen_1", "livepatch"))
+        boots = _by_boot(runs)
+        per_boot = [figure(_paired(b, "base", "kpgen_1", "livepatch")) for b in boots]
+        value, lo, hi = _union(statistics.median(_paired(runs, "base", "kpgen_1", "livepatch")),
+                               [(d.lo, d.hi) for d in per_boot])
         targets.append(Target("kpgen per call <= livepatch (kpgen minus livepatch, x stub, <= 0)",
-                              d.median, d.lo, d.hi, 0.0, verdict(d.lo, d.hi, 0.0)))
-    # the cost over the stub, with 1000 other functions patched, against none
+                              value, lo, hi, 0.0, verdict(lo, hi, 0.0)))
+    # the cost over the stub, with 1000 other functions patched, against none (in each boot:
+    # the same function, where the boot put it)
     other, one = pc["kpgen_1_other_1000"].net_ns, pc["kpgen_1"].net_ns
     value, lo, hi = ratio_interval(other, one)
+    if runs is not None:
+        value, lo, hi = _union(value, [ratio_interval(_net(b, "other_1000", "kpgen_1"),
+                                                      _net(b, "base", "kpgen_1"))[1:] for b in boots])
     targets.append(Target("1000 other functions cost <= 1.1x one (net ns ratio)", value, lo, hi, 1.1,
                           verdict(lo, hi, 1.1)))
     pauses = {(a.case, a.functions, a.extra_tasks): a.pause_us for a in apply if a.pause_us is not None}
@@ -468,13 +522,20 @@ def evaluate(percall: list[PerCall], apply: list[Apply],
     return targets
 
 
-def read_runs(results: Path) -> dict[tuple[int, str], list[dict[str, float]]]:
+def percall_dir(results: Path, boot: int) -> Path:
+    """Where per-call boot `boot` leaves its figures, kernel log and console."""
+    return results / f"percall-{boot}"
+
+
+def read_runs(results: Path, boots: int = PERCALL_BOOTS) -> Runs:
     runs = {}
-    for p, phase in schedule():
-        f = results / f"percall-{p}-{phase}.txt"
-        if not f.is_file():
-            raise KpgenError(f"benchmark run {p}/{phase} left no figures in {f}: see {results / 'console-percall.log'}")
-        runs[(p, phase)] = parse_run(f.read_text(), str(f))
+    for b in range(1, boots + 1):
+        d = percall_dir(results, b)
+        for p, phase in schedule(boot=b):
+            f = d / f"percall-{p}-{phase}.txt"
+            if not f.is_file():
+                raise KpgenError(f"benchmark run {p}/{phase} left no figures in {f}: see {d / 'console-percall.log'}")
+            runs[(p, phase)] = parse_run(f.read_text(), str(f))
     return runs
 
 
@@ -502,13 +563,16 @@ def _range(f: Figure, fmt: str = ".0f") -> str:
 def table(res: KernelResult) -> str:
     stub = next(p.stub_ns_median for p in res.percall if p.case == "unpatched")
     lines = [f"kernel {res.release} (QEMU/TCG emulator times; compare within this table only)",
-             f"  per call: median [95 % interval of the median] over {ROUNDS} rounds x {PASSES} passes; "
-             f"stub {stub:.1f} ns/call",
+             f"  per call: median [95 % interval of the median] over {ROUNDS} rounds x {PASSES} passes x "
+             f"{len(res.percall[0].x_stub_boots)} boots; stub {stub:.1f} ns/call",
+             "  pass diff: the passes of one boot apart (x stub, net); boots: the range of the boots' medians",
              f"  {'case':38} {'x stub':>20} {'net ns/call':>20} {'min-max x stub':>14} "
-             f"{'pass diff x':>11} {'net':>6}"]
+             f"{'pass diff x':>11} {'net':>6} {'boots x stub':>13} {'boot diff':>9}"]
     for p in res.percall:
+        boots = f"{min(p.x_stub_boots):.2f}-{max(p.x_stub_boots):.2f}" if p.x_stub_boots else "-"
         lines.append(f"  {p.label:38} {_fig(p.x_stub):>20} {_fig(p.net_ns, '.1f'):>20} "
-                     f"{p.x_stub.min:6.2f}-{p.x_stub.max:<7.2f} {p.pass_diff_pct:10.1f}% {p.net_pass_diff_pct:5.1f}%")
+                     f"{p.x_stub.min:6.2f}-{p.x_stub.max:<7.2f} {p.pass_diff_pct:10.1f}% {p.net_pass_diff_pct:5.1f}% "
+                     f"{boots:>13} {p.boot_diff_pct:8.1f}%")
     lines.append(f"  {'apply case':48} {'insmod->active ms':>18} {'pause us':>20} {'tasks':>6} {'unwound':>8}")
     for a in sorted(res.apply, key=lambda a: (a.case, a.extra_tasks, a.functions)):
         label = f"{a.case}, {a.functions} function(s), +{a.extra_tasks} tasks"
@@ -525,13 +589,15 @@ def markdown(results: list[KernelResult]) -> str:
     """The figures as markdown tables, one column per kernel, for the README."""
     rels = [r.release for r in results]
     sep = "| --- " * (len(rels) + 1) + "|\n"
-    out = ("| " + " | ".join(["per call: x stub, median [95 % CI]; net ns; pass-to-pass diff", *rels]) + " |\n"
-           + sep)
+    out = ("| " + " | ".join(["per call: x stub, median [95 % CI], boots' medians; net ns; "
+                              "diff within a boot / between boots", *rels]) + " |\n" + sep)
     for case, label, _, _ in PERCALL_CASES:
         cells = []
         for r in results:
             p = next(p for p in r.percall if p.case == case)
-            cells.append(f"{_fig(p.x_stub)}; {p.net_ns.median:.1f} ns; {p.pass_diff_pct:.1f} %")
+            boots = f", {min(p.x_stub_boots):.2f}-{max(p.x_stub_boots):.2f}" if p.x_stub_boots else ""
+            cells.append(f"{_fig(p.x_stub)}{boots}; {p.net_ns.median:.1f} ns; "
+                         f"{p.pass_diff_pct:.1f} % / {p.boot_diff_pct:.1f} %")
         out += f"| {label} | " + " | ".join(cells) + " |\n"
     out += "\n| " + " | ".join(["apply: insmod to active ms / pause us, median (min-max)", *rels]) + " |\n" + sep
     keys = sorted({(a.case, a.extra_tasks, a.functions) for r in results for a in r.apply})
@@ -563,16 +629,17 @@ def save_json(results: list[KernelResult], path: Path, when: str | None = None) 
                       "pause_us": "emulator us inside stop_machine"},
             "figures": "median, lo/hi: 95 % interval of the median (apply: min/max), min, max, n",
             "when": when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "rounds": ROUNDS, "calls_per_chunk": CALLS, "passes": PASSES, "apply_reps": APPLY_REPS,
-            "pause_reps": PAUSE_REPS,
-            "kernels": [asdict(r) | {"pass_diff_pct": {p.case: p.pass_diff_pct for p in r.percall}}
+            "rounds": ROUNDS, "calls_per_chunk": CALLS, "passes_per_boot": PASSES,
+            "percall_boots": PERCALL_BOOTS, "apply_reps": APPLY_REPS, "pause_reps": PAUSE_REPS,
+            "kernels": [asdict(r) | {"pass_diff_pct": {p.case: p.pass_diff_pct for p in r.percall},
+                                     "boot_diff_pct": {p.case: p.boot_diff_pct for p in r.percall}}
                         for r in results]}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def plot(results: list[KernelResult], path: Path) -> None:
-    """Per-call cost by case with its interval, and stop_machine pause against functions and
-    tasks, with and without the first pass."""
+    """Per-call cost by case with its interval and each boot's median, and stop_machine pause
+    against functions and tasks, with and without the first pass."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -586,6 +653,9 @@ def plot(results: list[KernelResult], path: Path) -> None:
         err = [[p.x_stub.median - p.x_stub.lo for p in res.percall],
                [p.x_stub.hi - p.x_stub.median for p in res.percall]]
         ax.barh(labels, med, xerr=err, color="tab:blue", label="median, 95 % interval")
+        for i, p in enumerate(res.percall):
+            ax.plot(p.x_stub_boots, [i] * len(p.x_stub_boots), "k|", markersize=12,
+                    label="median of one boot" if i == 0 else None)
         ax.invert_yaxis()
         ax.set_xlabel("time per call / stub's, same round")
         ax.set_title(f"{res.release}: per-call cost")
@@ -610,35 +680,40 @@ def plot(results: list[KernelResult], path: Path) -> None:
     plt.close(fig)
 
 
-def _boot(tree: BenchTree, rdir: Path, part: str, timeout: int) -> float:
+def _boot(tree: BenchTree, rdir: Path, part: str, timeout: int, boot: int = 1) -> float:
     """One boot of one half; its seconds (raises on a failed boot or a splat)."""
     release = tree.kernel.release
-    mode = "a host thread per vCPU" if part == "percall" else "both vCPUs on one host thread"
-    print(f"bench: booting {release} for the {part} cases ({mode})", flush=True)
+    if part == "percall":
+        part_name = f"percall boot {boot} of {PERCALL_BOOTS}"
+        mode = "a host thread per vCPU"
+    else:
+        part_name, mode = part, "both vCPUs on one host thread"
+    print(f"bench: booting {release} for the {part_name} ({mode})", flush=True)
     start = time.monotonic()
 
     def show(line: str) -> None:
         if line.startswith("bench: "):
-            print(f"[{release} {part} +{time.monotonic() - start:.0f} s] {line[7:]}", flush=True)
+            print(f"[{release} {part_name} +{time.monotonic() - start:.0f} s] {line[7:]}", flush=True)
 
     for stale in (f"done-{part}.txt", f"dmesg-{part}.txt"):
         (rdir / stale).unlink(missing_ok=True)
-    r = vm.run(guest_vm(tree, rdir, part, timeout), show)
+    r = vm.run(guest_vm(tree, rdir, part, timeout, boot), show)
     console = rdir / f"console-{part}.log"
     console.write_text(r.output)
     if r.returncode != 0 or not (rdir / f"done-{part}.txt").is_file():
         why = "timed out" if r.timed_out else f"exit {r.returncode}"
-        raise KpgenError(f"benchmark boot of {release} ({part}) failed ({why}): see {console}")
+        raise KpgenError(f"benchmark boot of {release} ({part_name}) failed ({why}): see {console}")
     dmesg = rdir / f"dmesg-{part}.txt"
     splats = splat.scan((dmesg.read_text(errors="replace") if dmesg.is_file() else "") + "\n" + r.output)
     if splats:
-        raise KpgenError(f"benchmark boot of {release} ({part}): the kernel log shows splats:\n" + "\n".join(splats))
+        raise KpgenError(f"benchmark boot of {release} ({part_name}): the kernel log shows splats:\n"
+                         + "\n".join(splats))
     return r.seconds
 
 
 def run(kernels: list[kmod.Kernel], out: Path = BENCH_ROOT, timeout: int = 3600) -> list[KernelResult]:
-    """Build, boot each kernel twice (the per-call cases, then the apply cases), and return its
-    figures (raises on a failed boot)."""
+    """Build, boot each kernel PERCALL_BOOTS times for the per-call cases and once for the
+    apply cases, and return its figures (raises on a failed boot)."""
     results = []
     for k in kernels:
         tree = build_tree(k, out / k.release)
@@ -646,6 +721,10 @@ def run(kernels: list[kmod.Kernel], out: Path = BENCH_ROOT, timeout: int = 3600)
         if rdir.exists():
             shutil.rmtree(rdir)
         rdir.mkdir(parents=True)
-        seconds = sum(_boot(tree, rdir, part, timeout) for part in PARTS)
+        seconds = 0.0
+        for b in range(1, PERCALL_BOOTS + 1):
+            percall_dir(rdir, b).mkdir()
+            seconds += _boot(tree, percall_dir(rdir, b), "percall", timeout, b)
+        seconds += _boot(tree, rdir, "apply", timeout)
         results.append(read_results(k.release, rdir, seconds))
     return results
