@@ -3,7 +3,8 @@
 Everything kpgen reads at run time ships inside the `kpgen` package, so a checkout and an
 installed wheel behave the same:
 
-- `templates/`: the Jinja2 templates of the core and of patch modules;
+- `templates/`: the Jinja2 templates of the core and of patch modules (at the top of a
+  checkout, beside gen/; inside the package in a wheel, where pyproject.toml maps them);
 - `samples/`: the sample patch specs that `kpgen generate` renders beside the core;
 - `data/`: the kernel matrix (`kernels.toml`) and the splat lists of the boot checks;
 - `harness/`: what `kpgen boot-test` and `kpgen bench` build and run in the guest (the guest
@@ -25,14 +26,23 @@ from .errors import KpgenError
 def _package_dir() -> Path:
     root = files("kpgen")
     path = Path(str(root))
-    if not (path / "templates").is_dir():
+    if not (path / "data").is_dir():
         raise KpgenError(f"kpgen's package files are not on disk ({root}): install kpgen with pip "
                          "into a directory, not as a zip archive")
     return path
 
 
+def _templates_dir(package: Path) -> Path:
+    """The templates: kpgen/templates in an installed wheel, templates/ beside gen/ in a checkout."""
+    for path in (package / "templates", package.parents[1] / "templates"):
+        if (path / "core").is_dir():
+            return path
+    raise KpgenError(f"kpgen's templates are missing: neither {package / 'templates'} nor "
+                     f"{package.parents[1] / 'templates'} holds them; reinstall kpgen")
+
+
 PACKAGE = _package_dir()
-TEMPLATES = PACKAGE / "templates"
+TEMPLATES = _templates_dir(PACKAGE)
 SAMPLES = PACKAGE / "samples"
 DATA = PACKAGE / "data"
 MATRIX = DATA / "kernels.toml"
