@@ -14,9 +14,18 @@
  * are 10 and 20 from the two functions named kpgen_test_dup() (in this file
  * and in target_dup.c: kallsyms positions 1 and 2), N is 100 and C is 1 from
  * kpgen_test_target_cold()'s hot path.
+ *
+ * Loaded with init_sleeper=1, its init starts a kthread ("kpgen_sleeper")
+ * that sleeps in kpgen_test_target_sleep() until the first "wake"; with
+ * init_ms=MS, its init then waits MS milliseconds before the module goes
+ * live, so that the kpatch core can load meanwhile without seeing it come.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/completion.h>
+#include <linux/delay.h>
+#include <linux/err.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
@@ -26,7 +35,16 @@
 
 #include "target.h"
 
+static bool init_sleeper;
+module_param(init_sleeper, bool, 0444);
+MODULE_PARM_DESC(init_sleeper, "start a kthread sleeping in kpgen_test_target_sleep() at load");
+
+static unsigned int init_ms;
+module_param(init_ms, uint, 0444);
+MODULE_PARM_DESC(init_ms, "how long the module's init waits before it goes live (ms)");
+
 static DECLARE_WAIT_QUEUE_HEAD(kpgen_test_wq);
+static DECLARE_COMPLETION(kpgen_test_sleeper_done);
 static unsigned long kpgen_test_wake_seq;
 static int kpgen_test_last;
 static int kpgen_test_base = 1;
@@ -57,6 +75,12 @@ static noinline int kpgen_test_target_sleep(void)
 				     READ_ONCE(kpgen_test_wake_seq) != seq))
 		return -EINTR;
 	return 1;
+}
+
+static void kpgen_test_wake_all(void)
+{
+	WRITE_ONCE(kpgen_test_wake_seq, kpgen_test_wake_seq + 1);
+	wake_up_all(&kpgen_test_wq);
 }
 
 static noinline __cold void kpgen_test_cold_note(void)
@@ -108,17 +132,22 @@ static ssize_t kpgen_test_write(struct file *file, const char __user *ubuf,
 		return -EFAULT;
 	buf[len] = '\0';
 
-	if (sysfs_streq(buf, "sleep")) {
+	if (sysfs_streq(buf, "sleep"))
 		WRITE_ONCE(kpgen_test_last, kpgen_test_target_sleep());
-	} else if (sysfs_streq(buf, "cold")) {
+	else if (sysfs_streq(buf, "cold"))
 		WRITE_ONCE(kpgen_test_last, kpgen_test_target_cold(42));
-	} else if (sysfs_streq(buf, "wake")) {
-		WRITE_ONCE(kpgen_test_wake_seq, kpgen_test_wake_seq + 1);
-		wake_up_all(&kpgen_test_wq);
-	} else {
+	else if (sysfs_streq(buf, "wake"))
+		kpgen_test_wake_all();
+	else
 		return -EINVAL;
-	}
 	return count;
+}
+
+/* The kthread of init_sleeper: one sleep, then it exits without returning here. */
+static int kpgen_test_sleeper(void *data)
+{
+	WRITE_ONCE(kpgen_test_last, kpgen_test_target_sleep());
+	kthread_complete_and_exit(&kpgen_test_sleeper_done, 0);
 }
 
 static const struct proc_ops kpgen_test_proc_ops = {
@@ -131,14 +160,28 @@ static const struct proc_ops kpgen_test_proc_ops = {
 
 static int __init kpgen_test_init(void)
 {
+	struct task_struct *task;
+
 	if (!proc_create("kpgen_test_target", 0600, NULL, &kpgen_test_proc_ops))
 		return -ENOMEM;
+	if (init_sleeper) {
+		task = kthread_run(kpgen_test_sleeper, NULL, "kpgen_sleeper");
+		if (IS_ERR(task)) {
+			remove_proc_entry("kpgen_test_target", NULL);
+			return PTR_ERR(task);
+		}
+	}
+	msleep(init_ms);
 	return 0;
 }
 
 static void __exit kpgen_test_exit(void)
 {
 	remove_proc_entry("kpgen_test_target", NULL);
+	if (init_sleeper) {
+		kpgen_test_wake_all();
+		wait_for_completion(&kpgen_test_sleeper_done);
+	}
 }
 
 module_init(kpgen_test_init);
