@@ -163,3 +163,23 @@ void kpatch_report_refusal(void)
 		break;
 	}
 }
+
+/*
+ * Logs which task a forced unload still waits for, from the last refused
+ * try of its check (kpatch_force_disable()).
+ */
+void kpatch_report_waiting(void)
+{
+	const char *name = kpatch_refusal.patch;
+
+	if (kpatch_refusal.nmi)
+		return;
+	if (!kpatch_refusal.range) {
+		pr_warn("unload of patch module '%s' waits for task '%s' (pid %d), whose stack cannot be checked reliably (%d)\n",
+			name, kpatch_refusal.comm, kpatch_refusal.pid,
+			kpatch_refusal.err);
+		return;
+	}
+	pr_warn("unload of patch module '%s' waits for task '%s' (pid %d), inside its code\n",
+		name, kpatch_refusal.comm, kpatch_refusal.pid);
+}

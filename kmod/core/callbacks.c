@@ -72,6 +72,7 @@ int kpatch_init_objects(struct kpatch_patch *patch)
 		patch->objs[i].patch = patch;
 		patch->objs[i].prepared = false;
 		patch->objs[i].patched = false;
+		patch->objs[i].refused = false;
 	}
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
@@ -140,6 +141,7 @@ void kpatch_object_unpatched(struct kpatch_object *obj)
 
 	obj->patched = false;
 	obj->prepared = false;
+	obj->refused = false;
 	if (prepared && obj->callbacks.post_unpatch)
 		obj->callbacks.post_unpatch(obj);
 }

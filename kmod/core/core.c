@@ -43,19 +43,20 @@
  *
  * While a patch is enabled the core holds a reference on the patch module,
  * so only a forced unload (rmmod -f) can take it away; kpatch_unregister()
- * then takes the patch out, by force if tasks stay busy, loudly.
+ * then takes the patch out, and waits, however long it takes, until no task
+ * is inside the module's code (release.c).
  *
  * Locking: kpatch_mutex serialises register, unregister, enable, disable and
  * the module notifier; it protects the list of patches, the counts, every
  * writer of kpatch_func_hash and all calls into ftrace.  It is dropped only
- * while waiting: between busy retries and for synchronize_rcu_tasks(), after
- * which the callers look at the state again.  The hash itself only changes
+ * while waiting: between busy retries, for synchronize_rcu_tasks(), and while
+ * an unload waits for a release or for tasks to leave a module's code; the
+ * callers look at the state again afterwards.  The hash itself only changes
  * inside stop_machine(); the handler reads it with preemption disabled.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -71,7 +72,7 @@ DEFINE_MUTEX(kpatch_mutex);
 LIST_HEAD(kpatch_patches);
 
 /* Enabled patches. */
-static unsigned int kpatch_nr_enabled;
+unsigned int kpatch_nr_enabled;
 
 /* Says which functions of @change were switched without the activeness check. */
 static void kpatch_warn_forced(const struct kpatch_change *change)
@@ -83,29 +84,6 @@ static void kpatch_warn_forced(const struct kpatch_change *change)
 			pr_warn("function '%s' of patch module '%s' was applied without the activeness check (force)\n",
 				change->add[i]->old_name, change->patch->mod->name);
 	}
-}
-
-/*
- * @nr patches were just disabled: no call can reach their replacements any
- * more.  A task that ftrace sent on its way to one and that was preempted
- * before arriving still shows the original's ftrace call (the check refuses
- * it: transition.c), but waiting for a tasks-RCU grace period makes sure of
- * it before the references on the patch modules go.  kpatch_mutex is dropped
- * meanwhile.
- */
-void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr)
-{
-	unsigned int i;
-
-	for (i = 0; i < nr; i++) {
-		patches[i]->enabled = false;
-		kpatch_nr_enabled--;
-	}
-	mutex_unlock(&kpatch_mutex);
-	synchronize_rcu_tasks();
-	for (i = 0; i < nr; i++)
-		module_put(patches[i]->mod);
-	mutex_lock(&kpatch_mutex);
 }
 
 /* Enabling ------------------------------------------------------------------ */
@@ -220,15 +198,18 @@ int kpatch_enable_patch(struct kpatch_patch *patch)
 /*
  * One try at removing every applied function of @patch, between the
  * pre-unpatch and post-unpatch callbacks of its objects (post-patch again if
- * the try is refused).  With @check, no task may be inside the versions being
- * left nor anywhere in the patch module's code; without it (a forced
- * removal) only an NMI can refuse it.
+ * the try is refused).  With KPATCH_CHECK, no task may be inside the
+ * versions being left nor anywhere in the patch module's code (but its exit
+ * function with KPATCH_EXITING); without it, only an NMI can refuse it, and
+ * with KPATCH_INSIST not even that.
  */
-static int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
-			      bool check)
+int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
+		       unsigned int how)
 {
+	bool check = how & KPATCH_CHECK;
 	struct kpatch_change change = {
 		.patch = patch, .check = check, .tries = tries,
+		.insist = how & KPATCH_INSIST,
 	};
 	unsigned int i;
 	int ret;
@@ -237,6 +218,8 @@ static int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
 				  check ? GFP_KERNEL : GFP_KERNEL | __GFP_NOFAIL);
 	if (ret)
 		return ret;
+	if (how & KPATCH_EXITING)
+		kpatch_exempt_exit(&change);
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (patch->funcs[i].applied)
 			change.del[change.nr_del++] = &patch->funcs[i];
@@ -255,14 +238,14 @@ static int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
 	return ret;
 }
 
-static int kpatch_disable_retrying(struct kpatch_patch *patch,
-				   unsigned int retries, unsigned int ms)
+int kpatch_disable_retrying(struct kpatch_patch *patch, unsigned int retries,
+			    unsigned int ms, unsigned int how)
 {
 	unsigned int tries;
 	int ret;
 
 	for (tries = 1;; tries++) {
-		ret = kpatch_try_disable(patch, tries, true);
+		ret = kpatch_try_disable(patch, tries, how | KPATCH_CHECK);
 		if (ret != -EBUSY || kpatch_busy_wait(tries, retries, ms))
 			break;
 		/* another writer of 'enabled' may have done it meanwhile */
@@ -288,21 +271,7 @@ int kpatch_disable_patch(struct kpatch_patch *patch)
 {
 	lockdep_assert_held(&kpatch_mutex);
 	return kpatch_disable_retrying(patch, kpatch_busy_retries(),
-				       kpatch_busy_retry_ms());
-}
-
-/*
- * The patch module is being unloaded by force while enabled, and tasks stayed
- * busy: its code is freed once its exit returns, whatever the core does, so
- * nothing may keep pointing at it.  Removes its functions without the check.
- */
-static void kpatch_force_disable(struct kpatch_patch *patch)
-{
-	while (kpatch_try_disable(patch, 1, false) == -EBUSY)
-		msleep(20);
-	pr_emerg("forced patch module '%s' out while a task may still run its code (see above): the kernel may crash\n",
-		 patch->mod->name);
-	kpatch_release_patches(&patch, 1);
+				       kpatch_busy_retry_ms(), 0);
 }
 
 /* The API ------------------------------------------------------------------- */
@@ -376,10 +345,12 @@ EXPORT_SYMBOL_GPL(kpatch_register);
  * Called from the patch module's exit function.  The patch is normally
  * disabled by then, since an enabled patch holds a reference on its module.
  * After a forced unload (rmmod -f) it is still enabled: it is disabled here,
- * retrying while tasks are busy, and if they stay busy it is taken out
- * anyway, with an emergency message, because the module's code is freed as
- * soon as its exit returns.  Either way nothing refers to the patch module
- * once this returns.
+ * retrying while tasks are busy; if they stay busy its functions are taken
+ * out and this waits until no task is inside the module's code, because that
+ * code is freed as soon as the exit returns.  A release of the patch still in
+ * progress (a cumulative patch took it over) is waited for too.  Either way
+ * nothing refers to the patch module, and no task runs its code, once this
+ * returns.
  *
  * Return: 0.
  */
@@ -390,13 +361,12 @@ int kpatch_unregister(struct kpatch_patch *patch)
 	mutex_lock(&kpatch_mutex);
 	/* writers of 'enabled' fail with -ENODEV from now on */
 	patch->registered = false;
+	kpatch_wait_release(patch);
 	if (patch->enabled) {
 		pr_emerg("patch module '%s' is being unloaded by force while enabled: taking its functions out\n",
 			 name);
 		add_taint(TAINT_FORCED_RMMOD, LOCKDEP_STILL_OK);
-		if (kpatch_disable_retrying(patch, KPATCH_UNREGISTER_TRIES,
-					    KPATCH_UNREGISTER_RETRY_MS))
-			kpatch_force_disable(patch);
+		kpatch_force_disable(patch);
 	}
 	list_del(&patch->list);
 	mutex_unlock(&kpatch_mutex);
@@ -416,7 +386,7 @@ static int __init kpatch_init(void)
 	ret = kpatch_find_internals();
 	if (ret)
 		return ret;
-	kpatch_stacks_init();
+	kpatch_precheck_init();
 	ret = kpatch_sysfs_init();
 	if (ret)
 		goto err_stacks;
@@ -429,7 +399,7 @@ static int __init kpatch_init(void)
 err_sysfs:
 	kpatch_sysfs_exit();
 err_stacks:
-	kpatch_stacks_exit();
+	kpatch_precheck_exit();
 	kpatch_release_internals();
 	return ret;
 }
@@ -440,7 +410,7 @@ static void __exit kpatch_exit(void)
 	WARN_ON(kpatch_nr_enabled || !kpatch_patch_idle());
 	kpatch_module_exit();
 	kpatch_sysfs_exit();
-	kpatch_stacks_exit();
+	kpatch_precheck_exit();
 	kpatch_release_internals();
 	pr_notice("core unloaded\n");
 }

@@ -12,6 +12,7 @@
 #ifndef _KPATCH_CORE_H
 #define _KPATCH_CORE_H
 
+#include <linux/bits.h>
 #include <linux/ftrace.h>
 #include <linux/hashtable.h>
 #include <linux/kobject.h>
@@ -46,6 +47,8 @@
 #define KPATCH_MAX_STACK_ENTRIES	128
 #define KPATCH_UNREGISTER_TRIES		50
 #define KPATCH_UNREGISTER_RETRY_MS	100
+#define KPATCH_UNLOAD_REPORT_MS		5000
+#define KPATCH_NMI_TRIES		100
 #define KPATCH_MAX_BUSY_RETRIES		1000
 #define KPATCH_MAX_BUSY_RETRY_MS	10000
 
@@ -100,8 +103,21 @@ struct kpatch_change {
 	unsigned long *ips;		/* ftrace filter changes, one batch */
 	unsigned int nr_ips;
 
-	/* the task making the change: its frames in a module's text are its exit path */
+	/*
+	 * The task making the change, and the code of it that the check
+	 * ignores: only the exit function of a patch module being removed by
+	 * force (kpatch_unregister()), which runs the change; else empty.
+	 */
 	struct task_struct *initiator;
+	unsigned long exempt_start;
+	unsigned long exempt_end;
+
+	/*
+	 * A removal that cannot wait (a module going, a forced unload), after
+	 * KPATCH_NMI_TRIES tries refused because an NMI handler ran a hooked
+	 * function meanwhile: it commits anyway (see nmi.c).
+	 */
+	bool insist;
 
 	/*
 	 * The first pass of the activeness check (stacks.c): the verdicts it
@@ -194,12 +210,14 @@ void kpatch_nmi_end(struct kpatch_change *change);
 int kpatch_transition(struct kpatch_change *change);
 ssize_t kpatch_last_change_show(char *buf);
 
-/* stacks.c: the activeness check, its first pass and its second */
+/* precheck.c: the activeness check's first pass, before stop_machine() */
 int kpatch_precheck(struct kpatch_change *change);
 void kpatch_precheck_free(struct kpatch_change *change);
+void kpatch_precheck_init(void);
+void kpatch_precheck_exit(void);
+
+/* stacks.c: its second pass, inside stop_machine() */
 int kpatch_check_activeness(struct kpatch_change *change);
-void kpatch_stacks_init(void);
-void kpatch_stacks_exit(void);
 
 /* busy.c: busy retries and the refusal's message */
 int kpatch_busy_wait(unsigned int tries, unsigned int max_tries,
@@ -208,6 +226,7 @@ unsigned int kpatch_busy_retries(void);
 unsigned int kpatch_busy_retry_ms(void);
 void kpatch_note_refusal(const struct kpatch_change *change);
 void kpatch_report_refusal(void);
+void kpatch_report_waiting(void);
 
 /* internals.c: the kernel internals the core needs, found at load time */
 #if KPATCH_KSYM_CB_HAS_MOD
@@ -246,6 +265,7 @@ int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod);
 
 /* module.c: modules coming and going */
 bool kpatch_object_live(const char *objname);
+int kpatch_retry_refused(struct kpatch_patch *patch);
 int kpatch_module_init(void);
 void kpatch_module_exit(void);
 
@@ -274,9 +294,23 @@ int kpatch_sysfs_add_patch(struct kpatch_patch *patch);
 void kpatch_sysfs_del_patch(struct kpatch_patch *patch);
 
 /* core.c: enabling and disabling, with kpatch_mutex held */
+extern unsigned int kpatch_nr_enabled;
+/* How kpatch_try_disable() removes a patch. */
+#define KPATCH_CHECK	BIT(0)	/* with the activeness check */
+#define KPATCH_EXITING	BIT(1)	/* from its module's exit, which is exempt */
+#define KPATCH_INSIST	BIT(2)	/* even if an NMI ran a hooked function meanwhile */
 int kpatch_enable_patch(struct kpatch_patch *patch);
 int kpatch_disable_patch(struct kpatch_patch *patch);
+int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
+		       unsigned int how);
+int kpatch_disable_retrying(struct kpatch_patch *patch, unsigned int retries,
+			    unsigned int ms, unsigned int how);
+
+/* release.c: letting a patch module go, with kpatch_mutex held */
 void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr);
+void kpatch_wait_release(struct kpatch_patch *patch);
+void kpatch_exempt_exit(struct kpatch_change *change);
+void kpatch_force_disable(struct kpatch_patch *patch);
 
 /*
  * faults.c: the test build's fault injection (make KPATCH_FAULTS=y), which

@@ -17,12 +17,14 @@
  * one by chance.
  *
  *   fail_at=POINT	every pass through POINT fails (alloc, lookup, filter,
- *			filter_remove, register, unregister, activeness, sysfs);
+ *			filter_remove, register, unregister, redirect_unregister,
+ *			activeness, sysfs);
  *			for nmi, runs the NMI lookup halfway through the switch;
  *			for precheck, skips the activeness check's first pass
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,
  *			enable, coming, precheck: between the activeness check's
- *			first pass and stop_machine())
+ *			first pass and stop_machine(); release: after a disabled
+ *			patch's grace period, before its module reference goes)
  *   park_call=FUNC	the next call of the patched function FUNC stops in
  *			the handler, on its way to the replacement, for
  *			park_ms, preemptible but without sleeping

@@ -12,6 +12,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
@@ -219,11 +220,26 @@ static int __init kpatch_redirect(unsigned int i, unsigned long target)
 	return ret;
 }
 
-/* Undoes the redirects, at the core's exit or when its load fails. */
+/*
+ * Undoes the redirects, at the core's exit or when its load fails.  Neither
+ * can refuse, and the core's code goes right after: while ftrace refuses to
+ * let the ops go, it may still call the handler, so this waits, saying so.
+ */
 void kpatch_release_internals(void)
 {
-	if (kpatch_redirects_registered)
-		unregister_ftrace_function(&kpatch_redirect_ops);
+	unsigned int tries;
+	int ret;
+
+	for (tries = 0; kpatch_redirects_registered; tries++) {
+		ret = kpatch_fail("redirect_unregister") ? -EBUSY :
+		      unregister_ftrace_function(&kpatch_redirect_ops);
+		if (!ret)
+			break;
+		if (!(tries % (KPATCH_UNLOAD_REPORT_MS / KPATCH_UNREGISTER_RETRY_MS)))
+			pr_err("cannot unregister the redirect of the kernel's internals (%d): the core's exit waits for it\n",
+			       ret);
+		msleep(KPATCH_UNREGISTER_RETRY_MS);
+	}
 	kpatch_redirects_registered = false;
 	ftrace_set_filter(&kpatch_redirect_ops, NULL, 0, 1);
 	kpatch_nr_redirects = 0;

@@ -12,6 +12,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -77,14 +78,14 @@ bool kpatch_object_live(const char *objname)
 /*
  * Applies @patch's object for @mod, with its callbacks.  @check asks for the
  * activeness check: not needed for a coming module, none of whose code has
- * run yet.
+ * run yet.  @tries counts the tries of a retried change, from 1.
  */
 static int kpatch_patch_module(struct kpatch_patch *patch, struct module *mod,
-			       bool check)
+			       bool check, unsigned int tries)
 {
 	struct kpatch_object *obj = kpatch_find_object(patch, mod->name);
 	struct kpatch_change change = {
-		.patch = patch, .check = check, .tries = 1,
+		.patch = patch, .check = check, .tries = tries,
 	};
 	struct kpatch_func *func;
 	unsigned int i;
@@ -134,6 +135,8 @@ static void kpatch_unpatch_module(struct kpatch_patch *patch,
 	struct kpatch_change change = { .patch = patch, .tries = 1 };
 	unsigned int i;
 
+	if (obj)
+		obj->refused = false;
 	if (!obj || (!obj->patched && !obj->prepared))
 		return;
 	kpatch_change_alloc(&change, 0, patch->nr_funcs, 0,
@@ -143,9 +146,15 @@ static void kpatch_unpatch_module(struct kpatch_patch *patch,
 			change.del[change.nr_del++] = &patch->funcs[i];
 	}
 	kpatch_object_unpatching(obj);
-	/* only an NMI in the middle can refuse it: try again */
-	while (kpatch_switch(&change) == -EBUSY)
-		cpu_relax();
+	/* only an NMI in the middle can refuse it: try again, then insist */
+	while (kpatch_switch(&change) == -EBUSY) {
+		if (++change.tries == KPATCH_NMI_TRIES) {
+			pr_warn("NMIs kept running functions of patch module '%s' as module '%s' goes: removing them anyway\n",
+				patch->mod->name, mod->name);
+			change.insist = true;
+		}
+		usleep_range(1000, 2000);
+	}
 	kpatch_object_unpatched(obj);
 	if (change.nr_del)
 		pr_info("patch module '%s' removed from module '%s'\n",
@@ -180,7 +189,7 @@ static int kpatch_module_coming(struct module *mod)
 	list_for_each_entry(patch, &kpatch_patches, list) {
 		if (!patch->enabled)
 			continue;
-		ret = kpatch_patch_module(patch, mod, false);
+		ret = kpatch_patch_module(patch, mod, false, 1);
 		if (ret == -EBUSY)
 			kpatch_report_refusal();
 		if (ret) {
@@ -200,13 +209,65 @@ static int kpatch_module_coming(struct module *mod)
 }
 
 /*
+ * @patch could not be applied to @mod, a live module, after its tries: the
+ * object is refused, which sysfs shows, until the module goes or a write of
+ * 1 to the patch's 'enabled' applies it.
+ */
+static void kpatch_refuse_object(struct kpatch_patch *patch,
+				 struct module *mod, int ret)
+{
+	kpatch_find_object(patch, mod->name)->refused = true;
+	if (ret == -EBUSY)
+		kpatch_report_refusal();
+	pr_err("patch module '%s' cannot be applied to module '%s', which began loading before the core: %d (write 1 to enabled to try again)\n",
+	       patch->mod->name, mod->name, ret);
+}
+
+/*
+ * One try at applying every enabled patch's object for @mod, live, with the
+ * activeness check.  Stops at the first patch refused as busy (-EBUSY, the
+ * patch in @busy), unless @last: then every patch gets its try, and each one
+ * that fails is refused.
+ */
+static int kpatch_patch_live(struct module *mod, unsigned int tries, bool last,
+			     struct kpatch_patch **busy)
+{
+	struct kpatch_object *obj;
+	struct kpatch_patch *patch;
+	int ret;
+
+	list_for_each_entry(patch, &kpatch_patches, list) {
+		obj = kpatch_find_object(patch, mod->name);
+		if (!patch->enabled || !obj || obj->patched || obj->refused)
+			continue;
+		ret = kpatch_patch_module(patch, mod, true, tries);
+		if (ret == -EBUSY && !last) {
+			*busy = patch;
+			return ret;
+		}
+		if (ret)
+			kpatch_refuse_object(patch, mod, ret);
+		else if (tries > 1)
+			pr_info("applied patch module '%s' to module '%s' after %u retries\n",
+				patch->mod->name, mod->name, tries - 1);
+	}
+	return 0;
+}
+
+/*
  * A module becomes live.  If the core saw it coming, it is patched already.
  * Else it began loading before the core, and its functions are applied now,
- * after the activeness check, since its code has run.
+ * after the activeness check, since its code has run: retried while tasks
+ * are busy as a load is (busy_retries), with kpatch_mutex dropped between
+ * tries.  The module cannot go meanwhile: its loader holds a reference until
+ * the notifiers of its LIVE state have run.
  */
 static void kpatch_module_live(struct module *mod)
 {
-	struct kpatch_patch *patch;
+	unsigned int retries = kpatch_busy_retries();
+	unsigned int ms = kpatch_busy_retry_ms();
+	struct kpatch_patch *busy = NULL;
+	unsigned int tries;
 	int ret;
 
 	mutex_lock(&kpatch_mutex);
@@ -214,18 +275,81 @@ static void kpatch_module_live(struct module *mod)
 		kpatch_forget_coming(mod);
 		goto out;
 	}
-	list_for_each_entry(patch, &kpatch_patches, list) {
-		if (!patch->enabled)
-			continue;
-		ret = kpatch_patch_module(patch, mod, true);
-		if (ret == -EBUSY)
-			kpatch_report_refusal();
-		if (ret)
-			pr_err("patch module '%s' cannot be applied to module '%s', which began loading before the core: %d\n",
-			       patch->mod->name, mod->name, ret);
+	for (tries = 1;; tries++) {
+		ret = kpatch_patch_live(mod, tries, false, &busy);
+		if (ret != -EBUSY || kpatch_busy_wait(tries, retries, ms))
+			break;
 	}
+	/* out of tries (or a signal came): a last one refuses what fails */
+	if (ret == -EBUSY)
+		kpatch_patch_live(mod, tries + 1, true, &busy);
 out:
 	mutex_unlock(&kpatch_mutex);
+}
+
+/*
+ * One try at applying @patch's refused objects whose modules are live: 0 when
+ * none is left, else the first error.  A refused object's module is live and
+ * stays so while kpatch_mutex is held: its GOING notifier needs the mutex,
+ * and clears the flag, before the module is freed.
+ */
+static int kpatch_patch_refused(struct kpatch_patch *patch, unsigned int tries)
+{
+	struct kpatch_object *obj;
+	struct module *mod;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < patch->nr_objs; i++) {
+		obj = &patch->objs[i];
+		if (!obj->refused)
+			continue;
+		preempt_disable();
+		mod = kpatch_find_module(obj->name);
+		preempt_enable();
+		if (!mod || mod->state != MODULE_STATE_LIVE)
+			continue;
+		ret = kpatch_patch_module(patch, mod, true, tries);
+		if (ret)
+			return ret;
+		obj->refused = false;
+		if (tries > 1)
+			pr_info("applied patch module '%s' to module '%s' after %u retries\n",
+				patch->mod->name, mod->name, tries - 1);
+	}
+	return 0;
+}
+
+/**
+ * kpatch_retry_refused() - apply an enabled patch's refused objects again
+ * @patch:	the patch, enabled
+ *
+ * For a write of 1 to an enabled patch's 'enabled': each object the core
+ * refused (a module loaded before the core, busy when it went live) is
+ * applied again, retried while tasks are busy as a load is.  Called with
+ * kpatch_mutex held; it is dropped between tries.
+ *
+ * Return: 0 when none is left refused, else the error of the last try.
+ */
+int kpatch_retry_refused(struct kpatch_patch *patch)
+{
+	unsigned int retries = kpatch_busy_retries();
+	unsigned int ms = kpatch_busy_retry_ms();
+	unsigned int tries;
+	int ret;
+
+	lockdep_assert_held(&kpatch_mutex);
+	for (tries = 1;; tries++) {
+		ret = kpatch_patch_refused(patch, tries);
+		if (ret != -EBUSY || kpatch_busy_wait(tries, retries, ms))
+			break;
+		/* a writer of 'enabled' may have disabled it meanwhile */
+		if (!patch->enabled)
+			return 0;
+	}
+	if (ret == -EBUSY)
+		kpatch_report_refusal();
+	return ret;
 }
 
 static void kpatch_module_going(struct module *mod)

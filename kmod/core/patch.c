@@ -15,6 +15,7 @@
 
 #include <linux/ftrace.h>
 #include <linux/hashtable.h>
+#include <linux/module.h>
 #include <linux/slab.h>
 #ifdef CONFIG_X86_KERNEL_IBT
 #include <asm/ibt.h>
@@ -36,6 +37,9 @@ static unsigned int kpatch_nr_applied;
 /*
  * Whether kpatch_ftrace_ops is registered: while any function is applied,
  * and after a failed unregistration, which leaves its filters in place.
+ * Meanwhile the core holds a reference on itself: ftrace may call its
+ * handler, so its code must stay.  Patch modules depend on the core, so the
+ * reference is taken and dropped while one of them is loaded.
  */
 static bool kpatch_ops_registered;
 
@@ -220,7 +224,11 @@ static int kpatch_register_ops(void)
 		pr_err("cannot register the ftrace handler: ftrace is disabled (kernel.ftrace_enabled), or another ftrace user already redirects one of the functions\n");
 	else if (ret)
 		pr_err("cannot register the ftrace handler: %d\n", ret);
-	return ret;
+	if (ret)
+		return ret;
+	__module_get(THIS_MODULE);
+	kpatch_ops_registered = true;
+	return 0;
 }
 
 /*
@@ -242,6 +250,7 @@ static void kpatch_unregister_ops(void)
 	}
 	kpatch_ops_registered = false;
 	kpatch_reset_filters();
+	module_put(THIS_MODULE);
 }
 
 /*
@@ -279,7 +288,6 @@ int kpatch_switch(struct kpatch_change *change)
 		ret = kpatch_register_ops();
 		if (ret)
 			goto err_filters;
-		kpatch_ops_registered = true;
 	}
 
 	ret = kpatch_transition(change);

@@ -77,6 +77,7 @@ void kpatch_retire_replaced(struct kpatch_change *change)
 		for (j = 0; j < old->nr_objs; j++) {
 			old->objs[j].patched = false;
 			old->objs[j].prepared = false;
+			old->objs[j].refused = false;
 		}
 		pr_notice("patch module '%s' replaced by '%s'\n", old->mod->name,
 			  change->patch->mod->name);

@@ -70,6 +70,9 @@ static ssize_t enabled_store(struct kobject *kobj, struct kobj_attribute *attr,
 		ret = enable ? kpatch_enable_patch(patch) :
 			       kpatch_disable_patch(patch);
 		changed = !ret;
+	} else if (enable) {
+		/* enabled already: try its refused modules again */
+		ret = kpatch_retry_refused(patch);
 	}
 	mutex_unlock(&kpatch_mutex);
 
@@ -90,7 +93,7 @@ static const char *kpatch_func_state(const struct kpatch_patch *patch,
 	if (!patch->enabled)
 		return "disabled";
 	if (!func->applied)
-		return "pending";
+		return func->obj->refused ? "refused" : "pending";
 	return kpatch_find_func(func->ip) == func ? "active" : "covered";
 }
 
@@ -98,7 +101,8 @@ static const char *kpatch_func_state(const struct kpatch_patch *patch,
  * /sys/kernel/kpatch/<patch module>/functions: one line per function the
  * patch replaces, "OBJECT FUNCTION,SYMPOS STATE": active (its replacement
  * runs), covered (applied, but a newer patch's runs), pending (its object is
- * not loaded), disabled (the patch is).
+ * not loaded), refused (its object, a module loaded before the core, could
+ * not be patched: see kpatch_retry_refused()), disabled (the patch is).
  */
 static ssize_t functions_show(struct kobject *kobj,
 			      struct kobj_attribute *attr, char *buf)

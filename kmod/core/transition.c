@@ -226,13 +226,18 @@ static void kpatch_hash_insert(struct kpatch_func *func)
 		hlist_add_head_rcu(&func->node, head);
 }
 
-/* The hash changes of the switch, and the commit of the NMI protocol. */
+/*
+ * The hash changes of the switch, and the commit of the NMI protocol.  A
+ * removal that insists goes on even after an NMI handler ran a hooked
+ * function: that handler saw the old version of each function.
+ */
 static int kpatch_switch_funcs(struct kpatch_change *change)
 {
+	bool insist = change->insist && !change->nr_add;
 	struct kpatch_func *func;
 	unsigned int i;
 
-	if (kpatch_nmi_aborted()) {
+	if (kpatch_nmi_aborted() && !insist) {
 		change->busy_nmi = true;
 		return -EBUSY;
 	}
@@ -245,7 +250,7 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 	}
 	if (!change->nr_add)
 		kpatch_fake_nmi(change);
-	if (!kpatch_nmi_commit()) {
+	if (!kpatch_nmi_commit() && !insist) {
 		for (i = 0; i < change->nr_add; i++)
 			hash_del_rcu(&change->add[i]->node);
 		change->busy_nmi = true;

@@ -141,10 +141,11 @@ scenario coming_module_counts_once_seen 120
 stress_now() { tr ' ' '\n' </proc/kpgen_test_stress | sed -n 's/^now=//p'; }
 
 # rmmod -f of an enabled patch while two threads call its function: the exit cannot refuse the
-# unload, so the core takes the patch out first, by force if tasks stay busy (the test build
-# makes every check fail), and nothing runs the freed code.
+# unload, so the core takes the patch out first.  If tasks stay busy (the test build makes every
+# check fail), its functions go at once and the unload waits until a check passes, so nothing
+# runs the freed code.
 forced_unload_takes_patch_out() {
-	local final
+	local final remover rc=0
 	use_core faults
 	load kpgen_test_stress
 	load test_stress_a
@@ -157,11 +158,17 @@ forced_unload_takes_patch_out() {
 	load test_stress_b
 	[ "$(stress_now)" = 2 ]
 	echo activeness >"$PARAMS/fail_at"
-	rmmod -f test_stress_b
+	rmmod -f test_stress_b &
+	remover=$!
+	loop_until 60 logged "<0>patch module 'test_stress_b': its functions are out, and its unload waits until no task is inside its code"
+	# out, and the callers run the original, while the unload waits
+	[ "$(stress_now)" = 0 ]
+	loaded test_stress_b
 	echo >"$PARAMS/fail_at"
+	wait "$remover" || rc=$?
+	[ "$rc" = 0 ]
 	not loaded test_stress_b
 	[ ! -e "$SYS/test_stress_b" ]
-	logged "<0>forced patch module 'test_stress_b' out while a task may still run its code (see above): the kernel may crash"
 	[ "$(stress_now)" = 0 ]
 	[ -z "$(hooked)" ]
 	sleep 1
