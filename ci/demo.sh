@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-only
-# The README's demo: generate the core and samples for the default kernel, build them, boot
+# The demo of docs/testing.md: generate the core and samples for the default kernel, build them, boot
 # that kernel under QEMU and watch /proc/cmdline being patched, stacked and unpatched.
 set -euo pipefail
 cd "$(dirname "$0")/.."

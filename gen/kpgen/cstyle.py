@@ -22,14 +22,14 @@ from .resources import BENCH, SAMPLES, TEST_MODULES, TEST_PATCHES
 CHECKPATCH_DEFAULT = Path("/usr/local/share/kpgen/checkpatch/scripts/checkpatch.pl")
 SPARSE_CHECK = "sparse -Wsparse-error"
 
-# The deliberate exceptions, in one place (README.md, "Static checks", lists them): the
+# The deliberate exceptions, in one place (docs/testing.md, "Static checks", lists them): the
 # checkpatch types not reported, per kind of file, with the reason. The kinds are those of
 # handwritten_sources() and "generated".
 CHECKPATCH_IGNORE: dict[str, dict[str, str]] = {
     "generated": {},
     "module": {},
     "patch-source": {
-        # A patch's sources must declare the static kernel symbols they use (README:
+        # A patch's sources must declare the static kernel symbols they use (README.md,
         # "Unexported kernel symbols"). The kernel has no header for them, so the
         # declaration is an `extern` in the .c file.
         "AVOID_EXTERNS": "a patch source declares the static kernel variables it uses",

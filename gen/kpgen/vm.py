@@ -37,7 +37,7 @@ class VmRun:
     # One host thread runs every vCPU in turn (QEMU's -accel tcg,thread=single). Under
     # multi-threaded TCG, QEMU 7.2 can keep running an instruction that another vCPU has just
     # rewritten, and a guest that patches code while it runs (ftrace, live patches) then hangs:
-    # see the README's known problems. The benchmark runs this way too.
+    # see docs/testing.md, "The emulator". The benchmark runs this way too.
     single_thread: bool = True
 
     def argv(self) -> list[str]:

@@ -1,6 +1,6 @@
 """checkpatch.pl --strict and sparse find nothing in the generated and the hand-written C.
 
-The deliberate exceptions are kpgen.cstyle.CHECKPATCH_IGNORE (README.md, "Static checks").
+The deliberate exceptions are kpgen.cstyle.CHECKPATCH_IGNORE (docs/testing.md, "Static checks").
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ against the code that defines it."""
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import re
 import shlex
 from pathlib import Path
@@ -189,3 +191,124 @@ def test_commands_shown_are_accepted(path):
             elif words[:1] == ["make"]:
                 for target in (w for w in words[1:] if "=" not in w and not w.startswith("-")):
                     assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), f"no make target {target}"
+
+
+# --- the pages and their links -----------------------------------------------------------------
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def prose(path: Path) -> str:
+    """A markdown file without its fenced code blocks."""
+    return re.sub(r"^```.*?^```$", "", path.read_text(), flags=re.M | re.S)
+
+
+def anchors(path: Path) -> set[str]:
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", prose(path), flags=re.M)}
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_links_reach_a_file_and_heading(path):
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose(path)):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        where = (path.parent / file).resolve() if file else path
+        assert where.exists(), f"{path.name}: link to {target}: no such file"
+        if anchor:
+            assert anchor in anchors(where), f"{path.name}: link to {target}: no such heading in {where.name}"
+
+
+def test_every_page_is_linked_from_the_readme():
+    linked = {(REPO_ROOT / t.partition("#")[0]).resolve()
+              for t in re.findall(r"\]\((docs/[^)\s]+)\)", (REPO_ROOT / "README.md").read_text())}
+    assert set(DOCS.glob("*.md")) - linked == set()
+
+
+# where a backquoted path of the docs is found: in the checkout, in the package, in the guest suite
+PATH_ROOTS = ("gen/", "tests/", "ci/", "templates/", "kmod/", "docs/")
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_paths_shown_exist(path):
+    for shown in re.findall(r"`([\w./-]+/[\w./-]*)`", path.read_text()):
+        if shown.startswith(PATH_ROOTS):
+            where = REPO_ROOT / shown
+        elif shown.startswith(("samples/", "harness/")):
+            where = REPO_ROOT / "gen" / "kpgen" / shown
+        elif shown.startswith("topics/"):
+            where = REPO_ROOT / "gen" / "kpgen" / "harness" / "guest" / shown
+        else:
+            continue
+        assert where.exists(), f"{path.name}: `{shown}` does not exist"
+
+
+# --- the commands table ------------------------------------------------------------------------
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_commands_table_shows_every_command_and_option():
+    rows = {}
+    for line in section_of(REPO_ROOT / "README.md", "## Commands").splitlines():
+        if line.startswith("| `kpgen "):
+            usage = re.match(r"\| `kpgen ([^`]+)`", line).group(1)  # type: ignore[union-attr]
+            rows[usage.split()[0]] = usage.replace("\\|", "|")
+    commands = subcommands()
+    assert set(rows) == set(commands), "the README's commands table and kpgen's commands differ"
+    for name, usage in rows.items():
+        shown = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", usage))
+        options = {s for a in commands[name]._actions for s in a.option_strings} - {"-h", "--help"}
+        assert shown <= options, f"kpgen {name}: the table shows {shown - options}, which kpgen does not accept"
+        for action in commands[name]._actions:
+            if action.option_strings and not set(action.option_strings) & (shown | {"-h"}):
+                pytest.fail(f"kpgen {name}: the table does not show {'/'.join(action.option_strings)}")
+
+
+def section_of(path: Path, heading: str) -> str:
+    text = path.read_text()
+    rest = text[text.index(heading + "\n") + len(heading) + 1:]
+    end = re.search(r"^## ", rest, flags=re.M)
+    return rest[: end.start()] if end else rest
+
+
+# --- the pages moved out of the README ---------------------------------------------------------
+
+def test_bench_page_shows_the_saved_figures():
+    import json
+
+    saved = json.loads((DOCS / "bench.json").read_text())
+    page = (DOCS / "bench.md").read_text()
+    releases = [k["release"] for k in saved["kernels"]]
+    table = page[page.index("| target | "):]
+    assert table.splitlines()[0] == "| target | " + " | ".join(releases) + " |"
+    for target in saved["kernels"][0]["targets"]:
+        cells = [next(t for t in k["targets"] if t["name"] == target["name"]) for k in saved["kernels"]]
+        row = f"| {target['name']} | " + " | ".join(
+            f"{t['verdict']}: {t['value']:.3g} [{t['lo']:.3g}, {t['hi']:.3g}]" for t in cells) + " |"
+        assert row in table.splitlines(), f"docs/bench.md does not show {row}"
+    day = datetime.date.fromisoformat(saved["when"].split()[0])
+    assert f"latest run, on {day.day} {day:%B %Y}" in page, "docs/bench.md dates its figures otherwise than bench.json"
+
+
+def test_testing_page_names_every_layer_and_marker():
+    page = (DOCS / "testing.md").read_text()
+    layers = {p.name for p in (REPO_ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    for layer in layers:
+        assert f"`tests/{layer}`" in page, f"docs/testing.md does not describe tests/{layer}"
+    import tomllib
+
+    markers = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    for marker in (m.split(":")[0] for m in markers):
+        assert f"marker `{marker}`" in page or f"`{marker}`" in page, f"docs/testing.md does not name marker {marker}"
+
+
+def test_testing_page_counts_the_diff_corpus():
+    cases = [p for p in (REPO_ROOT / "tests" / "diffs").iterdir() if (p / "case.toml").is_file()]
+    shown = re.search(r"`tests/diffs/` holds (\d+) cases", (DOCS / "testing.md").read_text())
+    assert shown and int(shown.group(1)) == len(cases)

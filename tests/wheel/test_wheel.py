@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,18 +34,52 @@ def walkthrough() -> list[str]:
     return [re.sub(r"\s+#.*$", "", line) for line in block.group(1).splitlines()]
 
 
+def clean_copy(dest: Path) -> Path:
+    """The checkout's files as a fresh clone has them (tracked and new, not ignored), so that no
+    build/ or egg-info left by an earlier build in the checkout leaks into the wheel."""
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO)
+    for name in filter(None, listed.split("\0")):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment, outside the checkout, with kpgen's wheel installed."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kpgen's wheel, built by pip from a clean copy of the checkout."""
     root = tmp_path_factory.mktemp("wheel")
+    source = clean_copy(root / "src")
     dist = root / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(REPO)], cwd=root)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)], cwd=root)
     wheels = sorted(dist.glob("kpgen-*.whl"))
     assert len(wheels) == 1, f"pip wheel made {wheels}"
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment, outside the checkout, with kpgen's wheel installed."""
+    root = tmp_path_factory.mktemp("venv")
     env_dir = root / "venv"
     run([sys.executable, "-m", "venv", str(env_dir)], cwd=root)
-    run([str(env_dir / "bin/pip"), "install", "--quiet", "--disable-pip-version-check", str(wheels[0])], cwd=root)
+    run([str(env_dir / "bin/pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=root)
     return env_dir
+
+
+def test_wheel_carries_the_top_level_templates(wheel: Path) -> None:
+    """The templates at the top of the checkout, byte for byte, and nothing else, as kpgen/templates."""
+    with zipfile.ZipFile(wheel) as whl:
+        carried = {n.removeprefix("kpgen/templates/"): whl.read(n) for n in whl.namelist()
+                   if n.startswith("kpgen/templates/") and not n.endswith("/")}
+        assert not [n for n in whl.namelist() if "__pycache__" in n or n.endswith((".o", ".ko", ".cmd"))]
+    top = REPO / "templates"
+    tracked = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "templates"], REPO).split()
+    expected = {Path(n).relative_to("templates").as_posix(): (REPO / n).read_bytes() for n in tracked
+                if (REPO / n).is_file()}
+    assert expected, f"no templates in {top}"
+    assert carried == expected
 
 
 def test_wheel_runs_the_readme_walkthrough(venv: Path, tmp_path: Path) -> None:
@@ -53,8 +89,10 @@ def test_wheel_runs_the_readme_walkthrough(venv: Path, tmp_path: Path) -> None:
     work.mkdir()
     kpgen = str(venv / "bin/kpgen")
     # the installed package, not the checkout
-    where = run([str(venv / "bin/python"), "-c", "import kpgen.resources as r; print(r.PACKAGE)"], work, env)
-    assert str(REPO) not in where and str(venv) in where
+    where = run([str(venv / "bin/python"), "-c",
+                 "import kpgen.resources as r; print(r.PACKAGE); print(r.TEMPLATES)"], work, env).split()
+    assert all(str(REPO) not in w and str(venv) in w for w in where), where
+    assert where[1] == str(Path(where[0]) / "templates")
     version = run([kpgen, "--version"], work, env)
     assert re.fullmatch(r"kpgen \S+\n", version)
     assert run([str(venv / "bin/python"), "-m", "kpgen", "--version"], work, env) == version

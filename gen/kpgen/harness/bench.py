@@ -8,7 +8,7 @@ harness/bench/guest.sh, and turns the guest's raw figures into a table, a JSON f
 The per-call boots run each vCPU on a host thread of its own (QEMU's multi-threaded TCG), so
 that nothing the other vCPU does runs on the measuring vCPU's thread; the apply boot, which
 rewrites code while the other vCPU runs (ftrace, stop_machine, livepatch transitions), runs
-both vCPUs on one host thread, as the boot tests do (the README's known problems).
+both vCPUs on one host thread, as the boot tests do (docs/testing.md, "The emulator").
 
 Every per-call case is hooked at once, each on its own target function of the bench module, so
 that each round of a run times every case in the order A B C ... C B A, with interrupts off
@@ -231,7 +231,7 @@ def guest_vm(tree: BenchTree, results: Path, part: str, timeout: int = 3600, boo
     # Two vCPUs, the measuring task has CPU 1 to itself. The per-call boot gives each vCPU a
     # host thread (the measured loop shares its thread with nothing); the apply boot runs both
     # on one thread, as the boot tests: it rewrites code while the other vCPU runs, which
-    # multi-threaded TCG does not always see (the README's known problems).
+    # multi-threaded TCG does not always see (docs/testing.md, "The emulator").
     return vm.VmRun(kernel_image=tree.kernel.vmlinuz, command=command, rwdirs=(results.resolve(),),
                     timeout=timeout, single_thread=part == "apply", cpus=2)
 
@@ -586,7 +586,7 @@ def table(res: KernelResult) -> str:
 
 
 def markdown(results: list[KernelResult]) -> str:
-    """The figures as markdown tables, one column per kernel, for the README."""
+    """The figures as markdown tables, one column per kernel, for docs/bench.md."""
     rels = [r.release for r in results]
     sep = "| --- " * (len(rels) + 1) + "|\n"
     out = ("| " + " | ".join(["per call: x stub, median [95 % CI], boots' medians; net ns; "
