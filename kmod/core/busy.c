@@ -180,6 +180,11 @@ void kpatch_report_waiting(void)
 			kpatch_refusal.err);
 		return;
 	}
+	if (kpatch_refusal.pid == task_pid_nr(current)) {
+		pr_err("unload of patch module '%s' waits for task '%s' (pid %d), which unloads it and is itself inside its code: it cannot end\n",
+		       name, kpatch_refusal.comm, kpatch_refusal.pid);
+		return;
+	}
 	pr_warn("unload of patch module '%s' waits for task '%s' (pid %d), inside its code\n",
 		name, kpatch_refusal.comm, kpatch_refusal.pid);
 }

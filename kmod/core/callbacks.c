@@ -72,7 +72,7 @@ int kpatch_init_objects(struct kpatch_patch *patch)
 		patch->objs[i].patch = patch;
 		patch->objs[i].prepared = false;
 		patch->objs[i].patched = false;
-		patch->objs[i].refused = false;
+		patch->objs[i].refused = 0;
 	}
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
@@ -141,7 +141,6 @@ void kpatch_object_unpatched(struct kpatch_object *obj)
 
 	obj->patched = false;
 	obj->prepared = false;
-	obj->refused = false;
 	if (prepared && obj->callbacks.post_unpatch)
 		obj->callbacks.post_unpatch(obj);
 }

@@ -74,6 +74,9 @@ LIST_HEAD(kpatch_patches);
 /* Enabled patches. */
 unsigned int kpatch_nr_enabled;
 
+/* The order of the last enabled patch: the next one enabled comes after it. */
+static u64 kpatch_seq;
+
 /* Says which functions of @change were switched without the activeness check. */
 static void kpatch_warn_forced(const struct kpatch_change *change)
 {
@@ -136,10 +139,13 @@ static int kpatch_try_enable(struct kpatch_patch *patch, unsigned int tries)
 		goto err_unprepare;
 	if (patch->replace)
 		kpatch_collect_takeover(&change);
+	/* its versions go before every other patch's (kpatch_hash_insert()) */
+	patch->seq = kpatch_seq + 1;
 	ret = kpatch_switch(&change);
 	if (ret)
 		goto err_unprepare;
 
+	kpatch_seq = patch->seq;
 	patch->enabled = true;
 	patch->replaced = false;
 	kpatch_nr_enabled++;
@@ -201,7 +207,9 @@ int kpatch_enable_patch(struct kpatch_patch *patch)
  * the try is refused).  With KPATCH_CHECK, no task may be inside the
  * versions being left nor anywhere in the patch module's code (but its exit
  * function with KPATCH_EXITING); without it, only an NMI can refuse it, and
- * with KPATCH_INSIST not even that.
+ * with KPATCH_INSIST not even that.  KPATCH_DEFER leaves the post-unpatch
+ * callbacks to the caller (kpatch_object_unpatched()), for when no task is
+ * inside the module's code any more.
  */
 int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
 		       unsigned int how)
@@ -229,9 +237,12 @@ int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,
 		kpatch_object_unpatching(&patch->objs[i]);
 	ret = kpatch_switch(&change);
 	for (i = 0; i < patch->nr_objs; i++) {
-		if (ret)
+		if (ret) {
 			kpatch_object_repatched(&patch->objs[i]);
-		else
+			continue;
+		}
+		patch->objs[i].refused = 0;
+		if (!(how & KPATCH_DEFER))
 			kpatch_object_unpatched(&patch->objs[i]);
 	}
 	kpatch_change_free(&change);
@@ -368,6 +379,8 @@ int kpatch_unregister(struct kpatch_patch *patch)
 		add_taint(TAINT_FORCED_RMMOD, LOCKDEP_STILL_OK);
 		kpatch_force_disable(patch);
 	}
+	/* a cumulative patch may have taken it over while the mutex was dropped */
+	kpatch_wait_release(patch);
 	list_del(&patch->list);
 	mutex_unlock(&kpatch_mutex);
 
@@ -406,8 +419,8 @@ err_stacks:
 
 static void __exit kpatch_exit(void)
 {
-	/* every patch module holds a reference on the core: none is left */
-	WARN_ON(kpatch_nr_enabled || !kpatch_patch_idle());
+	/* every patch module depends on the core: none is left */
+	WARN_ON(!kpatch_patch_exit() || kpatch_nr_enabled);
 	kpatch_module_exit();
 	kpatch_sysfs_exit();
 	kpatch_precheck_exit();

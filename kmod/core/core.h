@@ -48,6 +48,7 @@
 #define KPATCH_UNREGISTER_TRIES		50
 #define KPATCH_UNREGISTER_RETRY_MS	100
 #define KPATCH_UNLOAD_REPORT_MS		5000
+#define KPATCH_UNLOAD_MAX_RETRY_MS	1000
 #define KPATCH_NMI_TRIES		100
 #define KPATCH_MAX_BUSY_RETRIES		1000
 #define KPATCH_MAX_BUSY_RETRY_MS	10000
@@ -167,9 +168,10 @@ extern struct hlist_head kpatch_func_hash[1 << KPATCH_HASH_BITS];
 
 /*
  * Returns the newest replacement in kpatch_func_hash of the function ftrace
- * hooks at @ip, or NULL.  A new version goes just before the older ones of
- * the same function (kpatch_hash_insert()), so the first match is the
- * newest.  Callers hold kpatch_mutex or run with preemption disabled.
+ * hooks at @ip, or NULL.  A version goes before those of the patches enabled
+ * before its own (kpatch_hash_insert()), so the first match is the most
+ * recently enabled patch's.  Callers hold kpatch_mutex or run with
+ * preemption disabled.
  */
 static __always_inline struct kpatch_func *kpatch_find_func(unsigned long ip)
 {
@@ -197,13 +199,14 @@ kpatch_find_older(struct kpatch_func *func)
 
 unsigned long kpatch_ftrace_location(unsigned long addr);
 int kpatch_switch(struct kpatch_change *change);
-bool kpatch_patch_idle(void);
+bool kpatch_patch_exit(void);
 
 /* nmi.c: the NMI protocol */
 struct kpatch_func *kpatch_find_func_nmi(unsigned long ip);
 void kpatch_nmi_begin(struct kpatch_change *change);
 bool kpatch_nmi_aborted(void);
 bool kpatch_nmi_commit(void);
+void kpatch_nmi_force_commit(void);
 void kpatch_nmi_end(struct kpatch_change *change);
 
 /* transition.c: what a change must not switch under a task, stop_machine() */
@@ -299,6 +302,7 @@ extern unsigned int kpatch_nr_enabled;
 #define KPATCH_CHECK	BIT(0)	/* with the activeness check */
 #define KPATCH_EXITING	BIT(1)	/* from its module's exit, which is exempt */
 #define KPATCH_INSIST	BIT(2)	/* even if an NMI ran a hooked function meanwhile */
+#define KPATCH_DEFER	BIT(3)	/* the post-unpatch callbacks are the caller's */
 int kpatch_enable_patch(struct kpatch_patch *patch);
 int kpatch_disable_patch(struct kpatch_patch *patch);
 int kpatch_try_disable(struct kpatch_patch *patch, unsigned int tries,

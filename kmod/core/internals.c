@@ -236,8 +236,9 @@ void kpatch_release_internals(void)
 		if (!ret)
 			break;
 		if (!(tries % (KPATCH_UNLOAD_REPORT_MS / KPATCH_UNREGISTER_RETRY_MS)))
-			pr_err("cannot unregister the redirect of the kernel's internals (%d): the core's exit waits for it\n",
-			       ret);
+			pr_err("cannot unregister the redirect of the kernel's internals (%d): the core's exit waits for it%s\n",
+			       ret, ret == -ENODEV ?
+			       " (ftrace is disabled for good: it will not end)" : "");
 		msleep(KPATCH_UNREGISTER_RETRY_MS);
 	}
 	kpatch_redirects_registered = false;

@@ -114,9 +114,9 @@ struct kpatch_callbacks {
  * Every @objname of the patch's functions must have its object.  The
  * remaining fields are private to the core: @prepared is set once
  * @pre_patch succeeded (so @post_unpatch is owed), @patched while the
- * object's functions are applied, @refused while the object is a loaded
- * module the core could not patch (it began loading before the core, and a
- * task stayed busy in its functions).
+ * object's functions are applied, @refused (the error) while the object is
+ * a loaded module the core could not patch (it began loading before the
+ * core, and a task stayed busy in its functions, or another error).
  */
 struct kpatch_object {
 	const char *name;
@@ -129,7 +129,7 @@ struct kpatch_object {
 	struct attribute_group group;
 	bool prepared;
 	bool patched;
-	bool refused;
+	int refused;
 };
 
 /**
@@ -147,8 +147,10 @@ struct kpatch_object {
  *
  * The remaining fields are private to the core: @replaced is set once a
  * cumulative patch took this one over (its callbacks did not run, and what
- * it set up now belongs to that patch); @releasing while the core, with its
- * mutex dropped, still has to let go of the patch module after disabling it.
+ * it set up now belongs to that patch); @releasing counts the releases in
+ * progress, in which the core, its mutex dropped, still has to let go of the
+ * patch module after disabling it; @seq orders the patches by when they were
+ * last enabled, the newest version of a function being the highest's.
  */
 struct kpatch_patch {
 	struct module *mod;
@@ -167,7 +169,8 @@ struct kpatch_patch {
 	bool registered;
 	bool enabled;
 	bool replaced;
-	bool releasing;
+	unsigned int releasing;
+	u64 seq;
 };
 
 int kpatch_register(struct kpatch_patch *patch);

@@ -16,6 +16,8 @@
 #include <linux/list.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/workqueue.h>
 
 #include "core.h"
 
@@ -136,7 +138,7 @@ static void kpatch_unpatch_module(struct kpatch_patch *patch,
 	unsigned int i;
 
 	if (obj)
-		obj->refused = false;
+		obj->refused = 0;
 	if (!obj || (!obj->patched && !obj->prepared))
 		return;
 	kpatch_change_alloc(&change, 0, patch->nr_funcs, 0,
@@ -209,96 +211,32 @@ static int kpatch_module_coming(struct module *mod)
 }
 
 /*
- * @patch could not be applied to @mod, a live module, after its tries: the
- * object is refused, which sysfs shows, until the module goes or a write of
- * 1 to the patch's 'enabled' applies it.
+ * A module that began loading before the core and became live while a task
+ * was busy in its functions is refused, not waited for in the notifier
+ * (which would hold up the notifier chain, and the module's loader, for as
+ * long as the retries last).  A refused object says so in sysfs; this work
+ * tries it again busy_retries times, busy_retry_ms apart, looking each module
+ * up by name anew, and a write of 1 to its patch's 'enabled' tries again at
+ * any time.  The module's GOING notifier clears the state.
  */
-static void kpatch_refuse_object(struct kpatch_patch *patch,
-				 struct module *mod, int ret)
-{
-	kpatch_find_object(patch, mod->name)->refused = true;
-	if (ret == -EBUSY)
-		kpatch_report_refusal();
-	pr_err("patch module '%s' cannot be applied to module '%s', which began loading before the core: %d (write 1 to enabled to try again)\n",
-	       patch->mod->name, mod->name, ret);
-}
+static void kpatch_retry_live(struct work_struct *work);
+static DECLARE_DELAYED_WORK(kpatch_retry_live_work, kpatch_retry_live);
 
-/*
- * One try at applying every enabled patch's object for @mod, live, with the
- * activeness check.  Stops at the first patch refused as busy (-EBUSY, the
- * patch in @busy), unless @last: then every patch gets its try, and each one
- * that fails is refused.
- */
-static int kpatch_patch_live(struct module *mod, unsigned int tries, bool last,
-			     struct kpatch_patch **busy)
-{
-	struct kpatch_object *obj;
-	struct kpatch_patch *patch;
-	int ret;
-
-	list_for_each_entry(patch, &kpatch_patches, list) {
-		obj = kpatch_find_object(patch, mod->name);
-		if (!patch->enabled || !obj || obj->patched || obj->refused)
-			continue;
-		ret = kpatch_patch_module(patch, mod, true, tries);
-		if (ret == -EBUSY && !last) {
-			*busy = patch;
-			return ret;
-		}
-		if (ret)
-			kpatch_refuse_object(patch, mod, ret);
-		else if (tries > 1)
-			pr_info("applied patch module '%s' to module '%s' after %u retries\n",
-				patch->mod->name, mod->name, tries - 1);
-	}
-	return 0;
-}
-
-/*
- * A module becomes live.  If the core saw it coming, it is patched already.
- * Else it began loading before the core, and its functions are applied now,
- * after the activeness check, since its code has run: retried while tasks
- * are busy as a load is (busy_retries), with kpatch_mutex dropped between
- * tries.  The module cannot go meanwhile: its loader holds a reference until
- * the notifiers of its LIVE state have run.
- */
-static void kpatch_module_live(struct module *mod)
-{
-	unsigned int retries = kpatch_busy_retries();
-	unsigned int ms = kpatch_busy_retry_ms();
-	struct kpatch_patch *busy = NULL;
-	unsigned int tries;
-	int ret;
-
-	mutex_lock(&kpatch_mutex);
-	if (kpatch_find_coming(mod)) {
-		kpatch_forget_coming(mod);
-		goto out;
-	}
-	for (tries = 1;; tries++) {
-		ret = kpatch_patch_live(mod, tries, false, &busy);
-		if (ret != -EBUSY || kpatch_busy_wait(tries, retries, ms))
-			break;
-	}
-	/* out of tries (or a signal came): a last one refuses what fails */
-	if (ret == -EBUSY)
-		kpatch_patch_live(mod, tries + 1, true, &busy);
-out:
-	mutex_unlock(&kpatch_mutex);
-}
+/* The tries of kpatch_retry_live_work so far, from the module's LIVE state on. */
+static unsigned int kpatch_live_tries;
 
 /*
  * One try at applying @patch's refused objects whose modules are live: 0 when
- * none is left, else the first error.  A refused object's module is live and
+ * none is left, else the first error (each object is tried).  A live module
  * stays so while kpatch_mutex is held: its GOING notifier needs the mutex,
- * and clears the flag, before the module is freed.
+ * and clears the state, before the module is freed.
  */
 static int kpatch_patch_refused(struct kpatch_patch *patch, unsigned int tries)
 {
 	struct kpatch_object *obj;
 	struct module *mod;
 	unsigned int i;
-	int ret;
+	int ret, first = 0;
 
 	for (i = 0; i < patch->nr_objs; i++) {
 		obj = &patch->objs[i];
@@ -310,14 +248,99 @@ static int kpatch_patch_refused(struct kpatch_patch *patch, unsigned int tries)
 		if (!mod || mod->state != MODULE_STATE_LIVE)
 			continue;
 		ret = kpatch_patch_module(patch, mod, true, tries);
-		if (ret)
-			return ret;
-		obj->refused = false;
+		if (ret) {
+			obj->refused = ret;
+			first = first ?: ret;
+			continue;
+		}
+		obj->refused = 0;
 		if (tries > 1)
 			pr_info("applied patch module '%s' to module '%s' after %u retries\n",
 				patch->mod->name, mod->name, tries - 1);
 	}
-	return 0;
+	return first;
+}
+
+/*
+ * Says, for each object still refused (of module @objname, or all), that it
+ * is and how to try again; @busy: the task named by the last refusal first.
+ */
+static void kpatch_report_refused(const char *objname, bool busy)
+{
+	struct kpatch_object *obj;
+	struct kpatch_patch *patch;
+	unsigned int i;
+
+	if (busy)
+		kpatch_report_refusal();
+	list_for_each_entry(patch, &kpatch_patches, list) {
+		for (i = 0; i < patch->nr_objs; i++) {
+			obj = &patch->objs[i];
+			if (obj->refused &&
+			    (!objname || !strcmp(obj->name, objname)))
+				pr_err("patch module '%s' cannot be applied to module '%s', which began loading before the core: %d (write 1 to enabled to try again)\n",
+				       patch->mod->name, obj->name, obj->refused);
+		}
+	}
+}
+
+/* Tries every refused object again, and plans the next try while one is busy. */
+static void kpatch_retry_live(struct work_struct *work)
+{
+	struct kpatch_patch *patch;
+	bool busy = false;
+
+	mutex_lock(&kpatch_mutex);
+	kpatch_live_tries++;
+	list_for_each_entry(patch, &kpatch_patches, list) {
+		if (patch->registered && patch->enabled &&
+		    kpatch_patch_refused(patch, kpatch_live_tries) == -EBUSY)
+			busy = true;
+	}
+	if (busy && kpatch_live_tries <= kpatch_busy_retries())
+		schedule_delayed_work(&kpatch_retry_live_work,
+				      msecs_to_jiffies(kpatch_busy_retry_ms()));
+	else if (busy)
+		kpatch_report_refused(NULL, true);
+	mutex_unlock(&kpatch_mutex);
+}
+
+/*
+ * A module becomes live.  If the core saw it coming, it is patched already.
+ * Else it began loading before the core, and the enabled patches' functions
+ * are applied now, after the activeness check, since its code has run.  What
+ * fails is refused (see above); a busy one is tried again by the work while
+ * busy_retries allows, else reported at once.
+ */
+static void kpatch_module_live(struct module *mod)
+{
+	struct kpatch_object *obj;
+	struct kpatch_patch *patch;
+	bool busy = false;
+	int ret;
+
+	mutex_lock(&kpatch_mutex);
+	if (kpatch_find_coming(mod)) {
+		kpatch_forget_coming(mod);
+		goto out;
+	}
+	list_for_each_entry(patch, &kpatch_patches, list) {
+		obj = kpatch_find_object(patch, mod->name);
+		if (!patch->enabled || !obj || obj->patched)
+			continue;
+		ret = kpatch_patch_module(patch, mod, true, 1);
+		obj->refused = ret;
+		busy |= ret == -EBUSY;
+	}
+	if (busy && kpatch_busy_retries()) {
+		kpatch_live_tries = 1;
+		mod_delayed_work(system_wq, &kpatch_retry_live_work,
+				 msecs_to_jiffies(kpatch_busy_retry_ms()));
+	} else {
+		kpatch_report_refused(mod->name, busy);
+	}
+out:
+	mutex_unlock(&kpatch_mutex);
 }
 
 /**
@@ -344,7 +367,7 @@ int kpatch_retry_refused(struct kpatch_patch *patch)
 		if (ret != -EBUSY || kpatch_busy_wait(tries, retries, ms))
 			break;
 		/* a writer of 'enabled' may have disabled it meanwhile */
-		if (!patch->enabled)
+		if (!patch->registered || !patch->enabled)
 			return 0;
 	}
 	if (ret == -EBUSY)
@@ -397,6 +420,7 @@ void kpatch_module_exit(void)
 	struct kpatch_coming *coming, *tmp;
 
 	unregister_module_notifier(&kpatch_module_nb);
+	cancel_delayed_work_sync(&kpatch_retry_live_work);
 	list_for_each_entry_safe(coming, tmp, &kpatch_coming_modules, list) {
 		list_del(&coming->list);
 		kfree(coming);

@@ -104,6 +104,16 @@ bool kpatch_nmi_commit(void)
 			      KPATCH_STATE_COMMITTED) == KPATCH_STATE_UPDATING;
 }
 
+/*
+ * In the stop_machine() callback, for a removal that insists despite an NMI
+ * handler that ran meanwhile: COMMITTED before the hash changes, so that
+ * every later lookup takes the new version.
+ */
+void kpatch_nmi_force_commit(void)
+{
+	atomic_set(&kpatch_state, KPATCH_STATE_COMMITTED);
+}
+
 /* After stop_machine(): the hash is final, the ops no longer matter. */
 void kpatch_nmi_end(struct kpatch_change *change)
 {

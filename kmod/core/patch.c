@@ -13,6 +13,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/hashtable.h>
 #include <linux/module.h>
@@ -320,8 +321,31 @@ err_filters:
 	return ret;
 }
 
-/* Whether nothing is hooked any more, for the core's exit. */
-bool kpatch_patch_idle(void)
+/*
+ * At the core's exit, with no patch module left: the ops is registered only
+ * if its last unregistration failed, and a forced unload of the core (its
+ * reference on itself does not stop rmmod -f) got here anyway.  The exit
+ * cannot refuse, and ftrace may still call the handler: it waits until
+ * ftrace lets the ops go.  Returns whether nothing is hooked any more.
+ */
+bool kpatch_patch_exit(void)
 {
-	return !kpatch_nr_applied && !kpatch_ops_registered;
+	unsigned int tries;
+	int ret;
+
+	for (tries = 0; kpatch_ops_registered; tries++) {
+		ret = kpatch_fail("unregister") ? -EBUSY :
+		      unregister_ftrace_function(&kpatch_ftrace_ops);
+		if (!ret) {
+			kpatch_ops_registered = false;
+			kpatch_reset_filters();
+			break;
+		}
+		if (!(tries % (KPATCH_UNLOAD_REPORT_MS / KPATCH_UNREGISTER_RETRY_MS)))
+			pr_err("cannot unregister the ftrace handler (%d): the core's exit waits for it%s\n",
+			       ret, ret == -ENODEV ?
+			       " (ftrace is disabled for good: it will not end)" : "");
+		msleep(KPATCH_UNREGISTER_RETRY_MS);
+	}
+	return !kpatch_nr_applied;
 }

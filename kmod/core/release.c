@@ -44,7 +44,9 @@ static DECLARE_WAIT_QUEUE_HEAD(kpatch_release_wq);
  * it: transition.c), but waiting for a tasks-RCU grace period makes sure of
  * it before the references on the patch modules go.  kpatch_mutex is dropped
  * meanwhile; @releasing tells kpatch_unregister() that a patch's struct is
- * still read here, so that even a forced unload of its module waits.
+ * still read here, so that even a forced unload of its module waits.  It is
+ * a count: a patch disabled, enabled again and taken over by a cumulative
+ * patch meanwhile is in two releases at once.
  */
 void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr)
 {
@@ -55,7 +57,7 @@ void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr)
 		if (patches[i]->enabled)
 			kpatch_nr_enabled--;
 		patches[i]->enabled = false;
-		patches[i]->releasing = true;
+		patches[i]->releasing++;
 	}
 	mutex_unlock(&kpatch_mutex);
 	synchronize_rcu_tasks();
@@ -66,7 +68,7 @@ void kpatch_release_patches(struct kpatch_patch **patches, unsigned int nr)
 	mutex_lock(&kpatch_mutex);
 	/* the last look at the patches: their modules may go from here on */
 	for (i = 0; i < nr; i++)
-		patches[i]->releasing = false;
+		patches[i]->releasing--;
 	wake_up_all(&kpatch_release_wq);
 }
 
@@ -80,7 +82,8 @@ void kpatch_wait_release(struct kpatch_patch *patch)
 		  patch->mod->name);
 	do {
 		mutex_unlock(&kpatch_mutex);
-		wait_event(kpatch_release_wq, !READ_ONCE(patch->releasing));
+		/* as long as a tasks-RCU grace period takes: not a hung task */
+		wait_event_idle(kpatch_release_wq, !READ_ONCE(patch->releasing));
 		mutex_lock(&kpatch_mutex);
 	} while (patch->releasing);
 }
@@ -95,8 +98,13 @@ void kpatch_exempt_exit(struct kpatch_change *change)
 	unsigned long addr = (unsigned long)change->patch->mod->exit;
 	unsigned long size, offset;
 
-	if (!addr || !kpatch_kallsyms_lookup_size_offset(addr, &size, &offset))
+	if (!addr)
 		return;
+	if (!kpatch_kallsyms_lookup_size_offset(addr, &size, &offset)) {
+		pr_warn("cannot find the size of the exit function of patch module '%s': its unload waits for itself if the function is still on its stack\n",
+			change->patch->mod->name);
+		return;
+	}
 	change->exempt_start = addr - offset;
 	change->exempt_end = change->exempt_start + size;
 }
@@ -104,11 +112,12 @@ void kpatch_exempt_exit(struct kpatch_change *change)
 /*
  * Removes @patch's functions without the activeness check, so that no call
  * enters its code any more.  Only an NMI handler running a hooked function
- * can refuse it; after KPATCH_NMI_TRIES such tries it insists.
+ * can refuse it; after KPATCH_NMI_TRIES such tries it insists.  The
+ * post-unpatch callbacks wait until no task is inside the module's code.
  */
 static void kpatch_take_out(struct kpatch_patch *patch)
 {
-	unsigned int how = 0, tries;
+	unsigned int how = KPATCH_DEFER, tries;
 
 	for (tries = 1; kpatch_try_disable(patch, tries, how) == -EBUSY; tries++) {
 		if (tries == KPATCH_NMI_TRIES) {
@@ -125,16 +134,23 @@ static void kpatch_take_out(struct kpatch_patch *patch)
 
 /*
  * Waits until no task is inside the code of @patch's module but its exit
- * function, which runs this: a check that changes nothing, tried again every
- * KPATCH_UNREGISTER_RETRY_MS with kpatch_mutex dropped, naming a task still
- * inside every KPATCH_UNLOAD_REPORT_MS.
+ * function, which runs this.  First a tasks-RCU grace period: a task that
+ * ftrace sent on its way to a replacement before the functions went out,
+ * preempted before it arrived, shows no frame of the module yet; once every
+ * task has passed a voluntary switch, it has arrived (or left).  Then a
+ * check that changes nothing, tried again with kpatch_mutex dropped, every
+ * KPATCH_UNREGISTER_RETRY_MS at first and less often as the wait goes on,
+ * naming a task still inside every KPATCH_UNLOAD_REPORT_MS.
  */
 static void kpatch_wait_code_unused(struct kpatch_patch *patch)
 {
+	unsigned int tries, ms = KPATCH_UNREGISTER_RETRY_MS;
 	unsigned long report = jiffies;
-	unsigned int tries;
 	int ret;
 
+	mutex_unlock(&kpatch_mutex);
+	synchronize_rcu_tasks();
+	mutex_lock(&kpatch_mutex);
 	for (tries = 1;; tries++) {
 		struct kpatch_change change = {
 			.patch = patch, .check = true, .tries = tries,
@@ -149,13 +165,19 @@ static void kpatch_wait_code_unused(struct kpatch_patch *patch)
 		}
 		if (!ret)
 			return;
-		if (ret == -EBUSY && time_after_eq(jiffies, report)) {
-			kpatch_report_waiting();
+		if (time_after_eq(jiffies, report)) {
+			if (ret == -EBUSY)
+				kpatch_report_waiting();
+			else
+				pr_err("unload of patch module '%s' cannot check the tasks (%d): it tries again\n",
+				       patch->mod->name, ret);
 			report = jiffies + msecs_to_jiffies(KPATCH_UNLOAD_REPORT_MS);
 		}
 		mutex_unlock(&kpatch_mutex);
-		msleep(KPATCH_UNREGISTER_RETRY_MS);
+		msleep(ms);
 		mutex_lock(&kpatch_mutex);
+		/* a task running inside stops the machine at every try: back off */
+		ms = min(2 * ms, KPATCH_UNLOAD_MAX_RETRY_MS);
 	}
 }
 
@@ -169,6 +191,8 @@ static void kpatch_wait_code_unused(struct kpatch_patch *patch)
  */
 void kpatch_force_disable(struct kpatch_patch *patch)
 {
+	unsigned int i;
+
 	if (!kpatch_disable_retrying(patch, KPATCH_UNREGISTER_TRIES,
 				     KPATCH_UNREGISTER_RETRY_MS, KPATCH_EXITING))
 		return;
@@ -176,5 +200,7 @@ void kpatch_force_disable(struct kpatch_patch *patch)
 	pr_emerg("patch module '%s': its functions are out, and its unload waits until no task is inside its code\n",
 		 patch->mod->name);
 	kpatch_wait_code_unused(patch);
+	for (i = 0; i < patch->nr_objs; i++)
+		kpatch_object_unpatched(&patch->objs[i]);
 	kpatch_release_patches(&patch, 1);
 }

@@ -36,7 +36,8 @@ unsigned int kpatch_count_takeover(const struct kpatch_patch *patch,
 
 	*nr_patches = 0;
 	list_for_each_entry(old, &kpatch_patches, list) {
-		if (old == patch || !old->enabled)
+		/* one being unloaded is left to its unload */
+		if (old == patch || !old->enabled || !old->registered)
 			continue;
 		(*nr_patches)++;
 		for (i = 0; i < old->nr_funcs; i++)
@@ -52,7 +53,7 @@ void kpatch_collect_takeover(struct kpatch_change *change)
 	unsigned int i;
 
 	list_for_each_entry(old, &kpatch_patches, list) {
-		if (old == change->patch || !old->enabled)
+		if (old == change->patch || !old->enabled || !old->registered)
 			continue;
 		change->retire[change->nr_retire++] = old;
 		for (i = 0; i < old->nr_funcs; i++) {
@@ -77,7 +78,7 @@ void kpatch_retire_replaced(struct kpatch_change *change)
 		for (j = 0; j < old->nr_objs; j++) {
 			old->objs[j].patched = false;
 			old->objs[j].prepared = false;
-			old->objs[j].refused = false;
+			old->objs[j].refused = 0;
 		}
 		pr_notice("patch module '%s' replaced by '%s'\n", old->mod->name,
 			  change->patch->mod->name);

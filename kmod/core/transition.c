@@ -201,26 +201,33 @@ static void kpatch_collect_ranges(struct kpatch_change *change)
 }
 
 /*
- * Puts @func in its bucket of kpatch_func_hash: just before the newest
- * version of the same function, so that the new one wins, or else at the
- * bucket's end, so that patching a function lengthens no other function's
- * lookup.  Readers are NMIs only (this runs inside stop_machine()): each
- * link is published with the RCU list primitives.
+ * Puts @func in its bucket of kpatch_func_hash: among the versions of its
+ * function, before those of patches enabled before its own (a lower seq), so
+ * that the most recently enabled patch wins whatever the order its objects
+ * were applied in (a module refused and tried again later); a newly patched
+ * function goes at the bucket's end, so that patching it lengthens no other
+ * function's lookup.  Readers are NMIs only (this runs inside
+ * stop_machine()): each link is published with the RCU list primitives.
  */
 static void kpatch_hash_insert(struct kpatch_func *func)
 {
+	struct kpatch_func *pos, *last = NULL, *newer = NULL;
 	struct hlist_head *head;
-	struct kpatch_func *pos, *last = NULL;
 
 	head = &kpatch_func_hash[hash_min(func->ip, KPATCH_HASH_BITS)];
 	hlist_for_each_entry(pos, head, node) {
 		if (pos->ip == func->ip) {
-			hlist_add_before_rcu(&func->node, &pos->node);
-			return;
+			if (pos->patch->seq < func->patch->seq) {
+				hlist_add_before_rcu(&func->node, &pos->node);
+				return;
+			}
+			newer = pos;
 		}
 		last = pos;
 	}
-	if (last)
+	if (newer)
+		hlist_add_behind_rcu(&func->node, &newer->node);
+	else if (last)
 		hlist_add_behind_rcu(&func->node, &last->node);
 	else
 		hlist_add_head_rcu(&func->node, head);
@@ -228,8 +235,11 @@ static void kpatch_hash_insert(struct kpatch_func *func)
 
 /*
  * The hash changes of the switch, and the commit of the NMI protocol.  A
- * removal that insists goes on even after an NMI handler ran a hooked
- * function: that handler saw the old version of each function.
+ * change that switches nothing (a check alone) has nothing to commit.  A
+ * removal that insists commits even after an NMI handler ran a hooked
+ * function: it turns the state to COMMITTED before its first deletion, so
+ * that every later lookup takes the new version; only an NMI that began
+ * before and spans the deletions may see some functions old and some new.
  */
 static int kpatch_switch_funcs(struct kpatch_change *change)
 {
@@ -237,9 +247,14 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 	struct kpatch_func *func;
 	unsigned int i;
 
-	if (kpatch_nmi_aborted() && !insist) {
-		change->busy_nmi = true;
-		return -EBUSY;
+	if (!change->nr_add && !change->nr_del)
+		return 0;
+	if (kpatch_nmi_aborted()) {
+		if (!insist) {
+			change->busy_nmi = true;
+			return -EBUSY;
+		}
+		kpatch_nmi_force_commit();
 	}
 	for (i = 0; i < change->nr_add; i++) {
 		func = change->add[i];
@@ -250,7 +265,9 @@ static int kpatch_switch_funcs(struct kpatch_change *change)
 	}
 	if (!change->nr_add)
 		kpatch_fake_nmi(change);
-	if (!kpatch_nmi_commit() && !insist) {
+	if (insist) {
+		kpatch_nmi_force_commit();
+	} else if (!kpatch_nmi_commit()) {
 		for (i = 0; i < change->nr_add; i++)
 			hash_del_rcu(&change->add[i]->node);
 		change->busy_nmi = true;

@@ -68,20 +68,34 @@ idle_injecting_kthread_is_walked() {
 }
 scenario idle_injecting_kthread_is_walked 90
 
+releases_parked() {
+	local n
+	n=$(kernel_lines "kpatch: parked at 'release'" | wc -l) || return 1
+	[ "$n" -ge "$1" ]
+}
+
 # A cumulative patch's load disables the patches it takes over, waits for a tasks-RCU grace
 # period with the core's mutex dropped, and only then lets their modules go.  `rmmod -f` of one
 # of them in that window (the test build parks the release) must wait for the release: its
-# module, whose struct the release still reads, is freed as soon as its exit returns.
+# module, whose struct the release still reads, is freed as soon as its exit returns.  Here the
+# patch is in two releases at once: disabled (its release parked), enabled again, and taken
+# over by the cumulative patch; the unload waits for the second after the first has ended.
 forced_unload_waits_for_a_release() {
-	local loader rc=0
+	local loader writer rc=0
 	use_core faults
 	load test_repl_a
-	echo 4000 >"$PARAMS/park_ms"
+	echo 3000 >"$PARAMS/park_ms"
 	echo release >"$PARAMS/park_at"
+	echo 0 >"$SYS/test_repl_a/enabled" &
+	writer=$!
+	loop_until 20 releases_parked 1
+	echo 1 >"$SYS/test_repl_a/enabled"
 	load test_repl_c &
 	loader=$!
-	loop_until 20 logged "<5>parked at 'release' for 4000 ms"
+	loop_until 20 releases_parked 2
 	echo >"$PARAMS/park_at"
+	wait "$writer" || rc=$?
+	[ "$rc" = 0 ]
 	rmmod -f test_repl_a
 	logged "<5>patch module 'test_repl_a' is still being released: its unload waits"
 	wait "$loader" || rc=$?
@@ -189,10 +203,10 @@ sleeper_asleep() {
 }
 
 # A module that began loading before the core is patched when it becomes live, after the
-# activeness check, since its code has run.  A busy task there is retried as a load is
-# (busy_retries); when the tries run out, the object is refused, and sysfs and the log say so,
-# instead of the patch reading as applied while its functions wait as "pending"; writing 1 to
-# the patch's enabled tries again.
+# activeness check, since its code has run.  A busy task there refuses the object, which sysfs
+# shows (not "pending", for a loaded module), and the core tries again (busy_retries,
+# busy_retry_ms) from a work item, not from the notifier; when the tries run out, the log says
+# so and names the task; writing 1 to the patch's enabled tries again.
 module_loaded_before_core_is_retried() {
 	local loader rc=0
 	use_core none
@@ -210,7 +224,7 @@ module_loaded_before_core_is_retried() {
 	echo wake >/proc/kpgen_test_target
 	wait "$loader" || rc=$?
 	[ "$rc" = 0 ]
-	function_state test_busy kpgen_test_target kpgen_test_target_sleep active
+	loop_until 10 function_state test_busy kpgen_test_target kpgen_test_target_sleep active
 	[[ $(kpatch_log) =~ "<6>applied patch module 'test_busy' to module 'kpgen_test_target' after "[1-9][0-9]*" retries" ]]
 	echo sleep >/proc/kpgen_test_target
 	[ "$(target_field last)" = 2 ]
@@ -268,3 +282,32 @@ forced_unload_waits_for_tasks_inside() {
 	rmmod kpgen_test_target
 }
 scenario forced_unload_waits_for_tasks_inside 120
+
+# `rmmod -f` while a task is on its way to the replacement (the test build parks it in the
+# handler, after ftrace sent it there, past the forced unload's checked tries): once the
+# functions are out, the task shows no frame of the module yet, so the unload must first wait
+# for a tasks-RCU grace period, after which the task has arrived (and sleeps in the
+# replacement) and is waited for like any other.
+forced_unload_waits_for_a_task_on_its_way() {
+	local reader out
+	use_core faults
+	load kpgen_test_target
+	load test_slow_value sleep_ms=3000
+	out=$(mktemp)
+	echo 7000 >"$PARAMS/park_ms"
+	echo kpgen_test_target_value >"$PARAMS/park_call"
+	cat /proc/kpgen_test_target >"$out" &
+	reader=$!
+	loop_until 10 logged "<5>parked task 'cat' (pid $reader) on its way to the replacement of 'kpgen_test_target_value'"
+	rmmod -f test_slow_value
+	not loaded test_slow_value
+	wait "$reader"
+	grep -q " value=4 " "$out"
+	rm -f "$out"
+	echo 2000 >"$PARAMS/park_ms"
+	[ "$(target_field value)" = 1 ]
+	logged "<0>patch module 'test_slow_value': its functions are out, and its unload waits until no task is inside its code"
+	not kernel_said "BUG|Oops|page fault|general protection"
+	rmmod kpgen_test_target
+}
+scenario forced_unload_waits_for_a_task_on_its_way 120
