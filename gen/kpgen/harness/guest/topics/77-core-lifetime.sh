@@ -109,7 +109,9 @@ forced_unload_waits_for_a_release() {
 }
 scenario forced_unload_waits_for_a_release 120
 
-relay() { bash -c "echo '$1 $2 $3' > /proc/kpgen_test_relay" </dev/null >/dev/null 2>&1; }
+# `relay PATH VALUE MS &`: a task writes VALUE to PATH from inside kpgen_test_relay_write(),
+# then sleeps MS there; $! is that task (the function runs in a subshell that execs it).
+relay() { exec bash -c "echo '$1 $2 $3' > /proc/kpgen_test_relay" </dev/null >/dev/null 2>&1; }
 relay_field() { proc_field /proc/kpgen_test_relay "$1"; }
 
 # The task that asks for a change gets no pass: here it asks from inside the replacement of a
