@@ -71,7 +71,7 @@ busy_retry_succeeds_when_quiet() {
 	load test_busy
 	wait "$waker"
 	wait "$sleeper"
-	kpatch_log | grep -Eq "^<6>applied patch module 'test_busy' after [1-9][0-9]* retries$"
+	grep -Eq "^<6>applied patch module 'test_busy' after [1-9][0-9]* retries$" <<<"$(kpatch_log)"
 	not mentioned "cannot apply patch module 'test_busy'"
 	last_change_is "functions=1 tasks=[1-9][0-9]* prechecked=[1-9][0-9]* unwound=[1-9][0-9]* trusted=[0-9]+ tries=([2-9]|[1-9][0-9]+) pause_ns=[1-9][0-9]* walked=moved result=0"
 	unload test_busy
