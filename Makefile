@@ -4,10 +4,10 @@
 
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
-# The default kernel: kmod/ holds the generator's output for it. kpgen decides (the first
-# installed kernel of gen/kpgen/data/kernels.toml, point releases compared as numbers), so that
-# `make generate` and a bare `kpgen generate` always agree.
-KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.default_kdir())' 2>/dev/null)
+# The kernel kmod/ holds the generator's output for: the first installed kernel of
+# gen/kpgen/data/kernels.toml (point releases compared as numbers), whatever kernel this
+# machine runs. kpgen decides (kernel.matrix_kdir), so that the Makefile and the tests agree.
+KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.matrix_kdir())' 2>/dev/null)
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
 	test-vm container-test docker-test lint boot-test stress bench demo clean

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import kbuild, render, snapshot, spec
+from . import checks, kbuild, render, spec
 from .kernel import Kernel
-from .model import MARKER, CoreModel, KsymModel, patch_model, system_includes
+from .model import CORE_FILES, MARKER, CoreModel, KsymModel, patch_model, system_includes
 from .resources import SAMPLES
 
 
@@ -47,33 +48,52 @@ def is_core_dir(directory: Path) -> bool:
     return (d / "kpatch.h").is_file() and (d / "core.c").is_file()
 
 
+def patch_paths(out_dir: Path, patch: spec.PatchSpec) -> list[Path]:
+    """The files rendering `patch` into out_dir writes (known before rendering it)."""
+    out = Path(out_dir)
+    return [out / f"{patch.name}.c", out / "Kbuild", *(out / s.name for s in patch.sources)]
+
+
+def tree_paths(out_dir: Path, specs: Sequence[Path]) -> list[Path]:
+    """The files generate_tree writes: the core's and each spec's module's."""
+    paths = [Path(out_dir) / "core" / name for name in CORE_FILES]
+    for path in specs:
+        patch = spec.load(path)
+        paths += patch_paths(Path(out_dir) / "patches" / patch.name, patch)
+    return paths
+
+
 def core_files(kernel: Kernel) -> list[render.OutputFile]:
     return render.render_core(CoreModel(features=kernel.features, release=kernel.release))
 
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
-               core: list[render.OutputFile], snap: snapshot.Snapshot | None = None) -> list[render.OutputFile]:
+               core: list[render.OutputFile], report: checks.Report | None = None) -> list[render.OutputFile]:
     """Render one patch module, reaching unexported kernel symbols through pointers.
 
     The module is compiled once in a scratch tree: every undefined symbol that neither
     the kernel nor the core exports becomes a pointer the core fills in at load time.
-    With a symbol snapshot of the kernel, targets and symbols are checked against it.
+    With a report to fill, the targets, symbols and prototypes are checked against the kernel
+    (checks.py) on that object.
     """
     model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
     core_exports = ({m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
                     if patch.backend == "kpatch" else set())
-    undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name)
-    unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
-    tables = {s.name: s for s in patch.symbols}
-    for i, sym in enumerate(patch.symbols):
-        if sym.name not in unexported:
-            raise spec.SpecError(patch.path, f"symbol[{i}].name",
-                                 f"{sym.name!r} is not an unexported symbol the sources use",
-                                 "remove the [[symbol]] table, or fix the name")
-    if snap is not None:
-        snapshot.validate(patch, snap, unexported)
+    with tempfile.TemporaryDirectory(prefix="kpgen-object-") as tmp:
+        obj = Path(tmp) / f"{patch.name}.o"
+        undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name, keep_object=obj,
+                                                 sources=patch.sources)
+        unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
+        tables = {s.name: s for s in patch.symbols}
+        for i, sym in enumerate(patch.symbols):
+            if sym.name not in unexported:
+                raise spec.SpecError(patch.path, f"symbol[{i}].name",
+                                     f"{sym.name!r} is not an unexported symbol the sources use",
+                                     "remove the [[symbol]] table, or fix the name")
+        if report is not None:
+            checks.run(patch, kernel, obj, unexported, report)
     if not unexported:
         return files
     texts = [p.read_text(encoding="utf-8") for p in patch.sources]
@@ -90,15 +110,15 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     return render.render_patch(model, subdir)
 
 
-def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path],
-              unchecked: Sequence[Path] = ()) -> list[render.OutputFile]:
+def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = (),
+              report: checks.Report | None = None) -> list[render.OutputFile]:
     """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory.
 
-    Specs in `unchecked` skip the symbol snapshot: the boot tests' deliberately broken
-    patches must reach the kernel to show it refusing them.
+    Specs in `unchecked` skip the checks against the kernel: the boot tests' deliberately
+    broken patches must reach the kernel to show it refusing them.
     """
     core = core_files(kernel)
-    snap = snapshot.load(kernel.release)
+    report = report if report is not None else checks.Report()
     files = list(core)
     names: dict[str, Path] = {}
     for path in [*specs, *unchecked]:
@@ -109,18 +129,20 @@ def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path],
         names[patch.name] = path
         subdir = f"patches/{patch.name}"
         files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core,
-                            None if path in unchecked else snap)
+                            None if path in unchecked else report)
     return files
 
 
-def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = ()) -> list[Path]:
-    return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked))
+def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = (),
+                  report: checks.Report | None = None, force: bool = False) -> list[Path]:
+    return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked, report), force)
 
 
 def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path,
-                   backend: str | None = None) -> list[Path]:
+                   backend: str | None = None, report: checks.Report | None = None,
+                   force: bool = False) -> list[Path]:
     """Render one patch module into out_dir (its own directory); `backend` overrides the spec's."""
     patch = spec.with_backend(spec.load(spec_path), backend)
     files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel),
-                       snapshot.load(kernel.release))
-    return render.write(out_dir, files)
+                       report if report is not None else checks.Report())
+    return render.write(out_dir, files, force)

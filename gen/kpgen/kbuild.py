@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from .errors import BuildError
 from .kernel import Kernel
 
@@ -43,8 +46,10 @@ def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
     if not (module_dir / "Kbuild").is_file() and not (module_dir / "Makefile").is_file():
         raise BuildError(f"{module_dir} has no Kbuild file: pass a directory made by `kpgen generate` or `kpgen patch`")
     argv = make_argv(kernel, module_dir, core_dir, variables=variables)
+    progress.command(argv)
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     log = proc.stdout
+    progress.output(log)
     (module_dir / "kpgen-build.log").write_text(log)
     if proc.returncode != 0:
         tail = "\n".join(log.splitlines()[-25:])
@@ -63,11 +68,44 @@ def clean(kernel: Kernel, module_dir: Path) -> None:
 R_X86_64_PLT32 = 4
 
 
-def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, name: str) -> tuple[set[str], set[str]]:
+def user_paths(log: str, copies: dict[Path, Path]) -> str:
+    """The compiler's messages with each scratch copy of a source named as the user's file.
+
+    >>> user_paths("/tmp/k/m/fix.c:8:5: error: x", {Path("/tmp/k/m/fix.c"): Path("/nowhere/fix/fix.c")})
+    '/nowhere/fix/fix.c:8:5: error: x'
+    """
+    for copy, original in copies.items():
+        try:
+            shown = str(original.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(original)
+        for name in {str(copy), str(copy.resolve())}:
+            log = log.replace(f"{name}:", f"{shown}:")
+    return log
+
+
+DIAGNOSTIC_RE = re.compile(r": (?:fatal )?error: |: warning: |: note: ")
+
+
+def compiler_errors(log: str, keep: int = 25, scratch: Path | None = None) -> str:
+    """What a failed compile says, from its first diagnostic on, without make's own lines (nor,
+    with `scratch`, the lines naming kpgen's scratch tree: the files kpgen generated there)."""
+    lines = [line for line in log.splitlines() if not line.startswith(("make[", "make:", "  CC ", "  LD "))
+             and (scratch is None or str(scratch) not in line)]
+    first = next((i for i, line in enumerate(lines) if DIAGNOSTIC_RE.search(line)), None)
+    if first is None:
+        return "\n".join(lines[-keep:])
+    return "\n".join(lines[max(0, first - 1): max(0, first - 1) + keep])
+
+
+def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, name: str,
+                  keep_object: Path | None = None, sources: Sequence[Path] = ()) -> tuple[set[str], set[str]]:
     """Compile a rendered patch module's object in a scratch tree.
 
     Returns the object's undefined symbols and, among them, those it calls
-    (PLT32 relocations): what the sources need from the kernel.
+    (PLT32 relocations): what the sources need from the kernel. `keep_object`: where to copy
+    the object (its DWARF says what the sources declare). `sources`: the user's files, which the
+    compiler's messages name instead of their scratch copies.
     """
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
@@ -82,10 +120,15 @@ def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, 
         (root / "core" / "kpatch.h").write_bytes(core_header)
         mod_dir = (root / subdir).resolve()
         argv = ["make", "-C", str(kernel.kdir), f"M={mod_dir}", f"KPATCH_CORE={root / 'core'}", f"{name}.o"]
+        progress.command(argv)
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        progress.output(proc.stdout)
         if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.splitlines()[-25:])
-            raise BuildError(f"compiling patch module {name} for {kernel.release} failed:\n{tail}")
+            log = user_paths(proc.stdout, {mod_dir / src.name: src for src in sources})
+            raise BuildError(f"compiling patch module {name} for {kernel.release} failed:\n"
+                             f"{compiler_errors(log, scratch=root.resolve())}")
+        if keep_object is not None:
+            shutil.copyfile(mod_dir / f"{name}.o", keep_object)
         undefined: set[str] = set()
         called: set[str] = set()
         with (mod_dir / f"{name}.o").open("rb") as fh:
@@ -113,7 +156,9 @@ def probe_declared(kernel: Kernel, includes: tuple[str, ...], names: list[str]) 
         (root / "Kbuild").write_text("obj-m := kpgen_decl.o\n")
         (root / "kpgen_decl.c").write_text("\n".join(lines) + "\nMODULE_LICENSE(\"GPL\");\n")
         argv = ["make", "-C", str(kernel.kdir), f"M={root}", "kpgen_decl.o"]
+        progress.command(argv)
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        progress.output(proc.stdout)
     undeclared = set(re.findall(r"[\u2018'](\w+)[\u2019'] undeclared", proc.stdout))
     if proc.returncode != 0 and not undeclared:
         tail = "\n".join(proc.stdout.splitlines()[-15:])

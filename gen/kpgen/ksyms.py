@@ -8,6 +8,11 @@
   the code (f3 0f 1e fa at the function's address) and the list of ENDBRs the kernel seals
   while booting (.ibt_endbr_seal); a function without one must never be called through a
   pointer.
+- which functions ftrace can hook: those with a `call __fentry__` site in the mcount table
+  (`__start_mcount_loc`..`__stop_mcount_loc` in the image, the `__mcount_loc` section of a
+  .ko) at their first byte, or just past their ENDBR; and which are `__init` code, whose ftrace
+  records the kernel drops once it has booted (the image's `_sinittext`..`_einittext`, a
+  module's `.init.text`). This is what the booted kernel's available_filter_functions lists.
 
 Results are cached per release beside the snapshots.
 """
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import progress
 from .errors import KernelError
 from .kernel import Kernel
 from .snapshot import cache_root, load as load_snapshot
@@ -40,6 +46,9 @@ class ObjectSymbols:
     entries: list[tuple[str, str]] = field(default_factory=list)  # (type, name)
     endbr: dict[int, bool] | None = None  # entry index -> ENDBR kept at run time (IBT kernels)
     index: dict[str, list[int]] = field(default_factory=dict)
+    # entry indices of the functions ftrace can hook (None: not known), and of __init functions
+    traceable: set[int] | None = None
+    init: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reindex()
@@ -91,6 +100,7 @@ def _image_kallsyms(vmlinuz: Path) -> list[tuple[int, str, str]]:
     if exe is None:
         raise KernelError("kallsyms-finder (PyPI: vmlinux-to-elf) is not installed: run `make provision`, "
                           "or take a snapshot of the booted kernel (`kpgen snapshot`)")
+    progress.command([exe, str(vmlinuz)])
     proc = subprocess.run([exe, str(vmlinuz)], capture_output=True, text=True,
                           check=False)
     rows = []
@@ -103,8 +113,8 @@ def _image_kallsyms(vmlinuz: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _endbr_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> dict[int, bool]:
-    """For each text symbol row: does its ENDBR survive the boot-time sealing?"""
+def _reader(elf_bytes: bytes) -> Any:
+    """A function that reads n bytes of the image at a link-time address."""
     import io
 
     from elftools.elf.elffile import ELFFile
@@ -118,6 +128,39 @@ def _endbr_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> dict[int, 
                 return elf_bytes[off + addr - vaddr: off + addr - vaddr + n]
         return b""
 
+    return at
+
+
+def _ftrace_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> tuple[list[int], list[int]]:
+    """The rows of the functions ftrace can hook, and of the __init functions."""
+    at = _reader(elf_bytes)
+    first = {name: addr for addr, _, name in rows
+             if name in ("__start_mcount_loc", "__stop_mcount_loc", "_sinittext", "_einittext")}
+    if len(first) < 4:
+        raise KernelError("the image's kallsyms lack the mcount table or the init text bounds: "
+                          "cannot tell which functions ftrace can hook")
+    start, stop = first["__start_mcount_loc"], first["__stop_mcount_loc"]
+    table = at(start, stop - start)
+    sites = set(struct.unpack(f"<{len(table) // 8}Q", table[: len(table) // 8 * 8]))
+    traceable, init = [], []
+    for i, (addr, typ, _) in enumerate(rows):
+        if typ not in TEXT_TYPES:
+            continue
+        if first["_sinittext"] <= addr < first["_einittext"]:
+            init.append(i)
+        elif addr in sites or (addr + 4 in sites and at(addr, 4) == ENDBR64):
+            traceable.append(i)
+    return traceable, init
+
+
+def _endbr_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> dict[int, bool]:
+    """For each text symbol row: does its ENDBR survive the boot-time sealing?"""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(elf_bytes))
+    at = _reader(elf_bytes)
     sealed: set[int] = set()
     seal = elf.get_section_by_name(".ibt_endbr_seal")
     if seal is not None:
@@ -140,24 +183,34 @@ def vmlinux_symbols(k: Kernel) -> KernelSymbols:
     return _LOADED[key]
 
 
+# what a cache file of the image's symbols holds; an older one is read again from the image
+CACHE_VERSION = 2
+
+
 def _vmlinux_symbols(k: Kernel) -> KernelSymbols:
     ibt = k.config.get("CONFIG_X86_KERNEL_IBT") == "y"
     cache = cache_root() / k.release / "image-symbols.json.gz"
     data = None
     if cache.is_file():
         data = json.loads(gzip.decompress(cache.read_bytes()))
+        if data.get("version") != CACHE_VERSION:
+            data = None
     if data is None:
         if not k.vmlinuz.is_file():
             raise KernelError(f"{k.vmlinuz} is not installed: kpgen reads the kernel's symbols from it")
-        rows = _image_kallsyms(k.vmlinuz)
-        endbr = _endbr_map(_decompress(k.vmlinuz.read_bytes()), rows) if ibt else {}
-        data = {"entries": [[t, n] for _, t, n in rows], "endbr": sorted(i for i, v in endbr.items() if v)}
+        with progress.step(f"reading the symbols of {k.release} from {k.vmlinuz} (once: they are cached)"):
+            rows = _image_kallsyms(k.vmlinuz)
+            image = _decompress(k.vmlinuz.read_bytes())
+            endbr = _endbr_map(image, rows) if ibt else {}
+            traceable, init = _ftrace_map(image, rows)
+        data = {"version": CACHE_VERSION, "entries": [[t, n] for _, t, n in rows],
+                "endbr": sorted(i for i, v in endbr.items() if v), "traceable": traceable, "init": init}
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(gzip.compress(json.dumps(data).encode(), mtime=0))
     entries = [(t, n) for t, n in data["entries"]]
     keep = set(data["endbr"])
     vm = ObjectSymbols("vmlinux", entries, {i: i in keep for i, (t, _) in enumerate(entries) if t in TEXT_TYPES}
-                       if ibt else None)
+                       if ibt else None, traceable=set(data["traceable"]), init=set(data["init"]))
     origin = f"kallsyms read from {k.vmlinuz}"
     snap = load_snapshot(k.release)
     if snap is not None:
@@ -213,6 +266,7 @@ def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
     symtab = elf.get_section_by_name(".symtab")
     assert isinstance(symtab, SymbolTableSection)
     rows: list[tuple[str, str, int, int]] = []  # type, name, section, value
+    init_sections = {i for i, sec in enumerate(elf.iter_sections()) if sec.name.startswith(".init.text")}
     for sym in symtab.iter_symbols():
         if sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or not isinstance(sym["st_shndx"], int):
             continue
@@ -236,4 +290,20 @@ def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
             if typ in TEXT_TYPES:
                 code = elf.get_section(shndx).data()[value:value + 4]
                 endbr[i] = code == ENDBR64 and (shndx, value) not in sealed
-    return ObjectSymbols(name, [(t, n) for t, n, _, _ in rows], endbr)
+    # the call sites of __fentry__: the relocations of __mcount_loc, each a section and offset
+    sites: set[tuple[int, int]] = set()
+    for sec in elf.iter_sections():
+        if isinstance(sec, RelocationSection) and sec.name == ".rela__mcount_loc":
+            for rel in sec.iter_relocations():
+                target = symtab.get_symbol(rel["r_info_sym"])
+                sites.add((target["st_shndx"], target["st_value"] + rel["r_addend"]))
+    traceable, init = set(), set()
+    for i, (typ, _, shndx, value) in enumerate(rows):
+        if typ not in TEXT_TYPES:
+            continue
+        if shndx in init_sections:
+            init.add(i)
+        elif (shndx, value) in sites or ((shndx, value + 4) in sites
+                                         and elf.get_section(shndx).data()[value:value + 4] == ENDBR64):
+            traceable.add(i)
+    return ObjectSymbols(name, [(t, n) for t, n, _, _ in rows], endbr, traceable=traceable, init=init)

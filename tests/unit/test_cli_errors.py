@@ -66,7 +66,7 @@ def test_patch_refuses_a_core_of_another_kernel(tmp_path):
     _tree_for("6.12", tmp_path / "tree")
     k61 = next(m for m in kernel.matrix() if m.name == "6.1").kdir()
     one_line_error(kpgen("patch", str(SAMPLE), "--kdir", str(k61), "--core", str(tmp_path / "tree/core"),
-                         "-o", str(tmp_path / "p")), 2, "generated for 6.12")
+                         "-o", str(tmp_path / "p")), 2, "generated for kernel 6.12")
     assert not (tmp_path / "p").exists()
 
 
