@@ -24,9 +24,9 @@ provisioned: # provision first when anything is missing (test and demo depend on
 install: ## install the kpgen Python package only (editable, with test extras)
 	$(PYTHON) -m pip install --quiet --break-system-packages -e '.[test]'
 
-generate: ## regenerate kmod/ for the default kernel (6.1)
+generate: ## regenerate kmod/ for the matrix's first kernel (6.1), replacing what is there
 	@test -n "$(KDIR_DEFAULT)" || { echo "no kernel headers or no kpgen: run make provision" >&2; exit 1; }
-	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod
+	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod --force
 
 check-generated: ## fail if regenerating kmod/ would change it
 	$(PYTEST) -q tests/unit/test_render.py -k kmod_matches
