@@ -52,8 +52,8 @@ def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
     progress.output(log)
     (module_dir / "kpgen-build.log").write_text(log)
     if proc.returncode != 0:
-        tail = "\n".join(log.splitlines()[-25:])
-        raise BuildError(f"building {module_dir} for {kernel.release} failed (make exited {proc.returncode}):\n{tail}")
+        raise BuildError(f"building {module_dir} for {kernel.release} failed (make exited {proc.returncode}):\n"
+                         f"{compiler_errors(log)}")
     modules = tuple(sorted(module_dir.glob("*.ko")))
     if not modules:
         raise BuildError(f"building {module_dir} produced no .ko file")

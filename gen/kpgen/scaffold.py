@@ -228,6 +228,9 @@ def check_names(name: str, target: str, obj: str) -> None:
     if not spec.NAME_RE.match(name) or len(name) > spec.MODULE_NAME_MAX or name.startswith("kpatch"):
         raise UsageError(f"module name {name!r} is not valid: use lower-case letters, digits and '_', "
                          "starting with a letter, not starting with 'kpatch'")
+    if name == "fix":
+        raise UsageError("module name 'fix': its generated C would be fix.c, the file kpgen new writes your C "
+                         "into: choose another name, such as fix_" + target)
     if not spec.IDENT_RE.match(target) or target in spec.C_KEYWORDS:
         raise UsageError(f"--target {target!r} is not a C function name")
     if not spec.OBJECT_RE.match(obj):

@@ -71,23 +71,30 @@ def _order(snap: snapshot.Snapshot, obj: str) -> list[tuple[str, str]]:
 
 
 def kernel_facts(k: Kernel, objects: Sequence[str], notes: list[str]) -> dict[str, Facts]:
-    """Each object's facts: the booted snapshot's when it has the object, else the kernel's files;
-    an object kpgen can read neither way is left out, with a note saying why."""
+    """Each object's facts: vmlinux's from ksyms (the booted snapshot's list when there is one,
+    with the image's mcount and init facts while both lists agree), a module's from the snapshot
+    when it was loaded then, else from its .ko; an object kpgen can read neither way is left out,
+    with a note saying why."""
     facts: dict[str, Facts] = {}
     snap = snapshot.load(k.release)
-    if snap is not None:
-        facts.update({o: f for o, f in snapshot_facts(snap).items() if o in objects})
+    booted = snapshot_facts(snap) if snap is not None else {}
     for obj in objects:
-        if obj in facts:
-            continue
         try:
             if obj == "vmlinux":
                 syms = ksyms.vmlinux_symbols(k)
-                facts[obj] = Facts(syms.objects["vmlinux"], syms.origin)
+                vm = syms.objects["vmlinux"]
+                if vm.traceable is None and "vmlinux" in booted:
+                    vm = booted["vmlinux"].symbols  # the image disagrees with the boot: the boot's
+                facts[obj] = Facts(vm, syms.origin)
+            elif obj in booted:
+                facts[obj] = booted[obj]
             else:
                 facts[obj] = Facts(ksyms.module_symbols(k, obj, ibt=False), str(ksyms.module_file(k, obj)))
         except KernelError as exc:
-            notes.append(f"{obj}: not checked ({exc})")
+            if obj in booted:
+                facts[obj] = booted[obj]
+            else:
+                notes.append(f"{obj}: not checked ({exc})")
     return facts
 
 
