@@ -62,21 +62,20 @@ class Btf:
             return self.base.record(tid)
         return self, self.raw[tid - self.first_id]
 
-    def functions(self) -> dict[str, list[int]]:
-        """Each function's name -> the ids of its FUNC types (several for same-named statics)."""
+    def _named(self, kind: int) -> dict[str, list[int]]:
         found: dict[str, list[int]] = {}
-        for i, (kind, name_off, *_rest) in enumerate(self.raw):
-            if kind == FUNC:
+        for i, (k, name_off, *_rest) in enumerate(self.raw):
+            if k == kind:
                 found.setdefault(self.string(name_off), []).append(self.first_id + i)
         return found
 
+    def functions(self) -> dict[str, list[int]]:
+        """Each function's name -> the ids of its FUNC types (several for same-named statics)."""
+        return self._named(FUNC)
+
     def variables(self) -> dict[str, list[int]]:
         """Each variable BTF records (pahole records the per-CPU ones) -> the ids of its VARs."""
-        found: dict[str, list[int]] = {}
-        for i, (kind, name_off, *_rest) in enumerate(self.raw):
-            if kind == VAR:
-                found.setdefault(self.string(name_off), []).append(self.first_id + i)
-        return found
+        return self._named(VAR)
 
     # --- types ---------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__, elfcheck, generate, kbuild, kernel, ownership, progress, releases, render, snapshot, spec, vm
 from .errors import KpgenError, UsageError
@@ -412,6 +413,14 @@ def _complete_backends(prefix: str, **_: object) -> list[str]:
     return [b for b in spec.BACKENDS if b.startswith(prefix)]
 
 
+def _arg(sp: argparse.ArgumentParser, *names: str, complete: Callable[..., list[str]] | None = None,
+         **kwargs: Any) -> None:
+    """Add an argument, with what shell completion offers for it (argcomplete reads .completer)."""
+    action = sp.add_argument(*names, **kwargs)
+    if complete is not None:
+        action.completer = complete  # type: ignore[attr-defined]
+
+
 def parser() -> argparse.ArgumentParser:
     # -q and -v are taken before or after the command; a subcommand's copy must not reset them
     common = argparse.ArgumentParser(add_help=False)
@@ -435,7 +444,7 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     def kdir_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kdir", metavar="DIR", help=kernel.DEFAULT_KDIR_HELP).completer = _complete_kdirs  # type: ignore[attr-defined]
+        _arg(sp, "--kdir", metavar="DIR", help=kernel.DEFAULT_KDIR_HELP, complete=_complete_kdirs)
 
     def force_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--force", action="store_true",
@@ -445,9 +454,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="the patch module's name")
     sp.add_argument("--target", required=True, help="the function to replace")
     sp.add_argument("--object", default="vmlinux", help="vmlinux (default) or the module holding it")
-    sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)").completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "-d", "--dir", help="where to write (default: ./NAME)", complete=_complete_dirs)
+    _arg(sp, "--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)",
+         complete=_complete_dirs)
     sp.add_argument("--file", help="the .c file (in the tree) that defines the target, when several do")
     sp.add_argument("--no-source", action="store_true",
                     help="write only the prototype (from the kernel's BTF or headers) and an empty body")
@@ -455,57 +464,47 @@ def parser() -> argparse.ArgumentParser:
     kdir_opt(sp)
 
     sp = command("source", "the exact source of a kernel, downloaded and unpacked once into the cache", cmd_source)
-    sp.add_argument("--source", help="check a tree of your own against the kernel instead"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "--source", help="check a tree of your own against the kernel instead", complete=_complete_dirs)
     kdir_opt(sp)
 
     sp = command("diff", "a live patch (spec and C) from a source diff of the kernel", cmd_diff)
-    sp.add_argument("patch", help="the diff (unified, -p1, against the kernel's source)"
-                    ).completer = _complete_files(".patch", ".diff")  # type: ignore[attr-defined]
-    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("-o", "--output", help="where to write the spec and fix.c (default: ./NAME)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "patch", help="the diff (unified, -p1, against the kernel's source)",
+         complete=_complete_files(".patch", ".diff"))
+    _arg(sp, "--source", help="the kernel's source tree (default: `kpgen source`'s)", complete=_complete_dirs)
+    _arg(sp, "-o", "--output", help="where to write the spec and fix.c (default: ./NAME)", complete=_complete_dirs)
     sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
     sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
-    sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--backend", help="kpatch (default) or livepatch: the backend the spec names"
-                    ).completer = _complete_backends  # type: ignore[attr-defined]
+    _arg(sp, "--core", help="a built core for --build (default: one built in DIR/core)", complete=_complete_dirs)
+    _arg(sp, "--backend", help="kpatch (default) or livepatch: the backend the spec names",
+         complete=_complete_backends)
     force_opt(sp)
     kdir_opt(sp)
 
     sp = command("generate", "render the core and the sample patch modules", cmd_generate)
     kdir_opt(sp)
-    sp.add_argument("-o", "--output", default="kmod", help="output directory (default: kmod)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "-o", "--output", default="kmod", help="output directory (default: kmod)", complete=_complete_dirs)
     force_opt(sp)
 
     sp = command("patch", "render one patch module from its spec", cmd_patch)
-    sp.add_argument("spec", help="the spec file (TOML)").completer = _complete_files(".toml")  # type: ignore[attr-defined]
-    sp.add_argument("-o", "--output", help="output directory (default: kmod/patches/<name>)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--core", default="kmod/core", help="the core's directory (default: kmod/core)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--backend", help="kpatch or livepatch: overrides the spec's backend key"
-                    ).completer = _complete_backends  # type: ignore[attr-defined]
+    _arg(sp, "spec", help="the spec file (TOML)", complete=_complete_files(".toml"))
+    _arg(sp, "-o", "--output", help="output directory (default: kmod/patches/<name>)", complete=_complete_dirs)
+    _arg(sp, "--core", default="kmod/core", help="the core's directory (default: kmod/core)", complete=_complete_dirs)
+    _arg(sp, "--backend", help="kpatch or livepatch: overrides the spec's backend key", complete=_complete_backends)
     force_opt(sp)
     kdir_opt(sp)
 
     sp = command("build", "build module directories with Kbuild, then check them", cmd_build)
-    sp.add_argument("dirs", nargs="+", metavar="DIR", help="directories made by generate or patch (the core first)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--core", help="the core's built directory, for patch modules"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "dirs", nargs="+", metavar="DIR", help="directories made by generate or patch (the core first)",
+         complete=_complete_dirs)
+    _arg(sp, "--core", help="the core's built directory, for patch modules", complete=_complete_dirs)
     sp.add_argument("--dry-run", action="store_true", help="print the make commands only")
     kdir_opt(sp)
 
     sp = command("check", "check built modules (.ko) with pyelftools", cmd_check)
-    sp.add_argument("modules", nargs="+", metavar="KO").completer = _complete_files(".ko")  # type: ignore[attr-defined]
-    sp.add_argument("--core", help="the core's built directory: check as patch modules of it"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
-    sp.add_argument("--spec", help="the module's spec: check that each replacement is a defined function"
-                    ).completer = _complete_files(".toml")  # type: ignore[attr-defined]
+    _arg(sp, "modules", nargs="+", metavar="KO", complete=_complete_files(".ko"))
+    _arg(sp, "--core", help="the core's built directory: check as patch modules of it", complete=_complete_dirs)
+    _arg(sp, "--spec", help="the module's spec: check that each replacement is a defined function",
+         complete=_complete_files(".toml"))
     kdir_opt(sp)
 
     sp = command("snapshot", "boot a kernel once and cache its symbols for checking specs", cmd_snapshot)
@@ -517,9 +516,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
     sp.add_argument("--timeout", type=int, default=900, metavar="S",
                     help="stop the guest (QEMU included) after S seconds and exit 1 (default 900)")
-    sp.add_argument("--rwdir", action="append", default=[], metavar="DIR",
-                    help="a host directory the guest may write (repeatable; read-only otherwise)"
-                    ).completer = _complete_dirs  # type: ignore[attr-defined]
+    _arg(sp, "--rwdir", action="append", default=[], metavar="DIR",
+         help="a host directory the guest may write (repeatable; read-only otherwise)", complete=_complete_dirs)
     kdir_opt(sp)
 
     sp = command("doctor", "what this machine has and lacks for kpgen, and how to get it", cmd_doctor)

@@ -251,6 +251,12 @@ def module_file(k: Kernel, name: str) -> Path:
     raise KernelError(f"module {name} of {k.release} not found under {root}")
 
 
+def module_bytes(path: Path) -> bytes:
+    """A module file's ELF bytes (Debian's 6.12 compresses its modules with xz)."""
+    raw = path.read_bytes()
+    return lzma.decompress(raw) if path.suffix == ".xz" else raw
+
+
 def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
     import io
 
@@ -259,10 +265,7 @@ def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
     from elftools.elf.sections import SymbolTableSection
 
     path = module_file(k, name)
-    raw = path.read_bytes()
-    if path.suffix == ".xz":
-        raw = lzma.decompress(raw)
-    elf = ELFFile(io.BytesIO(raw))
+    elf = ELFFile(io.BytesIO(module_bytes(path)))
     symtab = elf.get_section_by_name(".symtab")
     assert isinstance(symtab, SymbolTableSection)
     rows: list[tuple[str, str, int, int]] = []  # type, name, section, value

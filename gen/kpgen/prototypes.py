@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import lzma
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import btf, ctype, dwarf, ksyms, progress
@@ -49,49 +49,44 @@ def _running(k: Kernel, name: str) -> Path | None:
     return path if os.uname().release == k.release and path.is_file() else None
 
 
-def vmlinux_btf(k: Kernel) -> btf.Btf:
-    """vmlinux's BTF: the running kernel's when it is this one, else read out of its image."""
-    key = (k.release, "vmlinux")
+def _memo(key: tuple[str, str], load: Callable[[], btf.Btf]) -> btf.Btf:
+    """Read a BTF once per process; a failure is remembered and raised again as KernelError."""
     if key not in _LOADED:
         try:
-            live = _running(k, "vmlinux")
-            if live is not None:
-                _LOADED[key] = btf.parse(live.read_bytes())
-            elif not k.vmlinuz.is_file():
-                raise KernelError(f"{k.vmlinuz} is not installed")
-            else:
-                with progress.step(f"reading the BTF of {k.release} from {k.vmlinuz}"):
-                    image = ksyms._decompress(k.vmlinuz.read_bytes())
-                    _LOADED[key] = btf.parse(_section(image, str(k.vmlinuz)))
-        except (KernelError, btf.BtfError) as exc:
-            _LOADED[key] = str(exc)
-    found = _LOADED[key]
-    if isinstance(found, str):
-        raise KernelError(found)
-    return found
-
-
-def module_btf(k: Kernel, name: str) -> btf.Btf:
-    """A module's split BTF, on top of vmlinux's."""
-    key = (k.release, name)
-    if key not in _LOADED:
-        try:
-            base = vmlinux_btf(k)
-            live = _running(k, name)
-            if live is not None:
-                _LOADED[key] = btf.parse(live.read_bytes(), base)
-            else:
-                path = ksyms.module_file(k, name)
-                raw = path.read_bytes()
-                if path.suffix == ".xz":
-                    raw = lzma.decompress(raw)
-                _LOADED[key] = btf.parse(_section(raw, str(path)), base)
+            _LOADED[key] = load()
         except (KernelError, btf.BtfError, lzma.LZMAError) as exc:
             _LOADED[key] = str(exc)
     found = _LOADED[key]
     if isinstance(found, str):
         raise KernelError(found)
     return found
+
+
+def vmlinux_btf(k: Kernel) -> btf.Btf:
+    """vmlinux's BTF: the running kernel's when it is this one, else read out of its image."""
+    def load() -> btf.Btf:
+        live = _running(k, "vmlinux")
+        if live is not None:
+            return btf.parse(live.read_bytes())
+        if not k.vmlinuz.is_file():
+            raise KernelError(f"{k.vmlinuz} is not installed")
+        with progress.step(f"reading the BTF of {k.release} from {k.vmlinuz}"):
+            return btf.parse(_section(ksyms._decompress(k.vmlinuz.read_bytes()), str(k.vmlinuz)))
+
+    return _memo((k.release, "vmlinux"), load)
+
+
+def module_btf(k: Kernel, name: str) -> btf.Btf:
+    """A module's split BTF, on top of vmlinux's."""
+    def load() -> btf.Btf:
+        base = vmlinux_btf(k)
+        live = _running(k, name)
+        if live is not None:
+            return btf.parse(live.read_bytes(), base)
+        path = ksyms.module_file(k, name)
+        return btf.parse(_section(ksyms.module_bytes(path), str(path)), base)
+
+    return _memo((k.release, name), load)
 
 
 def object_btf(k: Kernel, obj: str) -> btf.Btf:
