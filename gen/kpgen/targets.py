@@ -39,12 +39,20 @@ class Facts:
         return self.symbols.entries[i - 1][1] if i > 0 else ""
 
 
-def snapshot_facts(snap: snapshot.Snapshot) -> dict[str, Facts]:
-    """The objects of a booted snapshot, in kallsyms order; a name ftrace lists is hookable in
-    each of its positions (available_filter_functions does not say which)."""
+def snapshot_facts(snap: snapshot.Snapshot, objects: Sequence[str] | None = None) -> dict[str, Facts]:
+    """The objects of a booted snapshot (those of `objects`, else all), in kallsyms order; a name
+    ftrace lists is hookable in each of its positions (available_filter_functions does not say
+    which)."""
+    wanted = set(objects) if objects is not None else set(snap.objects)
+    # each object's symbols by the name of the one before: kallsyms order, rebuilt
+    following: dict[str, dict[str, list[tuple[str, str]]]] = {obj: {} for obj in wanted}
+    for (obj, name), rows in snap.symbols.items():
+        if obj in wanted:
+            for typ, prev in rows:
+                following[obj].setdefault(prev, []).append((typ, name))
     facts: dict[str, Facts] = {}
-    for obj in sorted(snap.objects):
-        entries = _order(snap, obj)
+    for obj in sorted(wanted & snap.objects):
+        entries = _order(following[obj])
         syms = ksyms.ObjectSymbols(obj, entries)
         syms.traceable = {i for i, (typ, name) in enumerate(entries)
                           if typ in ksyms.TEXT_TYPES and snap.traceable[(obj, name)]}
@@ -52,14 +60,10 @@ def snapshot_facts(snap: snapshot.Snapshot) -> dict[str, Facts]:
     return facts
 
 
-def _order(snap: snapshot.Snapshot, obj: str) -> list[tuple[str, str]]:
-    """An object's symbols in kallsyms order, rebuilt from each one's predecessor."""
-    following: dict[str, list[tuple[str, str]]] = {}
-    for (o, name), rows in snap.symbols.items():
-        if o == obj:
-            for typ, prev in rows:
-                following.setdefault(prev, []).append((typ, name))
-    names = {name for o, name in snap.symbols if o == obj}
+def _order(following: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """An object's symbols in kallsyms order, from each one's predecessor (the first one's is the
+    last symbol of the object before it)."""
+    names = {name for rows in following.values() for _, name in rows}
     out: list[tuple[str, str]] = []
     for start in [prev for prev in following if prev not in names]:
         cur = start
@@ -70,31 +74,49 @@ def _order(snap: snapshot.Snapshot, obj: str) -> list[tuple[str, str]]:
     return out
 
 
+_SNAPSHOTS: dict[str, snapshot.Snapshot | None] = {}
+
+
+def _snapshot(release: str) -> snapshot.Snapshot | None:
+    """The cached snapshot of a release, read once per process."""
+    if release not in _SNAPSHOTS:
+        _SNAPSHOTS[release] = snapshot.load(release)
+    return _SNAPSHOTS[release]
+
+
+_FACTS: dict[tuple[str, str], Facts | str] = {}
+
+
 def kernel_facts(k: Kernel, objects: Sequence[str], notes: list[str]) -> dict[str, Facts]:
-    """Each object's facts: vmlinux's from ksyms (the booted snapshot's list when there is one,
-    with the image's mcount and init facts while both lists agree), a module's from the snapshot
-    when it was loaded then, else from its .ko; an object kpgen can read neither way is left out,
-    with a note saying why."""
-    facts: dict[str, Facts] = {}
-    snap = snapshot.load(k.release)
-    booted = snapshot_facts(snap) if snap is not None else {}
-    for obj in objects:
+    """Each object's facts (read once per process): vmlinux's from ksyms (the booted snapshot's
+    list when there is one, with the image's mcount and init facts while both lists agree), a
+    module's from the snapshot when it was loaded then, else from its .ko; an object kpgen can
+    read neither way is left out, with a note saying why."""
+    missing = [obj for obj in objects if (k.release, obj) not in _FACTS]
+    snap = _snapshot(k.release) if missing else None
+    booted = snapshot_facts(snap, missing) if snap is not None else {}
+    for obj in missing:
         try:
             if obj == "vmlinux":
                 syms = ksyms.vmlinux_symbols(k)
                 vm = syms.objects["vmlinux"]
                 if vm.traceable is None and "vmlinux" in booted:
                     vm = booted["vmlinux"].symbols  # the image disagrees with the boot: the boot's
-                facts[obj] = Facts(vm, syms.origin)
+                _FACTS[(k.release, obj)] = Facts(vm, syms.origin)
             elif obj in booted:
-                facts[obj] = booted[obj]
+                _FACTS[(k.release, obj)] = booted[obj]
             else:
-                facts[obj] = Facts(ksyms.module_symbols(k, obj, ibt=False), str(ksyms.module_file(k, obj)))
+                _FACTS[(k.release, obj)] = Facts(ksyms.module_symbols(k, obj, ibt=False),
+                                                 str(ksyms.module_file(k, obj)))
         except KernelError as exc:
-            if obj in booted:
-                facts[obj] = booted[obj]
-            else:
-                notes.append(f"{obj}: not checked ({exc})")
+            _FACTS[(k.release, obj)] = booted.get(obj, f"{obj}: not checked ({exc})")
+    facts: dict[str, Facts] = {}
+    for obj in objects:
+        found = _FACTS[(k.release, obj)]
+        if isinstance(found, str):
+            notes.append(found)
+        else:
+            facts[obj] = found
     return facts
 
 
