@@ -34,9 +34,9 @@ def test_output_directory_that_cannot_be_made(tmp_path):
 
 
 def test_new_with_a_missing_kernel_directory_writes_nothing(tmp_path):
-    one_line_error(kpgen("new", "fix", "--target", "cmdline_proc_show", "--kdir", "/nonexistent", cwd=tmp_path),
+    one_line_error(kpgen("new", "fix_x", "--target", "cmdline_proc_show", "--kdir", "/nonexistent", cwd=tmp_path),
                    3, "/nonexistent")
-    assert not (tmp_path / "fix").exists()
+    assert not (tmp_path / "fix_x").exists()
 
 
 def test_check_of_a_file_that_is_no_module(tmp_path):
