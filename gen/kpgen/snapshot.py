@@ -79,12 +79,20 @@ def save(release: str, kallsyms: str, filters: str, root: Path | None = None) ->
     return d
 
 
+_LOADED: dict[tuple[Path, int, int], Snapshot] = {}
+
+
 def load(release: str, root: Path | None = None) -> Snapshot | None:
+    """The cached snapshot of a release (read once per process while its files stay the same)."""
     d = (root or cache_root()) / release
     ks, fs = d / (KALLSYMS + ".gz"), d / (FILTERS + ".gz")
     if not (ks.is_file() and fs.is_file()):
         return None
-    return parse(release, gzip.decompress(ks.read_bytes()).decode(), gzip.decompress(fs.read_bytes()).decode())
+    key = (d, ks.stat().st_mtime_ns, fs.stat().st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = parse(release, gzip.decompress(ks.read_bytes()).decode(),
+                             gzip.decompress(fs.read_bytes()).decode())
+    return _LOADED[key]
 
 
 def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -> list[str]:

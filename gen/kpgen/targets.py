@@ -74,16 +74,6 @@ def _order(following: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str]]
     return out
 
 
-_SNAPSHOTS: dict[str, snapshot.Snapshot | None] = {}
-
-
-def _snapshot(release: str) -> snapshot.Snapshot | None:
-    """The cached snapshot of a release, read once per process."""
-    if release not in _SNAPSHOTS:
-        _SNAPSHOTS[release] = snapshot.load(release)
-    return _SNAPSHOTS[release]
-
-
 _FACTS: dict[tuple[str, str], Facts | str] = {}
 
 
@@ -93,15 +83,16 @@ def kernel_facts(k: Kernel, objects: Sequence[str], notes: list[str]) -> dict[st
     module's from the snapshot when it was loaded then, else from its .ko; an object kpgen can
     read neither way is left out, with a note saying why."""
     missing = [obj for obj in objects if (k.release, obj) not in _FACTS]
-    snap = _snapshot(k.release) if missing else None
-    booted = snapshot_facts(snap, missing) if snap is not None else {}
+    snap = snapshot.load(k.release) if missing else None
+    booted = snapshot_facts(snap, [o for o in missing if o != "vmlinux"]) if snap is not None else {}
     for obj in missing:
         try:
             if obj == "vmlinux":
                 syms = ksyms.vmlinux_symbols(k)
                 vm = syms.objects["vmlinux"]
-                if vm.traceable is None and "vmlinux" in booted:
-                    vm = booted["vmlinux"].symbols  # the image disagrees with the boot: the boot's
+                if vm.traceable is None and snap is not None:
+                    # the image disagrees with the boot: the boot's list, and what ftrace listed
+                    vm = snapshot_facts(snap, ["vmlinux"])["vmlinux"].symbols
                 _FACTS[(k.release, obj)] = Facts(vm, syms.origin)
             elif obj in booted:
                 _FACTS[(k.release, obj)] = booted[obj]
