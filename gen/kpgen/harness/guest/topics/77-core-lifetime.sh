@@ -39,8 +39,8 @@ idle_steps_past() { [ "$(proc_field /proc/kpgen_test_idle steps)" -gt "$1" ]; }
 # A kthread that injects idle time (play_idle_precise(), as intel_powerclamp does) carries
 # PF_IDLE while it idles, so is_idle_task() is true of it, and tasks-RCU does not wait for it;
 # but it is not its CPU's idle task, and it returns into the code that called it.  The pause
-# must walk it like any other task, applying and removing alike.  (Each step idles 600 ms and
-# sleeps 200 ms: the kthread is inside the step either way, idle most of the time.)
+# must walk it like any other task, applying and removing alike.  (Each step idles 250 ms and
+# sleeps 250 ms: the kthread is inside the step either way, idle most of the time.)
 idle_injecting_kthread_is_walked() {
 	local pid steps
 	use_core normal

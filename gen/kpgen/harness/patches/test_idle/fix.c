@@ -6,7 +6,7 @@
 
 static int test_idle_step(void)
 {
-	play_idle_precise(600 * NSEC_PER_MSEC, U64_MAX);
-	msleep(200);
+	play_idle_precise(250 * NSEC_PER_MSEC, U64_MAX);
+	msleep(250);
 	return 2;
 }
