@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, elfcheck, generate, kbuild, kernel, scaffold, snapshot, spec, vm
+from . import __version__, elfcheck, generate, kbuild, kernel, klprelocs, scaffold, snapshot, spec, vm
 from .errors import KpgenError, UsageError
 
 
@@ -49,14 +49,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
                              f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
         _same_kernel(core, k, "a core",
                      f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
-    written = generate.generate_patch(k, Path(args.spec), out, core, args.backend)
+    notes: list[str] = []
+    written = generate.generate_patch(k, Path(args.spec), out, core, args.backend, notes)
     kind = "livepatch module" if patch.backend == "livepatch" else "patch module"
     print(f"kpgen: {kind} {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
-    if snapshot.load(k.release) is None:
-        print(f"kpgen: no symbol snapshot of {k.release}: targets are checked at load time only "
-              f"(`kpgen snapshot --kdir {k.kdir}` takes one)")
-    else:
+    if snapshot.load(k.release) is not None:
         print(f"kpgen: targets checked against the symbol snapshot of {k.release}")
+    for note in notes:
+        print(f"kpgen: {note}")
     return 0
 
 
@@ -159,9 +159,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _klp_counts(k: kernel.Kernel) -> klprelocs.Counts | None:
+    """The kernel's symbols for the klp symbols of built modules, or None (said once) when
+    neither a snapshot nor the image's kallsyms can be read."""
+    try:
+        return elfcheck.klp_counts(k)[0]
+    except KpgenError as exc:
+        print(f"kpgen: klp symbols are not checked against {k.release}'s symbols: {exc}")
+        return None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     k = _kernel(args)
     core = Path(args.core) if args.core else None
+    counts: klprelocs.Counts | None = None
     failed = 0
     for d in map(Path, args.dirs):
         is_core = generate.is_core_dir(d)
@@ -169,9 +180,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(" ".join(kbuild.make_argv(k, d, None if is_core else core)))
             continue
         result = kbuild.build(k, d, None if is_core else core)
+        if counts is None and (d / klprelocs.MANIFEST).is_file():
+            counts = _klp_counts(k)
         for ko in result.modules:
             symvers = None if is_core else (core or d / "../../core") / "Module.symvers"
-            verdict = elfcheck.check_module(ko, k, symvers)
+            verdict = elfcheck.check_module(ko, k, symvers, klp_symbols=counts)
             failed += _print_verdict(verdict)
         for w in result.warnings:
             print(f"  {w}")
@@ -179,6 +192,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_verdict(verdict: elfcheck.Verdict) -> int:
+    for note in verdict.notes:
+        print(f"{verdict.path}: note: {note}")
     if verdict.ok:
         print(f"{verdict.path}: ok")
         return 0
@@ -189,6 +204,7 @@ def _print_verdict(verdict: elfcheck.Verdict) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     k = _kernel(args)
+    counts = _klp_counts(k)
     failed = 0
     for ko in map(Path, args.modules):
         if not ko.is_file():
@@ -200,7 +216,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         patch = spec.load(Path(args.spec)) if args.spec else None
         replacements = tuple(f.replacement for f in patch.functions) if patch else ()
         failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements,
-                                                       patch.backend if patch else None))
+                                                       patch.backend if patch else None, counts))
     return 1 if failed else 0
 
 

@@ -91,11 +91,23 @@ def _candidates(prevs: list[str]) -> str:
     return "; ".join(f"{i} (after {p or 'the start'})" for i, p in enumerate(prevs, 1))
 
 
+def from_entries(release: str, entries: Sequence[tuple[str, str]]) -> Snapshot:
+    """A snapshot of vmlinux alone from its kallsyms (type, name) in order, as read out of the
+    kernel's image (ksyms.py): it knows no module and nothing of ftrace."""
+    return parse(release, "\n".join(f"{typ} {name}" for typ, name in entries), "")
+
+
 def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -> list[str]:
     """Raise SpecError for the first target or symbol the snapshot refutes.
 
     Returns notes on what could not be checked (objects absent from the snapshot).
     """
+    return validate_targets(patch, snap) + validate_symbols(patch, snap, unexported)
+
+
+def validate_targets(patch: PatchSpec, snap: Snapshot) -> list[str]:
+    """Each target exists in its object as a function, unique or at its sympos, and ftrace can
+    hook it: SpecError for the first one that does not; notes on what could not be checked."""
     notes: list[str] = []
     where = f"kernel {snap.release}"
     for i, func in enumerate(patch.functions):
@@ -121,6 +133,14 @@ def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -
             raise SpecError(patch.path, f"{key}.target",
                             f"ftrace cannot hook {func.target!r} in {where} (notrace, inlined or __init code)",
                             "patch a caller of it instead")
+    return notes
+
+
+def validate_symbols(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -> list[str]:
+    """Each unexported symbol the sources use (a klp symbol) exists in its object, unique or at
+    its sympos: SpecError for the first one that does not; notes on what could not be checked."""
+    notes: list[str] = []
+    where = f"kernel {snap.release}"
     tables = {s.name: s for s in patch.symbols}
     for name in unexported:
         obj = tables[name].object if name in tables else "vmlinux"
@@ -135,9 +155,15 @@ def validate(patch: PatchSpec, snap: Snapshot, unexported: Sequence[str] = ()) -
                    else "fix the name or declare it in your own code")
             raise SpecError(patch.path, "sources", f"the sources use {name!r}, which is neither exported nor "
                             f"in {obj} of {where}", fix)
-        if len(entries) > 1 and not (name in tables and tables[name].sympos):
+        sympos = tables[name].sympos if name in tables else 0
+        if len(entries) > 1 and not sympos:
             raise SpecError(patch.path, "symbol", f"the sources use {name!r}, which appears {len(entries)} times "
                             f"in {obj} of {where}; candidates by position: "
                             f"{_candidates([p for _, p in entries])}",
                             f'add [[symbol]] with name = "{name}" and sympos = N')
+        if sympos > len(entries):
+            i = next(i for i, s in enumerate(patch.symbols) if s.name == name)
+            raise SpecError(patch.path, f"symbol[{i}].sympos",
+                            f"{lookup!r} appears only {len(entries)} time(s) in {obj} of {where}",
+                            f"set sympos to 1..{len(entries)}")
     return notes

@@ -196,10 +196,14 @@ def test_symbol_table_must_name_an_unexported_symbol(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_unexported_symbols_become_pointers():
+def test_unexported_symbols_become_klp_symbols():
+    """The generated C uses them as the kernel declares them: no pointer, no macro, only the list
+    of klp symbols the post-link step reads (klp-symbols.h)."""
     text = (REPO / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
-    assert "static typeof(saved_command_line) *kpgen_ksym_saved_command_line __ro_after_init;" in text
-    assert "#define saved_command_line (*kpgen_ksym_saved_command_line)" in text
-    assert '.name = "saved_command_line"' in text
+    assert '#include "klp-symbols.h"' in text and "if (!kpgen_klp_converted)" in text
+    assert "kpgen_ksym" not in text and "#define saved_command_line" not in text
+    header = (REPO / "kmod/patches/cmdline_ksym/klp-symbols.h").read_text()
+    assert "/* .klp.sym.vmlinux.saved_command_line,0 */\n#pragma weak saved_command_line\n" in header
     for other in ("cmdline_a", "meminfo"):
-        assert "kpatch_sym" not in (REPO / f"kmod/patches/{other}/{other}.c").read_text()
+        assert not (REPO / f"kmod/patches/{other}/klp-symbols.h").exists()
+        assert "klp-symbols.h" not in (REPO / f"kmod/patches/{other}/{other}.c").read_text()
