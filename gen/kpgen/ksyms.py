@@ -4,10 +4,6 @@
   is one; else kallsyms read out of /boot/vmlinuz-<release> (vmlinux-to-elf's
   kallsyms-finder: the same 94,266 names on 6.1 as the booted kernel's /proc/kallsyms).
 - a module's symbols: the symbol table of its .ko under /lib/modules/<release>/.
-- on IBT kernels, which functions keep their ENDBR at run time: the decompressed image has
-  the code (f3 0f 1e fa at the function's address) and the list of ENDBRs the kernel seals
-  while booting (.ibt_endbr_seal); a function without one must never be called through a
-  pointer.
 
 Results are cached per release beside the snapshots.
 """
@@ -18,7 +14,6 @@ import gzip
 import json
 import lzma
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +23,9 @@ from .errors import KernelError
 from .kernel import Kernel
 from .snapshot import cache_root, load as load_snapshot
 
-ENDBR64 = b"\xf3\x0f\x1e\xfa"
 TEXT_TYPES = "tTwW"
+# the cache of the image's kallsyms, per release (names and types, in order)
+IMAGE_CACHE = "image-kallsyms.json.gz"
 
 
 @dataclass
@@ -38,7 +34,6 @@ class ObjectSymbols:
 
     name: str
     entries: list[tuple[str, str]] = field(default_factory=list)  # (type, name)
-    endbr: dict[int, bool] | None = None  # entry index -> ENDBR kept at run time (IBT kernels)
     index: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,30 +55,12 @@ class ObjectSymbols:
 class KernelSymbols:
     release: str
     origin: str  # where vmlinux's symbols came from
-    ibt: bool
     objects: dict[str, ObjectSymbols] = field(default_factory=dict)
 
     def object(self, k: Kernel, name: str) -> ObjectSymbols:
         if name not in self.objects:
-            self.objects[name] = module_symbols(k, name, self.ibt)
+            self.objects[name] = module_symbols(k, name)
         return self.objects[name]
-
-
-def _decompress(image: bytes) -> bytes:
-    """The vmlinux ELF inside a bzImage (xz or zstd compressed)."""
-    for magic, kind in ((b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd")):
-        start = image.find(magic)
-        if start < 0:
-            continue
-        if kind == "xz":
-            out = lzma.LZMADecompressor().decompress(image[start:])
-        else:
-            import zstandard
-
-            out = zstandard.ZstdDecompressor().decompressobj().decompress(image[start:])
-        if out[:4] == b"\x7fELF":
-            return out
-    raise KernelError("the kernel image holds no xz- or zstd-compressed ELF: cannot read its code offline")
 
 
 def _image_kallsyms(vmlinuz: Path) -> list[tuple[int, str, str]]:
@@ -103,32 +80,6 @@ def _image_kallsyms(vmlinuz: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _endbr_map(elf_bytes: bytes, rows: list[tuple[int, str, str]]) -> dict[int, bool]:
-    """For each text symbol row: does its ENDBR survive the boot-time sealing?"""
-    import io
-
-    from elftools.elf.elffile import ELFFile
-
-    elf = ELFFile(io.BytesIO(elf_bytes))
-    segs = [(s["p_vaddr"], s["p_offset"], s["p_filesz"]) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
-
-    def at(addr: int, n: int) -> bytes:
-        for vaddr, off, size in segs:
-            if vaddr <= addr < vaddr + size:
-                return elf_bytes[off + addr - vaddr: off + addr - vaddr + n]
-        return b""
-
-    sealed: set[int] = set()
-    seal = elf.get_section_by_name(".ibt_endbr_seal")
-    if seal is not None:
-        data, base = seal.data(), seal["sh_addr"]
-        for i in range(0, len(data) - 3, 4):
-            (rel,) = struct.unpack_from("<i", data, i)
-            sealed.add(base + i + rel)
-    return {i: at(addr, 4) == ENDBR64 and addr not in sealed
-            for i, (addr, typ, _) in enumerate(rows) if typ in TEXT_TYPES}
-
-
 _LOADED: dict[tuple[str, str], KernelSymbols] = {}
 
 
@@ -141,37 +92,22 @@ def vmlinux_symbols(k: Kernel) -> KernelSymbols:
 
 
 def _vmlinux_symbols(k: Kernel) -> KernelSymbols:
-    ibt = k.config.get("CONFIG_X86_KERNEL_IBT") == "y"
-    cache = cache_root() / k.release / "image-symbols.json.gz"
-    data = None
-    if cache.is_file():
-        data = json.loads(gzip.decompress(cache.read_bytes()))
-    if data is None:
-        if not k.vmlinuz.is_file():
-            raise KernelError(f"{k.vmlinuz} is not installed: kpgen reads the kernel's symbols from it")
-        rows = _image_kallsyms(k.vmlinuz)
-        endbr = _endbr_map(_decompress(k.vmlinuz.read_bytes()), rows) if ibt else {}
-        data = {"entries": [[t, n] for _, t, n in rows], "endbr": sorted(i for i, v in endbr.items() if v)}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(gzip.compress(json.dumps(data).encode(), mtime=0))
-    entries = [(t, n) for t, n in data["entries"]]
-    keep = set(data["endbr"])
-    vm = ObjectSymbols("vmlinux", entries, {i: i in keep for i, (t, _) in enumerate(entries) if t in TEXT_TYPES}
-                       if ibt else None)
-    origin = f"kallsyms read from {k.vmlinuz}"
     snap = load_snapshot(k.release)
     if snap is not None:
-        # the booted kernel's own list wins; it has the same order, and the image's ENDBR facts
-        # apply only while both lists agree
-        booted = [(typ, name) for (obj, name), rows in snap.symbols.items() if obj == "vmlinux"
-                  for typ, _ in rows]
-        if sorted(booted) != sorted(entries):
-            vm = ObjectSymbols("vmlinux", _snapshot_order(snap), None)
-            if ibt:
-                raise KernelError(f"the booted snapshot of {k.release} differs from the kallsyms of {k.vmlinuz}: "
-                                  "kpgen cannot tell which functions keep their ENDBR; take the snapshot again")
-        origin = f"the booted snapshot in {cache_root() / k.release}"
-    return KernelSymbols(release=k.release, origin=origin, ibt=ibt, objects={"vmlinux": vm})
+        # the booted kernel's own list wins
+        return KernelSymbols(release=k.release, origin=f"the booted snapshot in {cache_root() / k.release}",
+                             objects={"vmlinux": ObjectSymbols("vmlinux", _snapshot_order(snap))})
+    cache = cache_root() / k.release / IMAGE_CACHE
+    if cache.is_file():
+        entries = [(t, n) for t, n in json.loads(gzip.decompress(cache.read_bytes()))["entries"]]
+    else:
+        if not k.vmlinuz.is_file():
+            raise KernelError(f"{k.vmlinuz} is not installed: kpgen reads the kernel's symbols from it")
+        entries = [(t, n) for _, t, n in _image_kallsyms(k.vmlinuz)]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(gzip.compress(json.dumps({"entries": entries}).encode(), mtime=0))
+    return KernelSymbols(release=k.release, origin=f"kallsyms read from {k.vmlinuz}",
+                         objects={"vmlinux": ObjectSymbols("vmlinux", entries)})
 
 
 def _snapshot_order(snap: Any) -> list[tuple[str, str]]:
@@ -198,11 +134,10 @@ def module_file(k: Kernel, name: str) -> Path:
     raise KernelError(f"module {name} of {k.release} not found under {root}")
 
 
-def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
+def module_symbols(k: Kernel, name: str) -> ObjectSymbols:
     import io
 
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
     from elftools.elf.sections import SymbolTableSection
 
     path = module_file(k, name)
@@ -212,7 +147,7 @@ def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
     elf = ELFFile(io.BytesIO(raw))
     symtab = elf.get_section_by_name(".symtab")
     assert isinstance(symtab, SymbolTableSection)
-    rows: list[tuple[str, str, int, int]] = []  # type, name, section, value
+    rows: list[tuple[str, str]] = []  # type, name
     for sym in symtab.iter_symbols():
         if sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or not isinstance(sym["st_shndx"], int):
             continue
@@ -222,18 +157,5 @@ def module_symbols(k: Kernel, name: str, ibt: bool) -> ObjectSymbols:
             typ = "t" if local else "T"
         else:
             typ = ("d" if local else "D") if sec["sh_flags"] & 0x1 else ("r" if local else "R")
-        rows.append((typ, sym.name, sym["st_shndx"], sym["st_value"]))
-    endbr = None
-    if ibt:
-        sealed: set[tuple[int, int]] = set()
-        for sec in elf.iter_sections():
-            if isinstance(sec, RelocationSection) and sec.name == ".rela.ibt_endbr_seal":
-                for rel in sec.iter_relocations():
-                    target = symtab.get_symbol(rel["r_info_sym"])
-                    sealed.add((target["st_shndx"], target["st_value"] + rel["r_addend"]))
-        endbr = {}
-        for i, (typ, _, shndx, value) in enumerate(rows):
-            if typ in TEXT_TYPES:
-                code = elf.get_section(shndx).data()[value:value + 4]
-                endbr[i] = code == ENDBR64 and (shndx, value) not in sealed
-    return ObjectSymbols(name, [(t, n) for t, n, _, _ in rows], endbr)
+        rows.append((typ, sym.name))
+    return ObjectSymbols(name, rows)
