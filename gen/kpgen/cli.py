@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, elfcheck, generate, kbuild, kernel, klprelocs, scaffold, snapshot, spec, vm
+from . import __version__, elfcheck, generate, kbuild, kernel, klpcheck, klprelocs, scaffold, snapshot, spec, vm
 from .errors import KpgenError, UsageError
 
 
@@ -159,7 +159,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _klp_counts(k: kernel.Kernel) -> klprelocs.Counts | None:
+def _klp_counts(k: kernel.Kernel) -> klpcheck.Counts | None:
     """The kernel's symbols for the klp symbols of built modules, or None (said once) when
     neither a snapshot nor the image's kallsyms can be read."""
     try:
@@ -172,7 +172,7 @@ def _klp_counts(k: kernel.Kernel) -> klprelocs.Counts | None:
 def cmd_build(args: argparse.Namespace) -> int:
     k = _kernel(args)
     core = Path(args.core) if args.core else None
-    counts: klprelocs.Counts | None = None
+    counts: klpcheck.Counts | None = None
     failed = 0
     for d in map(Path, args.dirs):
         is_core = generate.is_core_dir(d)

@@ -9,7 +9,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from . import klprelocs
+from . import klpcheck, klprelocs
 from .errors import BuildError, KernelError
 from .kernel import Kernel, parse_symvers
 
@@ -69,7 +69,7 @@ def read_module(path: Path) -> ModuleInfo:
     return ModuleInfo(path=path, modinfo=modinfo, defined_functions=funcs, undefined=undefined)
 
 
-def klp_counts(kernel: Kernel) -> tuple[klprelocs.Counts, str]:
+def klp_counts(kernel: Kernel) -> tuple[klpcheck.Counts, str]:
     """How many symbols of a name an object of the kernel has, for the klp symbols of built
     modules: from the symbol snapshot, else from the kallsyms of the kernel's image and the
     modules' files; and where that comes from. KernelError when neither is there."""
@@ -102,7 +102,7 @@ def check_module(
     core_symvers: Path | None = None,
     replacements: tuple[str, ...] = (),
     backend: str | None = None,
-    klp_symbols: klprelocs.Counts | None = None,
+    klp_symbols: klpcheck.Counts | None = None,
 ) -> Verdict:
     """Check one .ko; with core_symvers it is checked as a patch module of that core.
 
@@ -124,20 +124,20 @@ def check_module(
     return verdict
 
 
-def _check_klp(info: ModuleInfo, verdict: Verdict, counts: klprelocs.Counts | None) -> None:
+def _check_klp(info: ModuleInfo, verdict: Verdict, counts: klpcheck.Counts | None) -> None:
     """The module's klp relocations, as the loader, livepatch and the core will read them."""
     if klprelocs.SENTINEL in info.undefined:
         verdict.problems.append("its kernel symbols are not klp relocations: it was built without kpgen build "
                                 "(its init refuses to run)")
         return
-    problems, uses = klprelocs.check(info.path.read_bytes())
+    problems, uses = klpcheck.check(info.path.read_bytes())
     verdict.problems += problems
     modules = sorted({u.object for u in uses} - {"vmlinux"})
     if modules and info.first("livepatch") != "Y":
         verdict.problems.append(f"klp relocations for {', '.join(modules)} need modinfo livepatch=Y: the kernel "
                                 "keeps the module's ELF information (klp_info) for livepatch modules only")
     if counts is not None:
-        found, notes = klprelocs.check_symbols(uses, counts)
+        found, notes = klpcheck.check_symbols(uses, counts)
         verdict.problems += found
         verdict.notes += notes
 

@@ -29,7 +29,7 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,7 +243,7 @@ class Reloc:
     symbol: str
 
 
-def _elf(data: bytes) -> ELFFile:
+def elf_of(data: bytes) -> ELFFile:
     try:
         return ELFFile(io.BytesIO(data))
     except ELFError as exc:
@@ -252,7 +252,7 @@ def _elf(data: bytes) -> ELFFile:
 
 def relocations(data: bytes) -> list[Reloc]:
     """Every relocation of the module, in file order."""
-    elf = _elf(data)
+    elf = elf_of(data)
     symtab = elf.get_section_by_name(".symtab")
     if not isinstance(symtab, SymbolTableSection):
         raise BuildError("the module has no symbol table")
@@ -271,7 +271,7 @@ def verify(before: bytes, after: bytes, conversion: Conversion) -> None:
     symbol and string tables and the relocation sections unchanged, every symbol but the
     converted ones unchanged, and every relocation (offset, type, addend, symbol) where the
     conversion says, once. BuildError on the first difference."""
-    old, new = _elf(before), _elf(after)
+    old, new = elf_of(before), elf_of(after)
     klp_of = {s.name: s for s in conversion.symbols}
     n_old = old.num_sections()
     if new.num_sections() != n_old + len(conversion.sections):
@@ -354,103 +354,3 @@ def postlink(ko: Path, manifest: Path) -> Conversion | None:
 
 def _undefined(obj: elfrel.RelObject, name: str) -> bool:
     return any(s.name == name and s.shndx == elfrel.SHN_UNDEF for s in obj.symbols())
-
-
-# Checking a built module ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class KlpUse:
-    """A klp symbol one of the module's klp relocation sections needs."""
-
-    object: str
-    name: str
-    sympos: int
-    section: str
-
-
-# (object, kallsyms name) -> how many symbols of that name the object has, or None: unknown
-Counts = Callable[[str, str], int | None]
-
-
-def check(data: bytes) -> tuple[list[str], list[KlpUse]]:
-    """The problems of a module's klp relocations as the kernel's loader and livepatch would
-    find them (names, flags, symbols, types), and the klp symbols they need."""
-    elf = _elf(data)
-    problems: list[str] = []
-    uses: list[KlpUse] = []
-    symtab = elf.get_section_by_name(".symtab")
-    if not isinstance(symtab, SymbolTableSection):
-        return ["the module has no symbol table"], []
-    klp_syms = {i for i in range(symtab.num_symbols()) if symtab.get_symbol(i)["st_shndx"] == SHN_LIVEPATCH}
-    for i in sorted(klp_syms):
-        if not KLP_SYM_RE.match(symtab.get_symbol(i).name):
-            problems.append(f"symbol {symtab.get_symbol(i).name!r} is in SHN_LIVEPATCH but not named "
-                            ".klp.sym.<object>.<name>,<sympos>")
-    for sec in elf.iter_sections():
-        if not isinstance(sec, RelocationSection):
-            continue
-        target = elf.get_section(sec["sh_info"])
-        is_klp = bool(sec["sh_flags"] & SHF_RELA_LIVEPATCH)
-        if not is_klp:
-            if target["sh_flags"] & SHF_ALLOC:
-                for rel in sec.iter_relocations():
-                    if rel["r_info_sym"] in klp_syms:
-                        problems.append(f"{sec.name} relocates {target.name} against klp symbol "
-                                        f"{symtab.get_symbol(rel['r_info_sym']).name}: the loader would write 0")
-                        break
-            continue
-        m = KLP_RELA_RE.match(sec.name)
-        if not m:
-            problems.append(f"section {sec.name} has SHF_RELA_LIVEPATCH but is not named .klp.rela.<object>.<section>")
-            continue
-        objname = m.group(1)
-        if not sec["sh_flags"] & SHF_ALLOC or sec["sh_type"] != "SHT_RELA":
-            problems.append(f"section {sec.name} is not an SHF_ALLOC RELA section: the loader would drop it")
-        if not target["sh_flags"] & SHF_ALLOC:
-            problems.append(f"section {sec.name} relocates {target.name}, which is not loaded")
-        if elf.get_section(sec["sh_link"]).name != ".symtab":
-            problems.append(f"section {sec.name} does not use the module's symbol table")
-        for rel in sec.iter_relocations():
-            sym = symtab.get_symbol(rel["r_info_sym"])
-            sm = KLP_SYM_RE.match(sym.name)
-            if sym["st_shndx"] != SHN_LIVEPATCH or not sm:
-                problems.append(f"section {sec.name} relocates against {sym.name!r}, not a klp symbol: livepatch "
-                                "refuses it")
-                continue
-            if rel["r_info_type"] not in RELOC_TYPES:
-                problems.append(f"section {sec.name}: relocation type {rel['r_info_type']} at {rel['r_offset']:#x} "
-                                "is not one the kernel writes")
-            if sm.group(1) != objname:
-                problems.append(f"section {sec.name} relocates against {sym.name}, a symbol of another object")
-            if objname != "vmlinux" and not MODULE_TARGET_RE.match(target.name):
-                problems.append(f"section {sec.name} writes {target.name}, which the kernel reads before a module's "
-                                "relocations are written")
-            use = KlpUse(sm.group(1), sm.group(2), int(sm.group(3)), sec.name)
-            if use not in uses:
-                uses.append(use)
-    return problems, uses
-
-
-def check_symbols(uses: Iterable[KlpUse], counts: Counts) -> tuple[list[str], list[str]]:
-    """Each klp symbol against the kernel's symbols: present, and unique or at its position.
-    Problems, and notes on the objects whose symbols `counts` does not know."""
-    problems: list[str] = []
-    unknown: dict[str, list[str]] = {}
-    seen: set[tuple[str, str, int]] = set()
-    for u in uses:
-        if (u.object, u.name, u.sympos) in seen:
-            continue
-        seen.add((u.object, u.name, u.sympos))
-        n = counts(u.object, u.name)
-        if n is None:
-            unknown.setdefault(u.object, []).append(u.name)
-        elif n == 0:
-            problems.append(f"klp symbol {u.name} is not in {u.object} (section {u.section})")
-        elif u.sympos == 0 and n > 1:
-            problems.append(f"klp symbol {u.name} appears {n} times in {u.object} and has no sympos "
-                            f"(section {u.section}): livepatch refuses the ambiguity")
-        elif u.sympos > n:
-            problems.append(f"klp symbol {u.name} has sympos {u.sympos} but appears {n} time(s) in {u.object}")
-    notes = [f"klp symbols of {obj} ({', '.join(names)}) not checked: {obj} is neither in the symbol snapshot "
-             "nor installed" for obj, names in sorted(unknown.items())]
-    return problems, notes

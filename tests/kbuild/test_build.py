@@ -84,13 +84,13 @@ def test_klp_relocations_of_built_modules(built, probed, kname):
     """kpgen build ran the post-link step: the unexported symbols are klp symbols, kpgen check
     finds each in the kernel, a kpatch patch module that uses a module's symbols says
     livepatch=Y and is still checked as a patch of the core, and a missing symbol is named."""
-    from kpgen import elfcheck, klprelocs
+    from kpgen import elfcheck, klpcheck, klprelocs
 
     tree, k = built(kname), probed(kname)
     symvers = tree.root / "core" / "Module.symvers"
     counts, _ = elfcheck.klp_counts(k)
     ko = tree.root / "patches/cmdline_ksym/cmdline_ksym.ko"
-    problems, uses = klprelocs.check(ko.read_bytes())
+    problems, uses = klpcheck.check(ko.read_bytes())
     assert problems == [] and [(u.object, u.name, u.sympos) for u in uses] == [("vmlinux", "saved_command_line", 0)]
     info = elfcheck.read_module(ko)
     assert info.first("livepatch") is None and klprelocs.SENTINEL not in info.undefined
@@ -100,7 +100,7 @@ def test_klp_relocations_of_built_modules(built, probed, kname):
     ko = tree.root / "patches/test_module_ksym/test_module_ksym.ko"
     info = elfcheck.read_module(ko)
     assert info.first("livepatch") == "Y" and "kpatch" in (info.first("depends") or "").split(",")
-    _, uses = klprelocs.check(ko.read_bytes())
+    _, uses = klpcheck.check(ko.read_bytes())
     assert {(u.object, u.name, u.sympos) for u in uses} == {("kpgen_test_target", "kpgen_test_base", 0),
                                                            ("kpgen_test_target", "kpgen_test_dup", 2)}
     assert elfcheck.check_module(ko, k, symvers).ok

@@ -12,7 +12,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from kpgen import elfrel, klprelocs
+from kpgen import elfrel, klpcheck, klprelocs
 from kpgen.errors import BuildError
 from kpgen.klprelocs import SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, KlpSymbol
 
@@ -99,12 +99,12 @@ def test_relocations_against_unexported_symbols_become_klp_relocations(tmp_path)
 
 def test_the_result_passes_the_checks_kpgen_check_makes(tmp_path):
     _, after, _ = converted(tmp_path)
-    problems, uses = klprelocs.check(after)
+    problems, uses = klpcheck.check(after)
     assert problems == []
     assert {(u.object, u.name, u.sympos) for u in uses} == {
         ("vmlinux", "unexported_fn", 0), ("vmlinux", "unexported_var.3", 0), ("some_mod", "mod_var", 2)}
     counts = {("vmlinux", "unexported_fn"): 1, ("vmlinux", "unexported_var.3"): 1, ("some_mod", "mod_var"): 2}
-    assert klprelocs.check_symbols(uses, lambda o, n: counts.get((o, n), 0)) == ([], [])
+    assert klpcheck.check_symbols(uses, lambda o, n: counts.get((o, n), 0)) == ([], [])
 
 
 @pytest.mark.parametrize(("counts", "problem"), [
@@ -116,15 +116,15 @@ def test_the_result_passes_the_checks_kpgen_check_makes(tmp_path):
 ])
 def test_klp_symbols_are_checked_against_the_kernel(tmp_path, counts, problem):
     _, after, _ = converted(tmp_path)
-    _, uses = klprelocs.check(after)
-    problems, _ = klprelocs.check_symbols(uses, lambda o, n: counts.get((o, n), 0))
+    _, uses = klpcheck.check(after)
+    problems, _ = klpcheck.check_symbols(uses, lambda o, n: counts.get((o, n), 0))
     assert len(problems) == 1 and problem in problems[0]
 
 
 def test_objects_whose_symbols_are_unknown_are_noted_not_refused(tmp_path):
     _, after, _ = converted(tmp_path)
-    _, uses = klprelocs.check(after)
-    problems, notes = klprelocs.check_symbols(uses, lambda o, n: None if o == "some_mod" else 1)
+    _, uses = klpcheck.check(after)
+    problems, notes = klpcheck.check_symbols(uses, lambda o, n: None if o == "some_mod" else 1)
     assert problems == []
     assert notes == ["klp symbols of some_mod (mod_var) not checked: some_mod is neither in the symbol snapshot "
                      "nor installed"]
@@ -196,7 +196,7 @@ def test_check_finds_what_the_kernel_would_refuse(tmp_path):
     obj = elfrel.read(after)
     klp = obj.index(".klp.rela.vmlinux..text.use")
     obj.sections[klp].flags &= ~klprelocs.SHF_ALLOC
-    problems, _ = klprelocs.check(obj.to_bytes())
+    problems, _ = klpcheck.check(obj.to_bytes())
     assert any("not an SHF_ALLOC RELA section" in p for p in problems)
     # a klp relocation section that relocates against an ordinary symbol
     obj = elfrel.read(after)
@@ -204,10 +204,10 @@ def test_check_finds_what_the_kernel_would_refuse(tmp_path):
     use = next(i for i, s in enumerate(syms) if s.name == "exported_fn")
     relas = obj.relas(klp)
     obj.set_relas(klp, [elfrel.Rela(relas[0].offset, relas[0].type, use, relas[0].addend), *relas[1:]])
-    problems, _ = klprelocs.check(obj.to_bytes())
+    problems, _ = klpcheck.check(obj.to_bytes())
     assert any("not a klp symbol" in p for p in problems)
 
 
 def test_a_module_without_klp_relocations_has_nothing_to_check(tmp_path):
     data = compile_object(tmp_path, "int f(void)\n{\n\treturn 1;\n}\n", "plain").read_bytes()
-    assert klprelocs.check(data) == ([], [])
+    assert klpcheck.check(data) == ([], [])
