@@ -189,6 +189,13 @@ def test_verify_catches_a_writer_that_loses_or_changes_anything(tmp_path):
     obj.set_relas(klp, obj.relas(klp)[1:])
     with pytest.raises(BuildError, match="relocations differ"):
         klprelocs.verify(before, obj.to_bytes(), conversion)
+    # DWARF's relocations are compared byte for byte (the kernel never writes them)
+    obj = elfrel.read(after)
+    debug = obj.index(".rela.debug_info")
+    relas = obj.relas(debug)
+    obj.set_relas(debug, [elfrel.Rela(relas[0].offset + 1, relas[0].type, relas[0].sym, relas[0].addend), *relas[1:]])
+    with pytest.raises(BuildError, match=r"contents of section \.rela\.debug_info changed"):
+        klprelocs.verify(before, obj.to_bytes(), conversion)
 
 
 def test_check_finds_what_the_kernel_would_refuse(tmp_path):
