@@ -100,6 +100,7 @@ def _build_case(k: kmod.Kernel, kname: str, case: Case, root: Path, core: Path, 
     diff.write(plan, work)
     ko = diff.build(k, work, plan, core)
     _install(case, ko, final)
+    # the seconds of `kpgen diff --build` alone, without the livepatch variant
     built = Built(case, final / ko.name, time.monotonic() - start, plan, work)
     if "livepatch" in case.backends:
         # the same plan, an upstream livepatch module: no second `kpgen diff` of the source
