@@ -4,10 +4,10 @@
 
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
-# The default kernel: kmod/ holds the generator's output for it. kpgen decides (the first
-# installed kernel of gen/kpgen/data/kernels.toml, point releases compared as numbers), so that
-# `make generate` and a bare `kpgen generate` always agree.
-KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.default_kdir())' 2>/dev/null)
+# The kernel kmod/ holds the generator's output for: the first installed kernel of
+# gen/kpgen/data/kernels.toml (point releases compared as numbers), whatever kernel this
+# machine runs. kpgen decides (kernel.matrix_kdir), so that the Makefile and the tests agree.
+KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.matrix_kdir())' 2>/dev/null)
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
 	test-vm container-test docker-test lint boot-test stress bench demo clean
@@ -24,9 +24,9 @@ provisioned: # provision first when anything is missing (test and demo depend on
 install: ## install the kpgen Python package only (editable, with test extras)
 	$(PYTHON) -m pip install --quiet --break-system-packages -e '.[test]'
 
-generate: ## regenerate kmod/ for the default kernel (6.1)
+generate: ## regenerate kmod/ for the matrix's first kernel (6.1), replacing what is there
 	@test -n "$(KDIR_DEFAULT)" || { echo "no kernel headers or no kpgen: run make provision" >&2; exit 1; }
-	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod
+	kpgen generate --kdir $(KDIR_DEFAULT) -o kmod --force
 
 check-generated: ## fail if regenerating kmod/ would change it
 	$(PYTEST) -q tests/unit/test_render.py -k kmod_matches

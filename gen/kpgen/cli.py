@@ -1,4 +1,10 @@
-"""kpgen's command line: expected errors print one clear message and exit non-zero."""
+# PYTHON_ARGCOMPLETE_OK
+"""kpgen's command line: expected errors print one clear message and exit non-zero.
+
+The whole parser is `parser()`; each `cmd_<command>` turns its arguments into calls of the
+modules that hold the rules, and their results into lines. Every input, output directory and
+name is checked before any step that takes long (a compile, a download, a boot).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from . import __version__, elfcheck, generate, kbuild, kernel, klpcheck, klprelocs, scaffold, snapshot, spec, vm
+from . import __version__, elfcheck, generate, kbuild, kernel, ownership, progress, releases, render, snapshot, spec, vm
 from .errors import KpgenError, UsageError
 
 
@@ -16,29 +23,54 @@ def _kernel(args: argparse.Namespace) -> kernel.Kernel:
     return kernel.probe(Path(args.kdir) if args.kdir else kernel.default_kdir())
 
 
-def _same_kernel(directory: Path, k: kernel.Kernel, what: str, fix: str) -> None:
-    """Refuse a directory generated for another kernel release than k (exit 2, with the fix)."""
+def _same_series(directory: Path, k: kernel.Kernel, what: str, fix: str) -> None:
+    """Refuse a directory generated for another kernel series than k (exit 2, with the fix):
+    another point release of the same series is a refresh of it, not another kernel."""
     made = generate.generated_for(directory)
-    # another point release of the same series is a refresh, not a mismatch
     if made is not None and kernel.series(made[0]) != kernel.series(k.release):
         raise UsageError(f"{directory} holds {what} generated for {made[0]}, not {k.release}: {fix}")
+
+
+def _patch_name(name: str, k: kernel.Kernel, where: str) -> None:
+    """Refuse a patch module named like one of the kernel's own modules."""
+    from . import objects
+
+    owner = objects.kernel_modules(k).get(name)
+    if owner is not None:
+        raise UsageError(f"{where}: {name!r} is the name of a module of {k.release} ({owner}): the kernel would "
+                         "refuse to load the patch module beside it; choose another name")
+
+
+def _say(report_lines: list[str]) -> None:
+    for line in report_lines:
+        print(f"kpgen: {line}")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     k = _kernel(args)
     out = Path(args.output)
-    _same_kernel(out / "core", k, "a core",
+    _same_series(out / "core", k, "a core",
                  f"pass -o DIR for {k.release}, or --kdir of {out}'s kernel (remove {out} to replace it)")
-    written = generate.generate_tree(k, Path(args.output), generate.sample_specs())
+    render.require_writable([out / "core", out / "patches"])
+    ownership.refuse_existing(generate.tree_paths(out, generate.sample_specs()), args.force)
+    from .checks import Report
+
+    report = Report()
+    with progress.step(f"generating the core and the samples for {k.release}"):
+        written = generate.generate_tree(k, out, generate.sample_specs(), report=report, force=args.force)
     print(f"kpgen: generated for {k.release} ({k.features.summary()}) into {args.output}: "
           f"{len(written)} file(s) changed")
+    _say(report.lines(k.release))
     return 0
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
+    from .checks import Report
+
     patch = spec.with_backend(spec.load(Path(args.spec)), args.backend)
     out = Path(args.output) if args.output else Path("kmod/patches") / patch.name
     k = _kernel(args)
+    _patch_name(patch.name, k, f"{args.spec}: key 'name'")
     if patch.backend == "livepatch" and k.config.get("CONFIG_LIVEPATCH") != "y":
         raise UsageError(f"{args.spec}: backend livepatch needs CONFIG_LIVEPATCH, which {k.release} lacks; "
                          "use --backend kpatch")
@@ -47,42 +79,33 @@ def cmd_patch(args: argparse.Namespace) -> int:
         if not generate.is_core_dir(core):
             raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c): "
                              f"`kpgen generate --kdir {k.kdir} -o DIR` makes one, then pass --core DIR/core")
-        _same_kernel(core, k, "a core",
-                     f"pass --core of a core generated with --kdir {k.kdir}, or --kdir of that core's kernel")
-    notes: list[str] = []
-    written = generate.generate_patch(k, Path(args.spec), out, core, args.backend, notes)
+        releases.require_directory(core, k, "the core")
+    releases.require_directory(out, k, "a patch module")
+    render.require_writable([out])
+    ownership.refuse_existing(generate.patch_paths(out, patch), args.force)
+    report = Report()
+    with progress.step(f"compiling {patch.name} and checking it against {k.release}"):
+        written = generate.generate_patch(k, Path(args.spec), out, core, args.backend, report=report,
+                                          force=args.force)
     kind = "livepatch module" if patch.backend == "livepatch" else "patch module"
     print(f"kpgen: {kind} {patch.name} for {k.release} in {out}: {len(written)} file(s) changed")
-    if snapshot.load(k.release) is not None:
-        print(f"kpgen: targets checked against the symbol snapshot of {k.release}")
-    for note in notes:
-        print(f"kpgen: {note}")
+    _say(report.lines(k.release))
     return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from . import diff, source
+    from . import scaffold
 
     scaffold.check_names(args.name, args.target, args.object)
     out = Path(args.dir) if args.dir else Path(args.name)
-    scaffold.refuse_overwrite(args.name, out)
     k = _kernel(args)
-    src = None
-    if not args.no_source:
-        src = (source.find(k, Path(args.source)) if args.source
-               else source.cached(k))
-        if src is None:
-            print(f"kpgen: no source of {k.release} in the cache (`kpgen source` makes it): "
-                  "fix.c gets the prototype from the headers only")
-    if src is not None:
-        plan = diff.plan_function(k, src, args.target, args.name, args.file)
-        for d in plan.decisions:
-            print(f"kpgen: {d.line()}")
-        written = diff.write(plan, out)
-    else:
-        written = scaffold.scaffold(args.name, args.target, args.object, out,
-                                    scaffold.header_prototype(k, args.target))
-    for path in written:
+    _patch_name(args.name, k, "NAME")
+    render.require_writable([out], "-d DIR")
+    made = scaffold.make(k, args.name, args.target, args.object, out,
+                         source=Path(args.source) if args.source else None, use_source=not args.no_source,
+                         rel=args.file, force=args.force)
+    _say(made.lines)
+    for path in made.written:
         print(f"kpgen: wrote {path}")
     return 0
 
@@ -97,6 +120,28 @@ def cmd_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff_name(args: argparse.Namespace, patch: Path) -> str:
+    """The patch module's name: --name, else one made from the diff's file name. kpgen diff
+    writes the C into fix.c, so the module cannot be named fix (its own fix.c would clash)."""
+    from . import diff
+
+    if args.name is not None:
+        given: str = args.name
+        if not spec.NAME_RE.match(given) or len(given) > spec.MODULE_NAME_MAX:
+            raise UsageError(f"--name {given!r} is not a valid module name: lower-case letters, digits and '_', "
+                             f"starting with a letter, at most {spec.MODULE_NAME_MAX} characters")
+        if given == "kpatch" or given.startswith("kpatch_") or given in spec.C_KEYWORDS:
+            raise UsageError(f"--name {given!r} is reserved: choose another module name")
+        if given == "fix":
+            raise UsageError("--name 'fix': kpgen diff writes the patch's C into fix.c, which would clash with "
+                             "the module's own fix.c: choose another name")
+        return given
+    name = str(diff.module_name(patch))
+    if name == "fix" or name.startswith("kpatch") or name in spec.C_KEYWORDS:
+        name = f"lp_{name}"[: spec.MODULE_NAME_MAX]
+    return name
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     import time
 
@@ -106,6 +151,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     patch = Path(args.patch)
     if not patch.is_file():
         raise UsageError(f"{patch}: no such diff file")
+    try:
+        text = patch.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"{patch}: cannot read it ({exc.strerror})") from None
+    if not diff.patch_files(text):
+        raise UsageError(f"{patch}: no file diff in it (no '--- a/FILE' and '+++ b/FILE' lines): give a unified "
+                         "diff of the kernel's source, -p1, as `git diff` or `diff -u` make")
     if args.backend is not None:
         spec.check_backend(patch, "--backend", args.backend)
     k = _kernel(args)
@@ -114,22 +166,32 @@ def cmd_diff(args: argparse.Namespace) -> int:
                          "use --backend kpatch")
     if args.backend == "livepatch" and args.core:
         raise UsageError(f"--core {args.core}: the livepatch backend builds without kpgen's core; drop --core")
+    if args.core:
+        core = Path(args.core)
+        if not generate.is_core_dir(core) or not (core / "Module.symvers").is_file():
+            raise UsageError(f"--core {core}: no built core there (kpatch.h, core.c, Module.symvers): "
+                             f"`kpgen generate --kdir {k.kdir} -o DIR` and `kpgen build DIR/core` make one")
+        releases.require_directory(core, k, "the core")
+    name = _diff_name(args, patch)
+    _patch_name(name, k, "--name" if args.name else f"the name made from {patch.name} (--name)")
+    out = Path(args.output) if args.output else Path(name)
+    render.require_writable([out, out / "module", out / "core"] if args.build else [out])
+    ownership.refuse_existing([out / f"{name}.toml", out / "fix.c"], args.force)
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
-    name = args.name or diff.module_name(patch)
-    if not spec.NAME_RE.match(name) or name.startswith("kpatch") or len(name) > spec.MODULE_NAME_MAX:
-        raise UsageError(f"--name {name!r} is not a valid module name: lower-case letters, digits and '_'")
-    out = Path(args.output) if args.output else Path(name)
-    plan = diff.plan(k, patch, src, name)
+    with progress.step(f"comparing the code {patch.name} changes in {k.release}"):
+        plan = diff.plan(k, patch, src, name)
     for d in plan.decisions:
         print(f"kpgen: {d.line()}")
     if args.backend is not None:
         diff.set_backend(plan, args.backend)
-    written = diff.write(plan, out)
+    written = render.write(out, [render.OutputFile(Path(f"{name}.toml"), plan.spec.encode()),
+                                 render.OutputFile(Path("fix.c"), plan.fix_c.encode())], args.force)
     for path in written:
         print(f"kpgen: wrote {path}")
     if args.build:
-        ko = diff.build(k, out, plan, Path(args.core) if args.core else None)
+        with progress.step(f"building {name} for {k.release}"):
+            ko = diff.build(k, out, plan, Path(args.core) if args.core else None)
         print(f"kpgen: built {ko}: ok")
     print(f"kpgen: {patch.name} -> {len(plan.targets)} function(s) in {time.monotonic() - start:.1f} s")
     return 0
@@ -137,6 +199,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     k = _kernel(args)
+
     def vm_run(tmp: str) -> vm.VmRun:
         script = (f"cut -d' ' -f2- /proc/kallsyms > {tmp}/{snapshot.KALLSYMS} && "
                   f"cat /sys/kernel/tracing/available_filter_functions > {tmp}/{snapshot.FILTERS}")
@@ -152,39 +215,40 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         result = vm.run(run)
         ks, fs = Path(tmp) / snapshot.KALLSYMS, Path(tmp) / snapshot.FILTERS
         if result.returncode != 0 or not ks.is_file() or not fs.is_file():
-            raise KpgenError(f"the guest could not read its symbols (exit {result.returncode}):\n"
+            status = "it did not finish" if result.returncode is None else f"exit {result.returncode}"
+            raise KpgenError(f"the guest could not read its symbols ({status}):\n"
                              + "\n".join(result.output.splitlines()[-15:]))
         where = snapshot.save(k.release, ks.read_text(), fs.read_text())
     print(f"kpgen: symbol snapshot of {k.release} saved in {where}")
     return 0
 
 
-def _klp_counts(k: kernel.Kernel) -> klpcheck.Counts | None:
-    """The kernel's symbols for the klp symbols of built modules, or None (said once) when
-    neither a snapshot nor the image's kallsyms can be read."""
-    try:
-        return elfcheck.klp_counts(k)[0]
-    except KpgenError as exc:
-        print(f"kpgen: klp symbols are not checked against {k.release}'s symbols: {exc}")
-        return None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     k = _kernel(args)
     core = Path(args.core) if args.core else None
-    counts: klpcheck.Counts | None = None
+    dirs = [Path(d) for d in args.dirs]
+    # everything is checked before the first build starts
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(f"{d}: no such directory: pass directories made by `kpgen generate` or `kpgen patch`")
+        if not (d / "Kbuild").is_file() and not (d / "Makefile").is_file():
+            raise UsageError(f"{d} has no Kbuild file: pass a directory made by `kpgen generate` or `kpgen patch`")
+        releases.require_directory(d, k, "the core" if generate.is_core_dir(d) else "a patch module")
+    if core is not None:
+        if not generate.is_core_dir(core):
+            raise UsageError(f"--core {core}: no generated core there (kpatch.h, core.c)")
+        releases.require_directory(core, k, "the core")
     failed = 0
-    for d in map(Path, args.dirs):
+    for d in dirs:
         is_core = generate.is_core_dir(d)
         if args.dry_run:
             print(" ".join(kbuild.make_argv(k, d, None if is_core else core)))
             continue
-        result = kbuild.build(k, d, None if is_core else core)
-        if counts is None and (d / klprelocs.MANIFEST).is_file():
-            counts = _klp_counts(k)
+        with progress.step(f"building {d} for {k.release}"):
+            result = kbuild.build(k, d, None if is_core else core)
         for ko in result.modules:
             symvers = None if is_core else (core or d / "../../core") / "Module.symvers"
-            verdict = elfcheck.check_module(ko, k, symvers, klp_symbols=counts)
+            verdict = elfcheck.check_module(ko, k, symvers, klp_symbols=elfcheck.klp_counts(k))
             failed += _print_verdict(verdict)
         for w in result.warnings:
             print(f"  {w}")
@@ -204,19 +268,23 @@ def _print_verdict(verdict: elfcheck.Verdict) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     k = _kernel(args)
-    counts = _klp_counts(k)
-    failed = 0
-    for ko in map(Path, args.modules):
+    modules = [Path(m) for m in args.modules]
+    for ko in modules:
         if not ko.is_file():
             raise UsageError(f"{ko}: no such module file")
         with ko.open("rb") as f:
             if f.read(4) != b"\x7fELF":
                 raise UsageError(f"{ko}: not an ELF file: pass a kernel module (.ko)")
-        symvers = Path(args.core) / "Module.symvers" if args.core else None
-        patch = spec.load(Path(args.spec)) if args.spec else None
-        replacements = tuple(f.replacement for f in patch.functions) if patch else ()
+        releases.require_module(ko, k)
+    if args.core:
+        releases.require_directory(Path(args.core), k, "the core")
+    patch = spec.load(Path(args.spec)) if args.spec else None
+    symvers = Path(args.core) / "Module.symvers" if args.core else None
+    replacements = tuple(f.replacement for f in patch.functions) if patch else ()
+    failed = 0
+    for ko in modules:
         failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements,
-                                                       patch.backend if patch else None, counts))
+                                                       patch.backend if patch else None, elfcheck.klp_counts(k)))
     return 1 if failed else 0
 
 
@@ -293,7 +361,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from . import doctor
 
-    items = doctor.checks()
+    items = doctor.checks(contributor=args.dev)
     print(doctor.report(items))
     return 0 if doctor.healthy(items) else 1
 
@@ -317,110 +385,178 @@ def cmd_vm(args: argparse.Namespace) -> int:
     return 1 if result.returncode is None else result.returncode
 
 
+# --- the parser --------------------------------------------------------------------------------
+
+def _complete_files(*suffixes: str) -> Callable[..., list[str]]:
+    """An argcomplete completer: files with these suffixes, and directories to descend into."""
+    def complete(prefix: str, **_: object) -> list[str]:
+        import glob
+        import os
+
+        found = glob.glob(os.path.expanduser(prefix) + "*")
+        return [p + "/" if os.path.isdir(p) else p for p in found
+                if os.path.isdir(p) or p.endswith(suffixes)]
+    return complete
+
+
+def _complete_dirs(prefix: str, **_: object) -> list[str]:
+    import glob
+    import os
+
+    return [p + "/" for p in glob.glob(os.path.expanduser(prefix) + "*") if os.path.isdir(p)]
+
+
+def _complete_kdirs(prefix: str, **_: object) -> list[str]:
+    kdirs = [str(p) for p in sorted(Path("/lib/modules").glob("*/build")) if p.is_dir()]
+    return [k for k in kdirs if k.startswith(prefix)] or _complete_dirs(prefix)
+
+
+def _complete_backends(prefix: str, **_: object) -> list[str]:
+    return [b for b in spec.BACKENDS if b.startswith(prefix)]
+
+
+def _arg(sp: argparse.ArgumentParser, *names: str, complete: Callable[..., list[str]] | None = None,
+         **kwargs: Any) -> None:
+    """Add an argument, with what shell completion offers for it (argcomplete reads .completer)."""
+    action = sp.add_argument(*names, **kwargs)
+    if complete is not None:
+        action.completer = complete  # type: ignore[attr-defined]
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kpgen", description="Generate, build and boot-test live patch modules.")
+    # -q and -v are taken before or after the command; a subcommand's copy must not reset them
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="say nothing while working, only results and errors")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show each command kpgen runs (make, the compiler) and its output")
+
+    p = argparse.ArgumentParser(prog="kpgen", description="Generate, build and check live patch modules for Linux.",
+                                epilog="Shell completion: eval \"$(register-python-argcomplete kpgen)\" in ~/.bashrc "
+                                       "or ~/.zshrc (zsh: after `autoload -U bashcompinit && bashcompinit`).")
     p.add_argument("--version", action="version", version=f"kpgen {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("-q", "--quiet", action="store_true", help="say nothing while working, only results and errors")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show each command kpgen runs (make, the compiler) and its output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+        sp.set_defaults(func=func)
+        return sp
 
     def kdir_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kdir",
-                        help="kernel build directory (default: the first installed kernel of the matrix, 6.1)")
+        _arg(sp, "--kdir", metavar="DIR", help=kernel.DEFAULT_KDIR_HELP, complete=_complete_kdirs)
 
-    sp = sub.add_parser("generate", help="render the core and the sample patch modules")
-    kdir_opt(sp)
-    sp.add_argument("-o", "--output", default="kmod", help="output directory (default: kmod)")
-    sp.set_defaults(func=cmd_generate)
+    def force_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--force", action="store_true",
+                        help="replace files kpgen did not write, or that were edited since it wrote them")
 
-    sp = sub.add_parser("patch", help="render one patch module from its spec")
-    sp.add_argument("spec", help="the spec file (TOML)")
-    sp.add_argument("-o", "--output", help="output directory (default: kmod/patches/<name>)")
-    sp.add_argument("--core", default="kmod/core", help="the core's directory (default: kmod/core)")
-    sp.add_argument("--backend", help="kpatch or livepatch: overrides the spec's backend key")
-    kdir_opt(sp)
-    sp.set_defaults(func=cmd_patch)
-
-    sp = sub.add_parser("build", help="build module directories with Kbuild, then check them")
-    sp.add_argument("dirs", nargs="+", help="directories made by generate or patch (the core first)")
-    sp.add_argument("--core", help="the core's built directory, for patch modules")
-    sp.add_argument("--dry-run", action="store_true", help="print the make commands only")
-    kdir_opt(sp)
-    sp.set_defaults(func=cmd_build)
-
-    sp = sub.add_parser("check", help="check built modules (.ko) with pyelftools")
-    sp.add_argument("modules", nargs="+")
-    sp.add_argument("--core", help="the core's built directory: check as patch modules of it")
-    sp.add_argument("--spec", help="the module's spec: check that each replacement is a defined function")
-    kdir_opt(sp)
-    sp.set_defaults(func=cmd_check)
-
-    sp = sub.add_parser("new", help="scaffold a spec and a C file that replace one function")
+    sp = command("new", "scaffold a spec and a C file that replace one function", cmd_new)
     sp.add_argument("name", help="the patch module's name")
     sp.add_argument("--target", required=True, help="the function to replace")
     sp.add_argument("--object", default="vmlinux", help="vmlinux (default) or the module holding it")
-    sp.add_argument("-d", "--dir", help="where to write (default: ./NAME)")
-    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)")
+    _arg(sp, "-d", "--dir", help="where to write (default: ./NAME)", complete=_complete_dirs)
+    _arg(sp, "--source", help="the kernel's source tree (default: `kpgen source`'s, when cached)",
+         complete=_complete_dirs)
     sp.add_argument("--file", help="the .c file (in the tree) that defines the target, when several do")
     sp.add_argument("--no-source", action="store_true",
-                    help="write only the prototype (from the headers) and an empty body")
+                    help="write only the prototype (from the kernel's BTF or headers) and an empty body")
+    force_opt(sp)
     kdir_opt(sp)
-    sp.set_defaults(func=cmd_new)
 
-    sp = sub.add_parser("source", help="the exact source of a kernel, downloaded and unpacked once into the cache")
-    sp.add_argument("--source", help="check a tree of your own against the kernel instead")
+    sp = command("source", "the exact source of a kernel, downloaded and unpacked once into the cache", cmd_source)
+    _arg(sp, "--source", help="check a tree of your own against the kernel instead", complete=_complete_dirs)
     kdir_opt(sp)
-    sp.set_defaults(func=cmd_source)
 
-    sp = sub.add_parser("diff", help="a live patch (spec and C) from a source diff of the kernel")
-    sp.add_argument("patch", help="the diff (unified, -p1, against the kernel's source)")
-    sp.add_argument("--source", help="the kernel's source tree (default: `kpgen source`'s)")
-    sp.add_argument("-o", "--output", help="where to write the spec and fix.c (default: ./NAME)")
+    sp = command("diff", "a live patch (spec and C) from a source diff of the kernel", cmd_diff)
+    _arg(sp, "patch", help="the diff (unified, -p1, against the kernel's source)",
+         complete=_complete_files(".patch", ".diff"))
+    _arg(sp, "--source", help="the kernel's source tree (default: `kpgen source`'s)", complete=_complete_dirs)
+    _arg(sp, "-o", "--output", help="where to write the spec and fix.c (default: ./NAME)", complete=_complete_dirs)
     sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
     sp.add_argument("--build", action="store_true", help="go on: render, build with Kbuild and check the module")
-    sp.add_argument("--core", help="a built core for --build (default: one built in DIR/core)")
-    sp.add_argument("--backend", help="kpatch (default) or livepatch: the backend the spec names")
+    _arg(sp, "--core", help="a built core for --build (default: one built in DIR/core)", complete=_complete_dirs)
+    _arg(sp, "--backend", help="kpatch (default) or livepatch: the backend the spec names",
+         complete=_complete_backends)
+    force_opt(sp)
     kdir_opt(sp)
-    sp.set_defaults(func=cmd_diff)
 
-    sp = sub.add_parser("snapshot", help="boot a kernel once and cache its symbols for checking specs")
+    sp = command("generate", "render the core and the sample patch modules", cmd_generate)
+    kdir_opt(sp)
+    _arg(sp, "-o", "--output", default="kmod", help="output directory (default: kmod)", complete=_complete_dirs)
+    force_opt(sp)
+
+    sp = command("patch", "render one patch module from its spec", cmd_patch)
+    _arg(sp, "spec", help="the spec file (TOML)", complete=_complete_files(".toml"))
+    _arg(sp, "-o", "--output", help="output directory (default: kmod/patches/<name>)", complete=_complete_dirs)
+    _arg(sp, "--core", default="kmod/core", help="the core's directory (default: kmod/core)", complete=_complete_dirs)
+    _arg(sp, "--backend", help="kpatch or livepatch: overrides the spec's backend key", complete=_complete_backends)
+    force_opt(sp)
+    kdir_opt(sp)
+
+    sp = command("build", "build module directories with Kbuild, then check them", cmd_build)
+    _arg(sp, "dirs", nargs="+", metavar="DIR", help="directories made by generate or patch (the core first)",
+         complete=_complete_dirs)
+    _arg(sp, "--core", help="the core's built directory, for patch modules", complete=_complete_dirs)
+    sp.add_argument("--dry-run", action="store_true", help="print the make commands only")
+    kdir_opt(sp)
+
+    sp = command("check", "check built modules (.ko) with pyelftools", cmd_check)
+    _arg(sp, "modules", nargs="+", metavar="KO", complete=_complete_files(".ko"))
+    _arg(sp, "--core", help="the core's built directory: check as patch modules of it", complete=_complete_dirs)
+    _arg(sp, "--spec", help="the module's spec: check that each replacement is a defined function",
+         complete=_complete_files(".toml"))
+    kdir_opt(sp)
+
+    sp = command("snapshot", "boot a kernel once and cache its symbols for checking specs", cmd_snapshot)
     sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
     kdir_opt(sp)
-    sp.set_defaults(func=cmd_snapshot)
 
-    sp = sub.add_parser("boot-test", help="build everything and run the guest scenarios, one boot per kernel")
-    sp.add_argument("--kdir", help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
+    sp = command("vm", "boot a kernel and run one shell command in it", cmd_vm)
+    sp.add_argument("command")
+    sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
+    sp.add_argument("--timeout", type=int, default=900, metavar="S",
+                    help="stop the guest (QEMU included) after S seconds and exit 1 (default 900)")
+    _arg(sp, "--rwdir", action="append", default=[], metavar="DIR",
+         help="a host directory the guest may write (repeatable; read-only otherwise)", complete=_complete_dirs)
+    kdir_opt(sp)
+
+    sp = command("doctor", "what this machine has and lacks for kpgen, and how to get it", cmd_doctor)
+    sp.add_argument("--dev", action="store_true",
+                    help="also what kpgen's own tests need (checkers, linters, every kernel of the matrix)")
+
+    sp = command("boot-test", "build everything and run the guest scenarios, one boot per kernel", cmd_boot_test)
+    sp.add_argument("--kdir", metavar="DIR",
+                    help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng command only")
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
     sp.add_argument("--only", metavar="NAME[,NAME]", help="run these scenarios only (in one boot per kernel)")
     sp.add_argument("--list", action="store_true", help="build, then list the scenarios the guest would run")
-    sp.set_defaults(func=cmd_boot_test)
 
-    sp = sub.add_parser("bench", help="per-call and apply costs against upstream livepatch, five boots per kernel;"
-                        " exit 1 only if a target is missed")
-    sp.add_argument("--kdir", help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
+    sp = command("bench", "per-call and apply costs against upstream livepatch, five boots per kernel;"
+                 " exit 1 only if a target is missed", cmd_bench)
+    sp.add_argument("--kdir", metavar="DIR",
+                    help="one kernel only (default: every kernel of the matrix, kpgen/data/kernels.toml)")
     sp.add_argument("-o", "--output", default="build/bench",
                     help="where the tree and figures go (default: build/bench)")
     sp.add_argument("--dry-run", action="store_true", help="build, then print the vng commands only")
-    sp.set_defaults(func=cmd_bench)
-
-    sp = sub.add_parser("doctor", help="what this machine has and lacks for kpgen, and how to get it")
-    sp.set_defaults(func=cmd_doctor)
-
-    sp = sub.add_parser("vm", help="boot a kernel and run one shell command in it")
-    sp.add_argument("command")
-    sp.add_argument("--dry-run", action="store_true", help="print the vng command only")
-    sp.add_argument("--timeout", type=int, default=900, metavar="S",
-                    help="stop the guest (QEMU included) after S seconds and exit 1 (default 900)")
-    sp.add_argument("--rwdir", action="append", default=[], metavar="DIR",
-                    help="a host directory the guest may write (repeatable; read-only otherwise)")
-    kdir_opt(sp)
-    sp.set_defaults(func=cmd_vm)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    try:
+        import argcomplete
+
+        # options when the word begins with "-"; else what the argument takes (files, kernels)
+        argcomplete.autocomplete(p, always_complete_options=False)
+    except ImportError:
+        pass
+    args = p.parse_args(argv)
+    progress.configure(quiet=args.quiet, verbose=args.verbose and not args.quiet)
     try:
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)

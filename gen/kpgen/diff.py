@@ -266,7 +266,7 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, progress: Calla
 def _finish(k: Kernel, p: Plan, patch: Path | None, parts: list[UnitPart], work: Path) -> None:
     """fix.c and the spec, and the module compiled once as `kpgen patch` will: the kernel
     symbols it uses that nobody exports become klp relocations, checked against the kernel."""
-    from . import generate, snapshot, spec as kspec
+    from . import checks, generate, spec as kspec
 
     p.fix_c = _fix_c(p, k, patch, parts)
     p.spec = _spec(p, patch)
@@ -274,7 +274,7 @@ def _finish(k: Kernel, p: Plan, patch: Path | None, parts: list[UnitPart], work:
     write(p, where)
     patch_spec = kspec.load(where / f"{p.name}.toml")
     generate.plan_patch(k, patch_spec, where / "module", where / "core", "module", generate.core_files(k),
-                        snapshot.load(k.release))
+                        checks.Report())
 
 
 def _refuse_special(p: Plan, w: UnitWork) -> None:

@@ -1,5 +1,10 @@
-"""`kpgen doctor`: what this machine has for generating, building and boot-testing, and how to
-get what is missing."""
+"""`kpgen doctor`: what this machine has for making live patches, and how to get what is missing.
+
+By default it speaks to someone who installed kpgen (pip or pipx): the kernels whose headers are
+installed, the default one first, and for each what kpgen reads from it; the compiler; what
+`kpgen diff`, `kpgen vm` and `kpgen snapshot` need. `--dev` adds what kpgen's own tests need:
+every kernel of the matrix, the static checkers, the linters, podman.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import cstyle, kernel as kmod, snapshot
 from .errors import KpgenError
@@ -65,9 +71,66 @@ def kvm_check(dev: str = "/dev/kvm") -> Check:
                  required=False)
 
 
-def checks() -> list[Check]:
-    provision = "run `make provision` (as root)"
+def _kernel_checks(kdir: Path, label: str, fix: str) -> list[Check]:
+    """A kernel's headers, and its image (kpgen reads its symbols and prototypes there)."""
+    try:
+        k = kmod.probe(kdir)
+    except KpgenError as exc:
+        return [Check(f"{label} headers", False, str(exc).splitlines()[0], fix)]
+    image = f"apt-get install linux-image-{k.release}"
+    return [Check(f"{label} headers", True, f"{k.release}: {k.kdir}"),
+            Check(f"{label} image", k.vmlinuz.is_file(),
+                  f"{k.vmlinuz}: its symbols, mcount table and BTF check targets and prototypes offline"
+                  if k.vmlinuz.is_file() else f"{k.vmlinuz} absent: targets and prototypes are not checked "
+                  "before loading, and `kpgen vm` cannot boot it", image, required=False)]
+
+
+def user_checks() -> list[Check]:
+    """What a user of the installed package needs, and has."""
     result = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0], "Python 3.11 or newer")]
+    running = os.uname().release
+    default = kmod.running_kdir()
+    headers = f"apt-get install linux-headers-{running}"
+    if default is not None:
+        result += _kernel_checks(default, f"kernel {running} (running, the default)", headers)
+    else:
+        try:
+            fallback = kmod.matrix_kdir()
+        except KpgenError as exc:
+            fallback = None
+            result.append(Check("kernel headers", False, str(exc), f"{headers} (or linux-headers-amd64)"))
+        result.append(Check(f"kernel {running} (running)", False, "its headers are not installed: the default "
+                            f"kernel is {fallback.parent.name if fallback else 'none'}", headers, required=False))
+        if fallback is not None:
+            result += _kernel_checks(fallback, f"kernel {fallback.parent.name} (the default)", headers)
+    others = sorted(p for p in Path("/lib/modules").glob("*/build") if p.is_dir() and p != default
+                    and p.parent.name != running and (default is not None or p != kmod.matrix_kdir()))
+    if others:
+        result.append(Check("other kernels", True, ", ".join(p.parent.name for p in others)
+                            + " (--kdir /lib/modules/RELEASE/build)", required=False))
+    result += [
+        _tool("make", "apt-get install make", ["make", "--version"]),
+        _tool("gcc", "apt-get install gcc (the version the kernel was built with: see its CONFIG_CC_VERSION_TEXT)",
+              ["gcc", "--version"]),
+        Check("libclang", importlib.util.find_spec("clang") is not None, "the C front end of kpgen diff and kpgen new",
+              "pip install libclang (a dependency of kpgen: reinstall kpgen)"),
+        _tool("kallsyms-finder", "pip install vmlinux-to-elf (a dependency of kpgen: reinstall kpgen)",
+              required=False),
+        _tool("apt-get", "kpgen source downloads Debian's linux-source-X.Y with it; elsewhere, give "
+              "kpgen diff --source DIR", required=False),
+        _tool("qemu-system-x86_64", "apt-get install qemu-system-x86 (for kpgen vm and kpgen snapshot)",
+              ["qemu-system-x86_64", "--version"], required=False),
+        _tool("vng", "pip install virtme-ng (a dependency of kpgen: reinstall kpgen)", ["vng", "--version"],
+              required=False),
+        kvm_check(),
+    ]
+    return result
+
+
+def dev_checks() -> list[Check]:
+    """What kpgen's own tests and benchmarks need (a checkout, `make provision`)."""
+    provision = "run `make provision` (as root)"
+    result: list[Check] = []
     for m in kmod.matrix():
         pkgs = " ".join(m.packages)
         try:
@@ -81,11 +144,8 @@ def checks() -> list[Check]:
         result.append(Check(f"kernel {m.name} symbol snapshot", snap.is_dir(), str(snap),
                             f"kpgen snapshot --kdir {k.kdir} (or any boot test)", required=False))
     result += [
-        _tool("make", provision, ["make", "--version"]),
-        _tool("gcc", provision, ["gcc", "--version"]),
-        _tool("qemu-system-x86_64", "apt-get install qemu-system-x86", ["qemu-system-x86_64", "--version"]),
-        _tool("vng", "pip install virtme-ng", ["vng", "--version"]),
-        kvm_check(),
+        _tool("qemu-system-x86_64", provision, ["qemu-system-x86_64", "--version"]),
+        _tool("vng", provision, ["vng", "--version"]),
         _tool("sparse", "apt-get install sparse", ["sparse", "--version"]),
         Check("checkpatch.pl", cstyle.checkpatch_path().is_file(), str(cstyle.checkpatch_path()), provision),
         _tool("shellcheck", "apt-get install shellcheck", ["shellcheck", "--version"]),
@@ -99,6 +159,16 @@ def checks() -> list[Check]:
     return result
 
 
+def checks(contributor: bool = False) -> list[Check]:
+    """The user's checks, and with `contributor` those of kpgen's own tests (the same tool once)."""
+    items = user_checks()
+    if contributor:
+        extra = dev_checks()
+        names = {c.what for c in extra}
+        items = [c for c in items if c.what not in names] + extra
+    return items
+
+
 def report(items: list[Check]) -> str:
     width = max(len(c.what) for c in items)
     lines = []
@@ -110,7 +180,8 @@ def report(items: list[Check]) -> str:
         lines.append(line)
     missing = [c for c in items if c.required and not c.ok]
     lines.append("everything kpgen needs is here" if not missing
-                 else f"{len(missing)} missing: `make provision` installs all of it")
+                 else f"{len(missing)} missing: the -> lines say how to get each (in a checkout of kpgen, "
+                 "`make provision` installs all of it)")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from . import klpcheck, klprelocs
-from .errors import BuildError, KernelError
+from .errors import BuildError
 from .kernel import Kernel, parse_symvers
 
 # License strings the kernel treats as GPL-compatible (include/linux/license.h).
@@ -69,31 +69,17 @@ def read_module(path: Path) -> ModuleInfo:
     return ModuleInfo(path=path, modinfo=modinfo, defined_functions=funcs, undefined=undefined)
 
 
-def klp_counts(kernel: Kernel) -> tuple[klpcheck.Counts, str]:
+def klp_counts(kernel: Kernel) -> klpcheck.Counts:
     """How many symbols of a name an object of the kernel has, for the klp symbols of built
-    modules: from the symbol snapshot, else from the kallsyms of the kernel's image and the
-    modules' files; and where that comes from. KernelError when neither is there."""
-    from . import ksyms, snapshot
-
-    snap = snapshot.load(kernel.release)
-    image = None if snap is not None else ksyms.vmlinux_symbols(kernel)
-    modules: dict[str, ksyms.ObjectSymbols | None] = {}
+    modules: from the facts the checks of `kpgen patch` use (targets.py: the symbol snapshot,
+    else the kernel's image and the modules' files); None for an object kpgen cannot read."""
+    from . import targets
 
     def counts(obj: str, name: str) -> int | None:
-        if snap is not None and obj in snap.objects:
-            return len(snap.symbols.get((obj, name), []))
-        if image is not None and obj == "vmlinux":
-            return len(image.objects["vmlinux"].positions(name, text=False))
-        if obj not in modules:
-            try:
-                modules[obj] = ksyms.module_symbols(kernel, obj)
-            except KernelError:
-                modules[obj] = None
-        table = modules[obj]
-        return None if table is None else len(table.positions(name, text=False))
+        found = targets.kernel_facts(kernel, [obj], []).get(obj)
+        return None if found is None else len(found.symbols.positions(name, text=False))
 
-    where = f"the symbol snapshot of {kernel.release}" if snap is not None else image.origin if image else ""
-    return counts, where
+    return counts
 
 
 def check_module(

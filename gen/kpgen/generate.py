@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import kbuild, ksyms, render, snapshot, spec
-from .errors import KernelError
+from . import checks, kbuild, render, spec
 from .kernel import Kernel
-from .klprelocs import SENTINEL, KlpSymbol
-from .model import MARKER, CoreModel, patch_model
+from .klprelocs import MANIFEST as KLP_MANIFEST, SENTINEL, KlpSymbol
+from .model import CORE_FILES, MARKER, CoreModel, patch_model
 from .resources import SAMPLES
 
 
@@ -50,35 +49,50 @@ def is_core_dir(directory: Path) -> bool:
     return (d / "kpatch.h").is_file() and (d / "core.c").is_file()
 
 
+def patch_paths(out_dir: Path, patch: spec.PatchSpec) -> list[Path]:
+    """The files rendering `patch` into out_dir writes (known before rendering it)."""
+    out = Path(out_dir)
+    return [out / f"{patch.name}.c", out / "Kbuild", out / KLP_MANIFEST, *(out / s.name for s in patch.sources)]
+
+
+def tree_paths(out_dir: Path, specs: Sequence[Path]) -> list[Path]:
+    """The files generate_tree writes: the core's and each spec's module's."""
+    paths = [Path(out_dir) / "core" / name for name in CORE_FILES]
+    for path in specs:
+        patch = spec.load(path)
+        paths += patch_paths(Path(out_dir) / "patches" / patch.name, patch)
+    return paths
+
+
 def core_files(kernel: Kernel) -> list[render.OutputFile]:
     return render.render_core(CoreModel(features=kernel.features, release=kernel.release))
 
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
-               core: list[render.OutputFile], snap: snapshot.Snapshot | None = None,
-               check_symbols: bool = True, notes: list[str] | None = None) -> list[render.OutputFile]:
-    """Render one patch module; the kernel symbols it uses that nobody exports become klp
-    relocations (klprelocs.py).
+               core: list[render.OutputFile], report: checks.Report | None = None) -> list[render.OutputFile]:
+    """Render one patch module; the kernel symbols it uses that nobody exports are its klp
+    symbols, which kpgen build turns into klp relocations after the link (klprelocs.py).
 
     The module is compiled once in a scratch tree to find them; each [[symbol]] table must
-    name one. With `check_symbols`, targets are checked against the symbol snapshot and the
-    klp symbols against the snapshot or, without one, the kallsyms of the kernel's image;
-    what could not be checked goes into `notes`.
+    name one. With a report to fill, the targets, symbols and prototypes are checked against
+    the kernel (checks.py) on that object.
     """
     model = replace(patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary()),
                     kernel_clears_relocs=kernel.features.clears_klp_relocs)
+    files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
     core_exports = ({m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
                     if patch.backend == "kpatch" else set())
-    files = render.render_patch(model, subdir)
-    unexported = _unexported(kernel, files, header, subdir, patch.name, core_exports)
-    for i, sym in enumerate(patch.symbols):
-        if sym.name not in unexported:
-            raise spec.SpecError(patch.path, f"symbol[{i}].name",
-                                 f"{sym.name!r} is not an unexported symbol the sources use",
-                                 "remove the [[symbol]] table, or fix the name")
-    if check_symbols:
-        _check_against_kernel(kernel, patch, snap, unexported, notes if notes is not None else [])
+    with tempfile.TemporaryDirectory(prefix="kpgen-object-") as tmp:
+        obj = Path(tmp) / f"{patch.name}.o"
+        unexported = _unexported(kernel, files, header, subdir, patch, core_exports, obj)
+        for i, sym in enumerate(patch.symbols):
+            if sym.name not in unexported:
+                raise spec.SpecError(patch.path, f"symbol[{i}].name",
+                                     f"{sym.name!r} is not an unexported symbol the sources use",
+                                     "remove the [[symbol]] table, or fix the name")
+        if report is not None:
+            checks.run(patch, kernel, obj, unexported, report)
     if not unexported:
         return files
     if kernel.config.get("CONFIG_LIVEPATCH") != "y":
@@ -88,15 +102,16 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
     model = replace(model, klp_symbols=_klp_symbols(patch, unexported))
     if model.clears_relocs:
         # the code that clears a module's relocations on this kernel uses symbols of its own
-        more = _unexported(kernel, render.render_patch(model, subdir), header, subdir, patch.name, core_exports)
+        more = _unexported(kernel, render.render_patch(model, subdir), header, subdir, patch, core_exports)
         model = replace(model, klp_symbols=_klp_symbols(patch, more))
     return render.render_patch(model, subdir)
 
 
-def _unexported(kernel: Kernel, files: list[render.OutputFile], header: bytes, subdir: str, name: str,
-                core_exports: set[str]) -> list[str]:
+def _unexported(kernel: Kernel, files: list[render.OutputFile], header: bytes, subdir: str, patch: spec.PatchSpec,
+                core_exports: set[str], keep_object: Path | None = None) -> list[str]:
     """The undefined symbols of the module's object that neither the kernel nor the core exports."""
-    undefined = kbuild.probe_symbols(kernel, files, header, subdir, name)
+    undefined = kbuild.probe_symbols(kernel, files, header, subdir, patch.name, keep_object=keep_object,
+                                     sources=patch.sources)
     return sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
 
 
@@ -106,41 +121,15 @@ def _klp_symbols(patch: spec.PatchSpec, names: list[str]) -> tuple[KlpSymbol, ..
                  for n in names)
 
 
-def _check_against_kernel(kernel: Kernel, patch: spec.PatchSpec, snap: snapshot.Snapshot | None,
-                          unexported: list[str], notes: list[str]) -> None:
-    """Targets against the symbol snapshot; klp symbols against it or the image's kallsyms."""
-    if snap is not None:
-        notes += snapshot.validate(patch, snap, unexported)
-        return
-    notes.append(f"no symbol snapshot of {kernel.release}: targets are checked at load time only "
-                 f"(`kpgen snapshot --kdir {kernel.kdir}` takes one)")
-    if not unexported:
-        return
-    try:
-        image = ksyms.vmlinux_symbols(kernel)
-    except KernelError as exc:
-        notes.append(f"the unexported symbols the sources use are checked at load time only: {exc}")
-        return
-    rows = [(t, n, "vmlinux") for t, n in image.objects["vmlinux"].entries]
-    for obj in sorted({s.object for s in patch.symbols} - {"vmlinux"}):
-        with contextlib.suppress(KernelError):
-            rows += [(t, n, obj) for t, n in image.object(kernel, obj).entries]
-    offline = snapshot.parse(kernel.release, "\n".join(f"{t} {n} [{o}]" if o != "vmlinux" else f"{t} {n}"
-                                                       for t, n, o in rows), "")
-    notes += [n.replace("was not loaded when the snapshot was taken", "is not installed")
-              for n in snapshot.validate_symbols(patch, offline, unexported)]
-    notes.append(f"the unexported symbols the sources use are checked against {image.origin}")
-
-
-def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path],
-              unchecked: Sequence[Path] = ()) -> list[render.OutputFile]:
+def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = (),
+              report: checks.Report | None = None) -> list[render.OutputFile]:
     """Render the core (out_dir/core) and each spec (out_dir/patches/<name>) in memory.
 
-    Specs in `unchecked` skip the checks against the kernel's symbols: the boot tests'
-    deliberately broken patches must reach the kernel to show it refusing them.
+    Specs in `unchecked` skip the checks against the kernel: the boot tests' deliberately
+    broken patches must reach the kernel to show it refusing them.
     """
     core = core_files(kernel)
-    snap = snapshot.load(kernel.release)
+    report = report if report is not None else checks.Report()
     files = list(core)
     names: dict[str, Path] = {}
     for path in [*specs, *unchecked]:
@@ -151,19 +140,20 @@ def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path],
         names[patch.name] = path
         subdir = f"patches/{patch.name}"
         files += plan_patch(kernel, patch, Path(out_dir) / subdir, Path(out_dir) / "core", subdir, core,
-                            snap, check_symbols=path not in unchecked)
+                            None if path in unchecked else report)
     return files
 
 
-def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = ()) -> list[Path]:
-    return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked))
+def generate_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = (),
+                  report: checks.Report | None = None, force: bool = False) -> list[Path]:
+    return render.write(out_dir, plan_tree(kernel, out_dir, specs, unchecked, report), force)
 
 
 def generate_patch(kernel: Kernel, spec_path: Path, out_dir: Path, core_dir: Path,
-                   backend: str | None = None, notes: list[str] | None = None) -> list[Path]:
-    """Render one patch module into out_dir (its own directory); `backend` overrides the spec's.
-    What could not be checked against the kernel goes into `notes`."""
+                   backend: str | None = None, report: checks.Report | None = None,
+                   force: bool = False) -> list[Path]:
+    """Render one patch module into out_dir (its own directory); `backend` overrides the spec's."""
     patch = spec.with_backend(spec.load(spec_path), backend)
     files = plan_patch(kernel, patch, Path(out_dir), Path(core_dir), ".", core_files(kernel),
-                       snapshot.load(kernel.release), notes=notes)
-    return render.write(out_dir, files)
+                       report if report is not None else checks.Report())
+    return render.write(out_dir, files, force)

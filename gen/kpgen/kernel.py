@@ -7,6 +7,7 @@ Everything the templates branch on is decided here from the kernel's own files
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -101,10 +102,16 @@ class Kernel:
         return Path("/boot") / f"vmlinuz-{self.release}"
 
 
-def default_kdir() -> Path:
-    """The default kernel of every command that takes --kdir: the first kernel of the matrix
-    (gen/kpgen/data/kernels.toml, 6.1: what kmod/ holds) that is installed, else the newest
-    installed /lib/modules/*/build (versions compared as numbers). The Makefile asks this too."""
+def running_kdir() -> Path | None:
+    """The running kernel's build directory (`uname -r`), when its headers are installed."""
+    kdir = Path("/lib/modules") / os.uname().release / "build"
+    return kdir if (kdir / "Makefile").is_file() else None
+
+
+def matrix_kdir() -> Path:
+    """The first kernel of the matrix (gen/kpgen/data/kernels.toml, 6.1: what kmod/ holds) that
+    is installed, else the newest installed /lib/modules/*/build (versions compared as numbers).
+    The Makefile regenerates kmod/ for this one."""
     for entry in matrix():
         found = find_kdir(entry.release_glob)
         if found is not None:
@@ -116,6 +123,22 @@ def default_kdir() -> Path:
             "headers (apt-get install linux-headers-amd64) or pass --kdir DIR"
         )
     return max(dirs, key=lambda p: _version_key(p.parent.name))
+
+
+def default_kdir() -> Path:
+    """The default kernel of every command that takes --kdir, as kpatch-build and Kbuild
+    choose it: the running kernel when its headers are installed, else matrix_kdir()."""
+    return running_kdir() or matrix_kdir()
+
+
+DEFAULT_KDIR_HELP = ("the kernel's build directory (default: the running kernel's, /lib/modules/$(uname -r)/build, "
+                     "when its headers are installed, else the first installed kernel of Debian's 6.1, 6.12, 6.1-rt)")
+
+
+def kdir_of(release: str) -> Path | None:
+    """The build directory of an installed kernel release."""
+    kdir = Path("/lib/modules") / release / "build"
+    return kdir if kdir.is_dir() else None
 
 
 def series(release: str) -> str:

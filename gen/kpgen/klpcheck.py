@@ -115,6 +115,6 @@ def check_symbols(uses: Iterable[KlpUse], counts: Counts) -> tuple[list[str], li
                             f"(section {u.section}): livepatch refuses the ambiguity")
         elif u.sympos > n:
             problems.append(f"klp symbol {u.name} has sympos {u.sympos} but appears {n} time(s) in {u.object}")
-    notes = [f"klp symbols of {obj} ({', '.join(names)}) not checked: {obj} is neither in the symbol snapshot "
-             "nor installed" for obj, names in sorted(unknown.items())]
+    notes = [f"klp symbols of {obj} ({', '.join(names)}) not checked: kpgen cannot read the symbols of {obj} "
+             "(neither in the symbol snapshot nor installed)" for obj, names in sorted(unknown.items())]
     return problems, notes

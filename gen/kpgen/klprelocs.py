@@ -334,9 +334,12 @@ def verify(before: bytes, after: bytes, conversion: Conversion) -> None:
 
 def postlink(ko: Path, manifest: Path) -> Conversion | None:
     """The post-link step on a built module: convert, verify, then replace the file (atomically).
-    None when the module was converted before (Kbuild left it as it was)."""
+    None when there is nothing to do: no klp symbol, or a module converted before (Kbuild left
+    it as it was)."""
     ko = Path(ko)
     symbols = read_manifest(manifest)
+    if not symbols:
+        return None
     before = ko.read_bytes()
     if before.endswith(SIGNATURE_MAGIC):
         raise BuildError(f"{ko} is signed: the klp relocations must be written before signing; rebuild it")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from . import ownership
 from .errors import UsageError
 from .klprelocs import MANIFEST as KLP_MANIFEST
 from .model import CORE_FILES, CoreModel, PatchModel
@@ -58,8 +59,8 @@ def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:
         OutputFile(Path(subdir) / f"{patch.name}.c", _render_patch(env, c_template, patch)),
         OutputFile(Path(subdir) / "Kbuild", _render_patch(env, kbuild_template, patch)),
     ]
-    if patch.klp_symbols:
-        files.append(OutputFile(Path(subdir) / KLP_MANIFEST, _render_patch(env, "patch/klp-symbols.h.j2", patch)))
+    # always, so that a module that stopped using unexported symbols has its old list replaced
+    files.append(OutputFile(Path(subdir) / KLP_MANIFEST, _render_patch(env, "patch/klp-symbols.h.j2", patch)))
     # The developer's sources travel with the module, byte for byte.
     for src in patch.source_paths:
         files.append(OutputFile(Path(subdir) / src.name, src.read_bytes()))
@@ -71,22 +72,37 @@ def _render_patch(env: jinja2.Environment, template: str, patch: PatchModel) -> 
     return text.encode("utf-8")
 
 
-def write(out_dir: Path, files: list[OutputFile]) -> list[Path]:
+def require_writable(dirs: list[Path], option: str = "-o DIR") -> None:
+    """Refuse output directories kpgen could not create or write into (checked before any long step)."""
+    for d in dirs:
+        probe = Path(os.path.abspath(d))
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        problem = "" if probe.is_dir() else f"{probe} is not a directory"
+        if not problem:
+            # the one sure test: make a directory there (root passes every permission check,
+            # and a file system such as /proc refuses what it allows)
+            try:
+                tempfile.TemporaryDirectory(dir=probe, prefix=".kpgen-probe-").cleanup()
+            except OSError as exc:
+                problem = f"{probe}: {exc.strerror}"
+        if problem:
+            raise UsageError(f"output directory {d} is not writable ({problem}): "
+                             f"choose another {option} or fix its permissions")
+
+
+def write(out_dir: Path, files: list[OutputFile], force: bool = False) -> list[Path]:
     """Write files under out_dir, leaving unchanged ones untouched; return the paths written.
 
     Everything was rendered before this is called, and the directories are checked
-    first, so a bad output directory leaves nothing half-written.
+    first, so a bad output directory leaves nothing half-written. A file kpgen did not write,
+    or that was edited since, is not replaced unless `force` (ownership.py).
     """
     out_dir = Path(out_dir)
-    dirs = sorted({(out_dir / f.path).parent for f in files})
-    for d in dirs:
-        probe = d
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-            raise UsageError(f"output directory {d} is not writable ({probe} is not a writable directory): "
-                             "choose another -o DIR or fix its permissions")
-    written: list[Path] = []
+    require_writable(sorted({(out_dir / f.path).parent for f in files}))
+    contents = {out_dir / f.path: f.content for f in files}
+    ownership.refuse(contents, force)
+    changed: list[Path] = []
     for f in files:
         target = out_dir / f.path
         if target.is_file() and target.read_bytes() == f.content:
@@ -101,5 +117,6 @@ def write(out_dir: Path, files: list[OutputFile]) -> list[Path]:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        written.append(target)
-    return written
+        changed.append(target)
+    ownership.record(contents)
+    return changed

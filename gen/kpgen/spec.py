@@ -141,6 +141,26 @@ class SpecError(UsageError):
         super().__init__(f"{where}: {problem}; {fix}")
 
 
+# what TOML calls the types tomllib gives
+TOML_TYPES = {"str": "a string", "int": "an integer", "float": "a float", "bool": "a boolean", "list": "an array",
+              "dict": "a table", "datetime": "a date-time", "date": "a date", "time": "a time"}
+
+
+def shown(value: object) -> str:
+    """A spec's value as TOML writes it, for messages (strings quoted as everywhere else).
+
+    >>> shown(True), shown(1.5), shown("x"), shown([1]), shown({})
+    ('true', '1.5', "'x'", 'an array', 'a table')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return TOML_TYPES.get(type(value).__name__, "a value")
+
+
 def _strip_c_comments(text: str) -> str:
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     return re.sub(r"//[^\n]*", " ", text)
@@ -155,7 +175,8 @@ def defines_function(c_text: str, name: str) -> bool:
 
 def _check_ident(path: Path, key: str, value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise SpecError(path, key, f"must be a string, got {type(value).__name__}", f"write {key} = \"...\"")
+        got = TOML_TYPES.get(type(value).__name__, "a value")
+        raise SpecError(path, key, f"must be a string, got {got}", f"write {key} = \"...\"")
     if not IDENT_RE.match(value) or len(value) > KSYM_NAME_MAX:
         raise SpecError(path, key, f"{value!r} is not a C identifier", f"give the {what} as a plain C name")
     if value in C_KEYWORDS:
@@ -188,7 +209,7 @@ def check_backend(path: Path, key: str, value: object) -> str:
     if value not in BACKENDS:
         allowed = (f"give {key} " + " or ".join(BACKENDS) if key.startswith("--")
                    else f"write {key} = " + " or ".join(f'"{b}"' for b in BACKENDS))
-        raise SpecError(path, key, f"{value!r} is not a backend",
+        raise SpecError(path, key, f"{shown(value)} is not a backend",
                         allowed + " (kpatch: kpgen's core, the default; livepatch: the kernel's own livepatch)")
     assert isinstance(value, str)
     return value
@@ -226,7 +247,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
     name = data["name"]
     if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MODULE_NAME_MAX:
         raise SpecError(
-            path, "name", f"{name!r} is not a valid module name",
+            path, "name", f"{shown(name)} is not a valid module name",
             f"use lower-case letters, digits and '_', starting with a letter, at most {MODULE_NAME_MAX} characters",
         )
     if name == "kpatch" or name.startswith("kpatch_") or name in C_KEYWORDS:
@@ -243,7 +264,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
     backend = check_backend(path, "backend", data.get("backend", "kpatch"))
     replace = data.get("replace", False)
     if not isinstance(replace, bool):
-        raise SpecError(path, "replace", f"{replace!r} is not true or false",
+        raise SpecError(path, "replace", f"{shown(replace)} is not true or false",
                         "write replace = true for a cumulative patch that takes over every enabled patch")
     functions = _validate_functions(path, data["function"])
     generated = re.compile(GENERATED_RE_TEMPLATE.format(name=re.escape(name), suffixes="|".join(GENERATED_SUFFIXES)))
@@ -296,7 +317,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
 
 def _check_sympos(path: Path, key: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
-        raise SpecError(path, key, f"{value!r} is not a whole number from 0 to 65535",
+        raise SpecError(path, key, f"{shown(value)} is not a whole number from 0 to 65535",
                         "write sympos = N, counting same-named symbols from 1 (0: the name is unique)")
     return value
 
@@ -320,7 +341,7 @@ def _validate_symbols(path: Path, value: object) -> tuple[SymbolSpec, ...]:
         ksym = table.get("kallsyms", "")
         if "kallsyms" in table and (not isinstance(ksym, str) or not KALLSYMS_RE.match(ksym)
                                     or len(ksym) > KSYM_NAME_MAX):
-            raise SpecError(path, f"{prefix}.kallsyms", f"{ksym!r} is not a kallsyms name",
+            raise SpecError(path, f"{prefix}.kallsyms", f"{shown(ksym)} is not a kallsyms name",
                             "give the name as /proc/kallsyms shows it, e.g. \"last_check.2\"")
         if ksym == name:
             ksym = ""
@@ -371,16 +392,18 @@ def _validate_shadows(path: Path, value: object) -> tuple[ShadowSpec, ...]:
         unknown = sorted(set(table) - SHADOW_KEYS)
         if unknown:
             raise SpecError(path, f"{prefix}.{unknown[0]}", "unknown key", f"use only {', '.join(sorted(SHADOW_KEYS))}")
-        name = table.get("name")
+        if "name" not in table:
+            raise SpecError(path, f"{prefix}.name", "missing", 'add name = "..." to the table')
+        name = table["name"]
         if not isinstance(name, str) or not SHADOW_NAME_RE.match(name) or len(name) > 64:
-            raise SpecError(path, f"{prefix}.name", f"{name!r} is not a shadow variable name",
+            raise SpecError(path, f"{prefix}.name", f"{shown(name)} is not a shadow variable name",
                             "use lower-case letters, digits and '_', starting with a letter: the sources "
                             "use it as KPGEN_SHADOW_<NAME>")
         if any(s.name == name for s in result):
             raise SpecError(path, f"{prefix}.name", f"{name!r} is listed twice", "list each shadow variable once")
         sid = table.get("id", shadow_id(name))
         if not isinstance(sid, int) or isinstance(sid, bool) or not 1 <= sid <= 0xFFFFFFFF:
-            raise SpecError(path, f"{prefix}.id", f"{sid!r} is not a whole number from 1 to 4294967295",
+            raise SpecError(path, f"{prefix}.id", f"{shown(sid)} is not a whole number from 1 to 4294967295",
                             "write id = N, the klp_shadow id every patch sharing these variables uses")
         if any(s.id == sid for s in result):
             raise SpecError(path, f"{prefix}.id", f"id {sid} is also the id of another [[shadow]]",
@@ -390,7 +413,7 @@ def _validate_shadows(path: Path, value: object) -> tuple[ShadowSpec, ...]:
             dtor = _check_ident(path, f"{prefix}.destructor", dtor, "destructor")
         free = table.get("free", "unload")
         if free not in SHADOW_FREE:
-            raise SpecError(path, f"{prefix}.free", f"{free!r} is not one of {', '.join(SHADOW_FREE)}",
+            raise SpecError(path, f"{prefix}.free", f"{shown(free)} is not one of {', '.join(SHADOW_FREE)}",
                             'write free = "unload" (the default), "disable" or "never"')
         result.append(ShadowSpec(name=name, id=sid, destructor=dtor, free=free))
     return tuple(result)
@@ -398,7 +421,7 @@ def _validate_shadows(path: Path, value: object) -> tuple[ShadowSpec, ...]:
 
 def _check_object(path: Path, key: str, value: object) -> str:
     if not isinstance(value, str) or not OBJECT_RE.match(value) or len(value) > MODULE_NAME_MAX:
-        raise SpecError(path, key, f"{value!r} is not 'vmlinux' or a module name",
+        raise SpecError(path, key, f"{shown(value)} is not 'vmlinux' or a module name",
                         "write object = \"vmlinux\" or the name of the kernel module")
     obj = value.replace("-", "_")
     if obj == "kpatch":
@@ -461,7 +484,7 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
         sympos = _check_sympos(path, f"{prefix}.sympos", table.get("sympos", 0))
         force = table.get("force", False)
         if not isinstance(force, bool):
-            raise SpecError(path, f"{prefix}.force", f"{force!r} is not true or false",
+            raise SpecError(path, f"{prefix}.force", f"{shown(force)} is not true or false",
                             "write force = true to switch this function without the activeness check")
         key3 = (obj, target, sympos)
         if key3 in seen:

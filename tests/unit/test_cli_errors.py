@@ -34,9 +34,9 @@ def test_output_directory_that_cannot_be_made(tmp_path):
 
 
 def test_new_with_a_missing_kernel_directory_writes_nothing(tmp_path):
-    one_line_error(kpgen("new", "fix", "--target", "cmdline_proc_show", "--kdir", "/nonexistent", cwd=tmp_path),
+    one_line_error(kpgen("new", "fix_x", "--target", "cmdline_proc_show", "--kdir", "/nonexistent", cwd=tmp_path),
                    3, "/nonexistent")
-    assert not (tmp_path / "fix").exists()
+    assert not (tmp_path / "fix_x").exists()
 
 
 def test_check_of_a_file_that_is_no_module(tmp_path):
@@ -66,7 +66,7 @@ def test_patch_refuses_a_core_of_another_kernel(tmp_path):
     _tree_for("6.12", tmp_path / "tree")
     k61 = next(m for m in kernel.matrix() if m.name == "6.1").kdir()
     one_line_error(kpgen("patch", str(SAMPLE), "--kdir", str(k61), "--core", str(tmp_path / "tree/core"),
-                         "-o", str(tmp_path / "p")), 2, "generated for 6.12")
+                         "-o", str(tmp_path / "p")), 2, "generated for kernel 6.12")
     assert not (tmp_path / "p").exists()
 
 

@@ -261,12 +261,17 @@ def test_commands_table_shows_every_command_and_option():
             rows[usage.split()[0]] = usage.replace("\\|", "|")
     commands = subcommands()
     assert set(rows) == set(commands), "the README's commands table and kpgen's commands differ"
+    # the options every command takes are said once, below the table
+    common = {"-h", "--help", "-q", "--quiet", "-v", "--verbose"}
+    below = section_of(REPO_ROOT / "README.md", "## Commands").split("| --- | --- |")[1]
+    for option in ("-q", "-v"):
+        assert f"`{option}`" in below, f"the README does not say what {option} does"
     for name, usage in rows.items():
         shown = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", usage))
-        options = {s for a in commands[name]._actions for s in a.option_strings} - {"-h", "--help"}
+        options = {s for a in commands[name]._actions for s in a.option_strings} - common
         assert shown <= options, f"kpgen {name}: the table shows {shown - options}, which kpgen does not accept"
         for action in commands[name]._actions:
-            if action.option_strings and not set(action.option_strings) & (shown | {"-h"}):
+            if action.option_strings and not set(action.option_strings) & (shown | common):
                 pytest.fail(f"kpgen {name}: the table does not show {'/'.join(action.option_strings)}")
 
 

@@ -126,8 +126,8 @@ def test_objects_whose_symbols_are_unknown_are_noted_not_refused(tmp_path):
     _, uses = klpcheck.check(after)
     problems, notes = klpcheck.check_symbols(uses, lambda o, n: None if o == "some_mod" else 1)
     assert problems == []
-    assert notes == ["klp symbols of some_mod (mod_var) not checked: some_mod is neither in the symbol snapshot "
-                     "nor installed"]
+    assert notes == ["klp symbols of some_mod (mod_var) not checked: kpgen cannot read the symbols of some_mod "
+                     "(neither in the symbol snapshot nor installed)"]
 
 
 def test_postlink_replaces_the_module_once(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import generate, kernel, model, render
+from kpgen import generate, kernel, model, ownership, render
 from kpgen.kernel import KernelFeatures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,10 +99,16 @@ def test_kmod_matches_the_generator(tmp_path):
     if old_features != k.features.summary():
         pytest.fail(f"kmod/ was generated for {old_release} ({old_features}); this machine's default kernel "
                     f"{k.release} probes differently ({k.features.summary()}): run `make generate` and commit kmod/")
-    changed = [name for name in fresh
-               if fresh[name] != committed[name].replace(old_release.encode(), k.release.encode())]
+    changed = [name for name in fresh if not name.endswith(ownership.MANIFEST)
+               and fresh[name] != committed[name].replace(old_release.encode(), k.release.encode())]
     assert not changed, (f"kmod/ is stale in {changed} (generated for {old_release}, this kernel is {k.release}): "
                          "run `make generate` and commit")
+    # each directory's manifest lists its files as committed (sha256sum -c would pass)
+    for name in (n for n in committed if n.endswith(ownership.MANIFEST)):
+        directory = (REPO / "kmod" / name).parent
+        listed = ownership.read(directory)
+        assert listed == {p.name: ownership.digest(p.read_bytes()) for p in directory.iterdir()
+                          if p.is_file() and p.name != ownership.MANIFEST}, f"kmod/{name} is stale: run `make generate`"
 
 
 @pytest.mark.parametrize("text", ["a */ b /* c"])

@@ -8,7 +8,8 @@ import pytest
 
 from kpgen import cli, spec
 
-GOOD_C = "static int fix_show(void)\n{\n\treturn 0;\n}\n"
+# the prototype of cmdline_proc_show(): kpgen checks it against the kernel's
+GOOD_C = "struct seq_file;\n\nstatic int fix_show(struct seq_file *m, void *v)\n{\n\treturn 0;\n}\n"
 GOOD = """\
 name = "fix_demo"
 description = "demo"

@@ -58,13 +58,20 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
+def outside_env() -> dict[str, str]:
+    """The environment without what points into the checkout: with PYTHONPATH set to gen/, pip
+    would take the checkout's kpgen (an egg-info there) for installed and skip the wheel."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment, outside the checkout, with kpgen's wheel installed."""
     root = tmp_path_factory.mktemp("venv")
     env_dir = root / "venv"
-    run([sys.executable, "-m", "venv", str(env_dir)], cwd=root)
-    run([str(env_dir / "bin/pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=root)
+    run([sys.executable, "-m", "venv", str(env_dir)], cwd=root, env=outside_env())
+    run([str(env_dir / "bin/pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=root,
+        env=outside_env())
     return env_dir
 
 
@@ -83,7 +90,7 @@ def test_wheel_carries_the_top_level_templates(wheel: Path) -> None:
 
 
 def test_wheel_runs_the_readme_walkthrough(venv: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = outside_env()
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     work = tmp_path / "work"
     work.mkdir()
