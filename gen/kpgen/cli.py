@@ -248,7 +248,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             result = kbuild.build(k, d, None if is_core else core)
         for ko in result.modules:
             symvers = None if is_core else (core or d / "../../core") / "Module.symvers"
-            verdict = elfcheck.check_module(ko, k, symvers)
+            verdict = elfcheck.check_module(ko, k, symvers, klp_symbols=elfcheck.klp_counts(k))
             failed += _print_verdict(verdict)
         for w in result.warnings:
             print(f"  {w}")
@@ -256,6 +256,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_verdict(verdict: elfcheck.Verdict) -> int:
+    for note in verdict.notes:
+        print(f"{verdict.path}: note: {note}")
     if verdict.ok:
         print(f"{verdict.path}: ok")
         return 0
@@ -282,7 +284,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for ko in modules:
         failed += _print_verdict(elfcheck.check_module(ko, k, symvers, replacements,
-                                                       patch.backend if patch else None))
+                                                       patch.backend if patch else None, elfcheck.klp_counts(k)))
     return 1 if failed else 0
 
 

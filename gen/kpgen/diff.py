@@ -256,101 +256,25 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, progress: Calla
         objsyms = syms.object(k, obj)
         parts = []
         for w in works:
-            parts.append(_plan_unit(k, p, w, src.root, overlay, objsyms, syms.ibt, progress))
+            parts.append(_plan_unit(k, p, w, src.root, overlay, objsyms, progress))
         if not p.targets:
             raise DiffRefused(f"{patch} changes no function's compiled code in {k.release}: nothing to patch")
-        _with_copies(k, p, patch, parts, src.root, work, objsyms, syms.ibt)
+        _finish(k, p, patch, parts, work)
     return p
 
 
-def _check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, ibt: bool) -> list[str]:
-    """Compile the module once, as `kpgen patch` will: every kernel symbol it needs must be
-    reachable. On IBT kernels, the functions it would call through a pointer that have no ENDBR
-    are returned: they must be copied."""
-    no_endbr: list[str] = []
-    from . import generate, kbuild, spec as kspec
+def _finish(k: Kernel, p: Plan, patch: Path | None, parts: list[UnitPart], work: Path) -> None:
+    """fix.c and the spec, and the module compiled once as `kpgen patch` will: the kernel
+    symbols it uses that nobody exports become klp relocations, checked against the kernel."""
+    from . import checks, generate, spec as kspec
 
+    p.fix_c = _fix_c(p, k, patch, parts)
+    p.spec = _spec(p, patch)
+    where = work / "check"
     write(p, where)
-    patch = kspec.load(where / f"{p.name}.toml")
-    core = generate.core_files(k)
-    model_files = generate.render.render_patch(
-        generate.patch_model(patch, where / "module", where / "core", k.release, k.features.summary()), "module")
-    header = next(f.content for f in core if f.path.name == "kpatch.h")
-    undefined, called = kbuild.probe_symbols(k, model_files, header, "module", patch.name)
-    core_exports = {m.decode() for f in core if f.path.suffix == ".c" for m in generate.EXPORT_RE.findall(f.content)}
-    unexported = sorted(undefined - set(k.exports) - core_exports - generate.MODPOST_SYMBOLS)
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.fix_c))
-    vm = ksyms.vmlinux_symbols(k).objects["vmlinux"]
-    for name in unexported:
-        if name not in words:
-            raise DiffRefused(f"the patched code needs {name}, which the kernel does not export, through an "
-                              "inline function of the kernel headers: kpgen can redirect only the names fix.c "
-                              "itself uses; patch the functions that call that inline function differently")
-        if ibt and name in called:
-            table = objsyms if objsyms.has(name) else vm
-            pos = table.positions(name)
-            if table.endbr is not None and pos and not any(table.endbr.get(i) for i in pos):
-                no_endbr.append(name)
-    return no_endbr
-
-
-MAX_COPY_ROUNDS = 3
-
-
-def _with_copies(k: Kernel, p: Plan, patch: Path | None, parts: list[UnitPart], tree: Path, work: Path,
-                 objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
-    """fix.c and the spec, with copies of the functions without ENDBR that the code calls
-    (IBT kernels), each taken from its own file, until none is left."""
-    copies: list[UnitPart] = []
-    copied: set[str] = set()
-    for _ in range(MAX_COPY_ROUNDS + 1):
-        p.fix_c = _fix_c(p, k, patch, [*copies, *parts])
-        p.spec = _spec(p, patch)
-        try:
-            need = [n for n in _check_module(k, p, work / "check", objsyms, ibt) if n not in copied]
-        except BuildError as exc:
-            if not copied:
-                raise
-            first = next((line.strip() for line in str(exc).splitlines() if "error:" in line), str(exc)[:200])
-            raise DiffRefused(f"the patched code calls functions without ENDBR in {k.release} (IBT: "
-                              f"{', '.join(sorted(copied))}), and the copies kpgen made do not compile on their "
-                              f"own ({first}): a call through a pointer would fault on IBT hardware") from None
-        if not need:
-            return
-        if len(copies) >= MAX_COPY_ROUNDS * 4:
-            break
-        for name in need:
-            copies.insert(0, _copy_from_its_file(k, p, tree, work, name, objsyms, ibt))
-            copied.add(name)
-    raise DiffRefused(f"the patched code needs copies of more functions without ENDBR in {k.release} "
-                      f"than kpgen makes ({', '.join(sorted(copied))}): patch fewer functions")
-
-
-def _copy_from_its_file(k: Kernel, p: Plan, tree: Path, work: Path, name: str, objsyms: ksyms.ObjectSymbols,
-                        ibt: bool) -> UnitPart:
-    try:
-        rel = find_definition(tree, name)
-    except UsageError:
-        raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT): a call "
-                          "through a pointer would fault on IBT hardware, and kpgen finds no one file that "
-                          "defines it to copy it from") from None
-    unit = tu.locate(k, tree, rel)
-    if unit.object != objsyms.name:
-        raise DiffRefused(f"the patched code calls {name}(), which has no ENDBR in {k.release} (IBT) and is in "
-                          f"{unit.object}, not {objsyms.name}: kpgen cannot copy it")
-    out = work / f"copy-{name}.o"
-    argv = tu.compile_argv(k, unit, tree, None, tree / unit.rel, out)
-    proc = tu.run_compile(argv, k, unit.rel)
-    parsed = extract.parse(tree / unit.rel, argv, [tree])
-    tu.wait_compile(proc, unit.rel)
-    obj = objdiff.read(out)
-    w = UnitWork(unit, obj, obj, objdiff.Comparison((), (), (), (), ()), argv, argv, (parsed, parsed))
-    why = (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, so it is copied from "
-           f"{rel} under its own name")
-    p.decide(name, "copy", why)
-    part = _extract_unit(k, p, w, parsed, set(), set(), objsyms, ibt, {objdiff.base_name(n) for n in obj.functions()},
-                         set(obj.variables()), copies={name: why})
-    return part
+    patch_spec = kspec.load(where / f"{p.name}.toml")
+    generate.plan_patch(k, patch_spec, where / "module", where / "core", "module", generate.core_files(k),
+                        checks.Report())
 
 
 def _refuse_special(p: Plan, w: UnitWork) -> None:
@@ -398,7 +322,7 @@ class UnitPart:
 
 
 def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsyms: ksyms.ObjectSymbols,
-               ibt: bool, progress: Callable[[str], object]) -> UnitPart:
+               progress: Callable[[str], object]) -> UnitPart:
     new_p, old_p = w.parsed
     _layout_refusal(w, old_p, new_p, tree, overlay)
     _refuse_special(p, w)
@@ -465,14 +389,12 @@ def _plan_unit(k: Kernel, p: Plan, w: UnitWork, tree: Path, overlay: Path, objsy
         p.decide(t, "target", r or "its compiled code changed")
     for a in sorted(added):
         p.decide(a, "new", "a function the diff adds: compiled into the patch module")
-    return _extract_unit(k, p, w, new_p, set(targets), added, objsyms, ibt, unit_funcs, unit_vars)
+    return _extract_unit(k, p, w, new_p, set(targets), added, objsyms, unit_funcs, unit_vars)
 
 
 def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targets: set[str], added: set[str],
-                  objsyms: ksyms.ObjectSymbols, ibt: bool, unit_funcs: set[str], unit_vars: set[str],
-                  copies: dict[str, str] | None = None) -> UnitPart:
-    """The C for one unit: its targets replaced, what the diff adds, and (`copies`: name ->
-    reason) functions of this file copied for another unit's code."""
+                  objsyms: ksyms.ObjectSymbols, unit_funcs: set[str], unit_vars: set[str]) -> UnitPart:
+    """The C for one unit: its targets replaced, what the diff adds, and what they need."""
     rel = w.unit.rel
     renames = {t: PREFIX + t.lstrip("_") for t in targets}
     syscalls: dict[str, list[str]] = {}  # the system call's name -> its entry points to replace
@@ -488,13 +410,6 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if key not in parsed.entities or extract.function_body(parsed.entities[key]) is None:
             raise DiffRefused(f"the system call {name} of {rel} has no SYSCALL_DEFINE body kpgen can find")
         emit_keys[key] = "syscall"
-        queue.append(key)
-    for c, why in sorted((copies or {}).items()):
-        key = ("func", c)
-        if key not in parsed.entities or not parsed.entities[key].definition:
-            raise DiffRefused(f"{c}() is not defined in {rel} as a function kpgen can copy")
-        emit_keys[key] = "copy"
-        comments[key] = why
         queue.append(key)
     for t in sorted((targets | added) - {f"__{abi}_sys_{n}" for n, abis in syscalls.items() for abi in abis}):
         key = ("func", t)
@@ -552,7 +467,7 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
             if d in parsed.new_names:
                 how_d, why = "define", "new in the diff: compiled into the patch module"
             elif d[0] == "func":
-                how_d, why = _decide_function(k, parsed, de, objsyms, ibt, rel)
+                how_d, why = _decide_function(k, parsed, de, objsyms, rel)
             else:
                 how_d, why = _decide_variable(k, parsed, de, objsyms, rel)
             emit_keys[d] = how_d
@@ -581,7 +496,7 @@ def _extract_unit(k: Kernel, p: Plan, w: UnitWork, parsed: extract.Parsed, targe
         if how == "syscall":
             emit.append((key[1], _syscall_text(parsed, e, renames, rel, syscalls[e.name[len("__do_sys_"):]])))
             continue
-        if how in ("extern", "plain-extern", "elsewhere"):
+        if how in ("extern", "plain-extern"):
             decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
             emit.append((key[1], f"{_comment(f'{e.name}: {comments[key]}')}\n{decl}"))
         elif e.ns == "macro":
@@ -731,7 +646,7 @@ def _local_static_name(w: UnitWork, func: str, var: str) -> str | None:
     return None
 
 
-def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols, ibt: bool,
+def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols,
                      rel: str) -> tuple[str, str]:
     name = e.name
     static = extract.is_static(e)
@@ -739,17 +654,9 @@ def _decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: k
         if extract.declared_in_header(p, e):
             return "header", "exported, declared by a kernel header"
         return "plain-extern", "exported by the kernel: called as it is"
-    pos = objsyms.positions(name)
-    weak = e.definition and re.search(r"\b__weak\b|__attribute__\(\(weak\)\)", p.text(e.file, e.start, e.end))
-    if pos:
-        if ibt and objsyms.endbr is not None and not any(objsyms.endbr.get(i) for i in pos):
-            if e.definition and not weak:
-                return "copy", (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, "
-                                f"so it is copied from {rel}")
-            return "elsewhere", (f"has no ENDBR in {k.release} (IBT) and is defined in another file: copied "
-                                 "from there")
+    if objsyms.positions(name):
         where = "static in " + rel if static else "not exported"
-        return "extern", f"{where}: the running kernel's own function, reached through kallsyms"
+        return "extern", f"{where}: the running kernel's own function, called through a klp relocation"
     if e.definition:
         return "copy", f"inlined away in {k.release}: copied from {rel}"
     raise DiffRefused(f"{name}() is neither exported nor in kallsyms of {k.release}, and {rel} does not define "
@@ -766,7 +673,7 @@ def _decide_variable(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: k
         return "plain-extern", "exported by the kernel"
     if objsyms.positions(name, text=False):
         where = "static in " + rel if static else "not exported"
-        return "extern", f"{where}: the running kernel's own variable, reached through kallsyms"
+        return "extern", f"{where}: the running kernel's own variable, used through a klp relocation"
     if e.cursor.type.is_const_qualified() or "const" in e.cursor.type.spelling.split():
         return "define", f"constant data the compiler folded away in {k.release}: copied"
     raise DiffRefused(f"{name} is used by the patched code but is not in kallsyms of {k.release}: kpgen cannot "
@@ -853,8 +760,8 @@ def plan_function(k: Kernel, src: ksource.Source, func: str, name: str, rel: str
         pos = _pick_position(objsyms, func, unit_funcs, text=True)
         p.targets.append(Target(func, unit.object, pos, PREFIX + func, rel))
         p.decide(func, "target", f"defined in {rel}")
-        part = _extract_unit(k, p, w, parsed, {func}, set(), objsyms, syms.ibt, unit_funcs, set(obj.variables()))
-        _with_copies(k, p, None, [part], src.root, work, objsyms, syms.ibt)
+        part = _extract_unit(k, p, w, parsed, {func}, set(), objsyms, unit_funcs, set(obj.variables()))
+        _finish(k, p, None, [part], work)
     return p
 
 
@@ -935,15 +842,9 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
 
 
 def set_backend(p: Plan, backend: str) -> None:
-    """Make the plan's spec name `backend`, refusing what that backend cannot do before anything
-    is written."""
+    """Make the plan's spec name `backend`."""
     if backend == "kpatch":
         return
-    for i, s in enumerate(p.symbols):
-        if s.sympos:
-            raise UsageError(f"--backend {backend}: symbol[{i}] {s.ident!r} needs sympos = {s.sympos}, and the "
-                             "livepatch backend resolves unexported symbols with kallsyms_lookup_name(), which "
-                             "finds the first of same-named symbols only; use --backend kpatch")
     lines = p.spec.split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("sources = "))
     lines.insert(at + 1, f"backend = {_toml_str(backend)}")

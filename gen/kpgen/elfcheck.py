@@ -1,4 +1,4 @@
-"""Checks on built modules with pyelftools: modinfo, vermagic, symbols."""
+"""Checks on built modules with pyelftools: modinfo, vermagic, symbols, klp relocations."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from . import klpcheck, klprelocs
 from .errors import BuildError
 from .kernel import Kernel, parse_symvers
 
@@ -32,6 +33,8 @@ class ModuleInfo:
 class Verdict:
     path: Path
     problems: list[str] = field(default_factory=list)
+    # what could not be checked
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,31 +69,69 @@ def read_module(path: Path) -> ModuleInfo:
     return ModuleInfo(path=path, modinfo=modinfo, defined_functions=funcs, undefined=undefined)
 
 
+def klp_counts(kernel: Kernel) -> klpcheck.Counts:
+    """How many symbols of a name an object of the kernel has, for the klp symbols of built
+    modules: from the facts the checks of `kpgen patch` use (targets.py: the symbol snapshot,
+    else the kernel's image and the modules' files); None for an object kpgen cannot read."""
+    from . import targets
+
+    def counts(obj: str, name: str) -> int | None:
+        found = targets.kernel_facts(kernel, [obj], []).get(obj)
+        return None if found is None else len(found.symbols.positions(name, text=False))
+
+    return counts
+
+
 def check_module(
     path: Path,
     kernel: Kernel,
     core_symvers: Path | None = None,
     replacements: tuple[str, ...] = (),
     backend: str | None = None,
+    klp_symbols: klpcheck.Counts | None = None,
 ) -> Verdict:
     """Check one .ko; with core_symvers it is checked as a patch module of that core.
 
     A livepatch-backend module (`backend="livepatch"`, or with None a module whose modinfo says
-    `livepatch=Y`) is checked as the kernel's livepatch wants it instead: `livepatch=Y` in its
-    modinfo, no dependency on the core, every undefined symbol exported by the kernel itself."""
+    `livepatch=Y` and that does not depend on the core) is checked as the kernel's livepatch
+    wants it instead: `livepatch=Y` in its modinfo, no dependency on the core, every undefined
+    symbol exported by the kernel itself. Either way its klp relocations are checked as the
+    kernel will read them, and with `klp_symbols` (see klp_counts()) each klp symbol against
+    the kernel's symbols."""
     info = read_module(path)
-    livepatch = backend == "livepatch" or (backend is None and info.first("livepatch") == "Y")
+    depends = [d for d in (info.first("depends") or "").split(",") if d]
+    livepatch = backend == "livepatch" or (backend is None and info.first("livepatch") == "Y"
+                                           and "kpatch" not in depends)
     if livepatch:
-        return _check_livepatch(info, kernel, replacements)
-    verdict = Verdict(path=Path(path))
-    vermagic = info.first("vermagic")
-    if vermagic is None:
-        verdict.problems.append("modinfo field 'vermagic' is missing")
-    elif vermagic.split(" ")[0] != kernel.release:
-        verdict.problems.append(f"modinfo field 'vermagic' is {vermagic!r}, not for kernel {kernel.release}")
-    license_ = info.first("license")
-    if license_ not in GPL_COMPATIBLE:
-        verdict.problems.append(f"modinfo field 'license' is {license_!r}, not GPL-compatible")
+        verdict = _check_livepatch(info, kernel, replacements)
+    else:
+        verdict = _check_kpatch(info, kernel, core_symvers, replacements)
+    _check_klp(info, verdict, klp_symbols)
+    return verdict
+
+
+def _check_klp(info: ModuleInfo, verdict: Verdict, counts: klpcheck.Counts | None) -> None:
+    """The module's klp relocations, as the loader, livepatch and the core will read them."""
+    if klprelocs.SENTINEL in info.undefined:
+        verdict.problems.append("its kernel symbols are not klp relocations: it was built without kpgen build "
+                                "(its init refuses to run)")
+        return
+    problems, uses = klpcheck.check(info.path.read_bytes())
+    verdict.problems += problems
+    modules = sorted({u.object for u in uses} - {"vmlinux"})
+    if modules and info.first("livepatch") != "Y":
+        verdict.problems.append(f"klp relocations for {', '.join(modules)} need modinfo livepatch=Y: the kernel "
+                                "keeps the module's ELF information (klp_info) for livepatch modules only")
+    if counts is not None:
+        found, notes = klpcheck.check_symbols(uses, counts)
+        verdict.problems += found
+        verdict.notes += notes
+
+
+def _check_kpatch(info: ModuleInfo, kernel: Kernel, core_symvers: Path | None,
+                  replacements: tuple[str, ...]) -> Verdict:
+    verdict = Verdict(path=info.path)
+    _check_common(info, kernel, verdict)
     exports = dict(kernel.exports)
     if core_symvers is not None:
         if not Path(core_symvers).is_file():
@@ -100,7 +141,7 @@ def check_module(
         depends = (info.first("depends") or "").split(",")
         if "kpatch" not in depends:
             verdict.problems.append(f"modinfo field 'depends' is {info.first('depends')!r}, without 'kpatch'")
-    for sym in sorted(info.undefined):
+    for sym in sorted(info.undefined - {klprelocs.SENTINEL}):
         if sym not in exports:
             verdict.problems.append(f"undefined symbol '{sym}' is exported neither by the kernel nor by the core")
     for name in replacements:
@@ -130,7 +171,7 @@ def _check_livepatch(info: ModuleInfo, kernel: Kernel, replacements: tuple[str, 
     if "kpatch" in depends:
         verdict.problems.append(f"modinfo field 'depends' is {info.first('depends')!r}: a livepatch module "
                                 "must not need kpgen's core")
-    for sym in sorted(info.undefined):
+    for sym in sorted(info.undefined - {klprelocs.SENTINEL}):
         if sym not in kernel.exports:
             verdict.problems.append(f"undefined symbol '{sym}' is not exported by the kernel")
     for name in replacements:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import checks, kbuild, render, spec
 from .kernel import Kernel
-from .model import CORE_FILES, MARKER, CoreModel, KsymModel, patch_model, system_includes
+from .klprelocs import MANIFEST as KLP_MANIFEST, SENTINEL, KlpSymbol
+from .model import CORE_FILES, MARKER, CoreModel, patch_model
 from .resources import SAMPLES
 
 
@@ -20,8 +21,8 @@ def sample_specs(root: Path = SAMPLES) -> list[Path]:
 
 
 EXPORT_RE = re.compile(rb"^EXPORT_SYMBOL(?:_GPL)?\((\w+)\);", re.M)
-# Defined by modpost in every module's .mod.c.
-MODPOST_SYMBOLS = {"__this_module"}
+# Defined by modpost in every module's .mod.c; and the sentinel kpgen build makes absolute.
+MODPOST_SYMBOLS = {"__this_module", SENTINEL}
 
 
 GENERATED_RE = re.compile(rf"{MARKER} for (\S+)")
@@ -51,7 +52,7 @@ def is_core_dir(directory: Path) -> bool:
 def patch_paths(out_dir: Path, patch: spec.PatchSpec) -> list[Path]:
     """The files rendering `patch` into out_dir writes (known before rendering it)."""
     out = Path(out_dir)
-    return [out / f"{patch.name}.c", out / "Kbuild", *(out / s.name for s in patch.sources)]
+    return [out / f"{patch.name}.c", out / "Kbuild", out / KLP_MANIFEST, *(out / s.name for s in patch.sources)]
 
 
 def tree_paths(out_dir: Path, specs: Sequence[Path]) -> list[Path]:
@@ -69,24 +70,22 @@ def core_files(kernel: Kernel) -> list[render.OutputFile]:
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
                core: list[render.OutputFile], report: checks.Report | None = None) -> list[render.OutputFile]:
-    """Render one patch module, reaching unexported kernel symbols through pointers.
+    """Render one patch module; the kernel symbols it uses that nobody exports are its klp
+    symbols, which kpgen build turns into klp relocations after the link (klprelocs.py).
 
-    The module is compiled once in a scratch tree: every undefined symbol that neither
-    the kernel nor the core exports becomes a pointer the core fills in at load time.
-    With a report to fill, the targets, symbols and prototypes are checked against the kernel
-    (checks.py) on that object.
+    The module is compiled once in a scratch tree to find them; each [[symbol]] table must
+    name one. With a report to fill, the targets, symbols and prototypes are checked against
+    the kernel (checks.py) on that object.
     """
-    model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
+    model = replace(patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary()),
+                    kernel_clears_relocs=kernel.features.clears_klp_relocs)
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
     core_exports = ({m.decode() for f in core if f.path.suffix == ".c" for m in EXPORT_RE.findall(f.content)}
                     if patch.backend == "kpatch" else set())
     with tempfile.TemporaryDirectory(prefix="kpgen-object-") as tmp:
         obj = Path(tmp) / f"{patch.name}.o"
-        undefined, called = kbuild.probe_symbols(kernel, files, header, subdir, patch.name, keep_object=obj,
-                                                 sources=patch.sources)
-        unexported = sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
-        tables = {s.name: s for s in patch.symbols}
+        unexported = _unexported(kernel, files, header, subdir, patch, core_exports, obj)
         for i, sym in enumerate(patch.symbols):
             if sym.name not in unexported:
                 raise spec.SpecError(patch.path, f"symbol[{i}].name",
@@ -96,18 +95,30 @@ def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: P
             checks.run(patch, kernel, obj, unexported, report)
     if not unexported:
         return files
-    texts = [p.read_text(encoding="utf-8") for p in patch.sources]
-    includes = system_includes(texts)
-    in_headers = kbuild.probe_declared(kernel, includes, unexported)
-    model = replace(
-        model,
-        ksyms=tuple(KsymModel(name, tables[name].sympos if name in tables else 0, name in called,
-                              name in in_headers, tables[name].object if name in tables else "vmlinux",
-                              tables[name].kallsyms if name in tables else "")
-                    for name in unexported),
-        includes=includes,
-    )
+    if kernel.config.get("CONFIG_LIVEPATCH") != "y":
+        raise spec.SpecError(patch.path, "sources", f"the sources use {', '.join(unexported)}, which {kernel.release} "
+                             "does not export: kpgen reaches them through klp relocations, which the kernel writes "
+                             "only with CONFIG_LIVEPATCH", "use only exported symbols, or a kernel with livepatch")
+    model = replace(model, klp_symbols=_klp_symbols(patch, unexported))
+    if model.clears_relocs:
+        # the code that clears a module's relocations on this kernel uses symbols of its own
+        more = _unexported(kernel, render.render_patch(model, subdir), header, subdir, patch, core_exports)
+        model = replace(model, klp_symbols=_klp_symbols(patch, more))
     return render.render_patch(model, subdir)
+
+
+def _unexported(kernel: Kernel, files: list[render.OutputFile], header: bytes, subdir: str, patch: spec.PatchSpec,
+                core_exports: set[str], keep_object: Path | None = None) -> list[str]:
+    """The undefined symbols of the module's object that neither the kernel nor the core exports."""
+    undefined = kbuild.probe_symbols(kernel, files, header, subdir, patch.name, keep_object=keep_object,
+                                     sources=patch.sources)
+    return sorted(undefined - set(kernel.exports) - core_exports - MODPOST_SYMBOLS)
+
+
+def _klp_symbols(patch: spec.PatchSpec, names: list[str]) -> tuple[KlpSymbol, ...]:
+    tables = {s.name: s for s in patch.symbols}
+    return tuple(KlpSymbol(n, tables[n].object, tables[n].kallsyms, tables[n].sympos) if n in tables else KlpSymbol(n)
+                 for n in names)
 
 
 def plan_tree(kernel: Kernel, out_dir: Path, specs: list[Path], unchecked: Sequence[Path] = (),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress
+from . import klprelocs, progress
 from .errors import BuildError
 from .kernel import Kernel
 
@@ -57,15 +57,20 @@ def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
     modules = tuple(sorted(module_dir.glob("*.ko")))
     if not modules:
         raise BuildError(f"building {module_dir} produced no .ko file")
+    manifest = module_dir / klprelocs.MANIFEST
+    if manifest.is_file():
+        # the post-link step: references to the kernel's unexported symbols become klp relocations
+        for ko in modules:
+            done = klprelocs.postlink(ko, manifest)
+            if done is not None:
+                log += f"  KLP     {ko.name}: {done.summary()}\n"
+                (module_dir / "kpgen-build.log").write_text(log)
     return BuildResult(module_dir=module_dir, modules=modules, log=log)
 
 
 def clean(kernel: Kernel, module_dir: Path) -> None:
     argv = ["make", "-C", str(kernel.kdir), f"M={Path(module_dir).resolve()}", "clean"]
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-
-
-R_X86_64_PLT32 = 4
 
 
 def user_paths(log: str, copies: dict[Path, Path]) -> str:
@@ -99,16 +104,13 @@ def compiler_errors(log: str, keep: int = 25, scratch: Path | None = None) -> st
 
 
 def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, name: str,
-                  keep_object: Path | None = None, sources: Sequence[Path] = ()) -> tuple[set[str], set[str]]:
-    """Compile a rendered patch module's object in a scratch tree.
-
-    Returns the object's undefined symbols and, among them, those it calls
-    (PLT32 relocations): what the sources need from the kernel. `keep_object`: where to copy
-    the object (its DWARF says what the sources declare). `sources`: the user's files, which the
-    compiler's messages name instead of their scratch copies.
+                  keep_object: Path | None = None, sources: Sequence[Path] = ()) -> set[str]:
+    """Compile a rendered patch module's object in a scratch tree; its undefined symbols, which
+    are what the sources need from the kernel. `keep_object`: where to copy the object (its
+    DWARF says what the sources declare). `sources`: the user's files, which the compiler's
+    messages name instead of their scratch copies.
     """
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
     from elftools.elf.sections import SymbolTableSection
 
     with tempfile.TemporaryDirectory(prefix="kpgen-probe-") as tmp:
@@ -129,38 +131,9 @@ def probe_symbols(kernel: Kernel, files: list, core_header: bytes, subdir: str, 
                              f"{compiler_errors(log, scratch=root.resolve())}")
         if keep_object is not None:
             shutil.copyfile(mod_dir / f"{name}.o", keep_object)
-        undefined: set[str] = set()
-        called: set[str] = set()
         with (mod_dir / f"{name}.o").open("rb") as fh:
-            elf = ELFFile(fh)
-            symtab = elf.get_section_by_name(".symtab")
+            symtab = ELFFile(fh).get_section_by_name(".symtab")
             assert isinstance(symtab, SymbolTableSection), f"{name}.o has no symbol table"
-            for sym in symtab.iter_symbols():
-                if sym.name and sym["st_shndx"] == "SHN_UNDEF":
-                    undefined.add(sym.name)
-            for section in elf.iter_sections():
-                if isinstance(section, RelocationSection):
-                    for rel in section.iter_relocations():
-                        sym = symtab.get_symbol(rel["r_info_sym"])
-                        if sym.name in undefined and rel["r_info_type"] == R_X86_64_PLT32:
-                            called.add(sym.name)
-    return undefined, called
+            return {sym.name for sym in symtab.iter_symbols() if sym.name and sym["st_shndx"] == "SHN_UNDEF"}
 
 
-def probe_declared(kernel: Kernel, includes: tuple[str, ...], names: list[str]) -> set[str]:
-    """Which of `names` the kernel headers `includes` declare (compiled in a scratch tree)."""
-    lines = ["#include <linux/module.h>", *(f"#include {inc}" for inc in includes), ""]
-    lines += [f"static typeof(&{name}) kpgen_probe_{i} __maybe_unused;" for i, name in enumerate(names)]
-    with tempfile.TemporaryDirectory(prefix="kpgen-decl-") as tmp:
-        root = Path(tmp)
-        (root / "Kbuild").write_text("obj-m := kpgen_decl.o\n")
-        (root / "kpgen_decl.c").write_text("\n".join(lines) + "\nMODULE_LICENSE(\"GPL\");\n")
-        argv = ["make", "-C", str(kernel.kdir), f"M={root}", "kpgen_decl.o"]
-        progress.command(argv)
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-        progress.output(proc.stdout)
-    undeclared = set(re.findall(r"[\u2018'](\w+)[\u2019'] undeclared", proc.stdout))
-    if proc.returncode != 0 and not undeclared:
-        tail = "\n".join(proc.stdout.splitlines()[-15:])
-        raise BuildError(f"probing the declarations of {', '.join(names)} failed:\n{tail}")
-    return {name for name in names if name not in undeclared}

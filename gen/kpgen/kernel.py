@@ -57,6 +57,9 @@ class KernelFeatures:
     # prev, next), 3 with prev_state too (5.18 and later); 0 when unknown, and the pause then
     # walks every task (stacks.c)
     sched_switch_args: int = 0
+    # the kernel has clear_relocate_add(): livepatch clears a module's klp relocations when the
+    # module goes (6.3 and later); before, x86's apply_relocate_add() refuses to write them again
+    clears_klp_relocs: bool = False
 
     @property
     def ksym_cb_params(self) -> str:
@@ -242,6 +245,7 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
             sched_switch_args = 3
         elif proto == "bool preempt, struct task_struct *prev, struct task_struct *next":
             sched_switch_args = 2
+    loader_h = _read_header(roots, "include/linux/moduleloader.h")
     return KernelFeatures(
         has_ibt=config.get("CONFIG_X86_KERNEL_IBT") == "y",
         ftrace_with_args=config.get("CONFIG_DYNAMIC_FTRACE_WITH_ARGS") == "y",
@@ -251,6 +255,7 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
         recursion_lock_disables_preemption=bool(trylock and "preempt_disable_notrace()" in trylock.group(0)),
         module_mem=bool(re.search(r"struct module_memory\s+mem\[", module_h)),
         sched_switch_args=sched_switch_args,
+        clears_klp_relocs=bool(re.search(r"\bvoid clear_relocate_add\(", loader_h)),
     )
 
 

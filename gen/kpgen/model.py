@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .kernel import KernelFeatures
+from .klprelocs import KlpSymbol
 from .resources import label
 from .spec import CALLBACKS, FunctionSpec, PatchSpec, ShadowSpec
 
@@ -57,11 +57,11 @@ def kdir_hint(release: str) -> str:
 # the header of probed kernel facts (the only one whose C differs from kernel to kernel), the
 # C files by responsibility, and the Kbuild file.
 CORE_FILES = ("kpatch.h", "core.h", "probed.h", "core.c", "patch.c", "transition.c", "stacks.h", "stacks.c",
-              "precheck.c", "busy.c", "nmi.c", "symbols.c", "internals.c", "module.c", "callbacks.c", "replace.c",
-              "release.c", "sysfs.c", "faults.c", "Kbuild")
+              "precheck.c", "busy.c", "nmi.c", "symbols.c", "internals.c", "relocs.c", "module.c", "callbacks.c",
+              "replace.c", "release.c", "sysfs.c", "faults.c", "Kbuild")
 # The test build's fault points (faults.c, `make KPATCH_FAULTS=y`).
 FAULT_POINTS = ("alloc", "lookup", "filter", "filter_remove", "register", "unregister", "redirect_unregister",
-                "activeness", "sysfs", "nmi")
+                "activeness", "sysfs", "nmi", "relocs")
 
 
 @dataclass(frozen=True)
@@ -75,85 +75,6 @@ class CoreModel:
 
 
 @dataclass(frozen=True)
-class KsymModel:
-    """An unexported kernel symbol the sources use, reached through a pointer."""
-
-    name: str
-    sympos: int
-    is_func: bool
-    # declared by a kernel header the sources include; else by the sources themselves
-    in_headers: bool = True
-    object: str = "vmlinux"
-    # the name the core looks up in kallsyms, when it is not the C name (`last_check.2`)
-    kallsyms: str = ""
-
-    @property
-    def lookup(self) -> str:
-        return self.kallsyms or self.name
-
-    @property
-    def pointer(self) -> str:
-        return f"kpgen_ksym_{self.name}"
-
-    @property
-    def module_lookup(self) -> str:
-        """The name kallsyms_lookup_name() takes: `module:name` for a module's symbol."""
-        return self.lookup if self.object == "vmlinux" else f"{self.object}:{self.lookup}"
-
-    @property
-    def attribute(self) -> str:
-        """vmlinux symbols are resolved once, during the module's init; a module's each time it loads."""
-        return "__ro_after_init" if self.object == "vmlinux" else "__read_mostly"
-
-    @property
-    def header_decl(self) -> str:
-        """The pointer's declaration, for a symbol a header declares (wrapped past 100 columns)."""
-        return _wrap_decl(f"static typeof({self.name}) *", f"{self.pointer} {self.attribute};")
-
-    @property
-    def source_decl(self) -> str:
-        """The pointer's definition, for a symbol the sources declare (wrapped past 100 columns)."""
-        return _wrap_decl(f"typeof({self.pointer})", f"{self.pointer} {self.attribute};")
-
-
-def _wrap_decl(type_part: str, rest: str, limit: int = 100) -> str:
-    """One declaration line, or, past the kernel's 100 columns, the type and the declarator on
-    two lines (the second indented one tab).
-
-    >>> _wrap_decl("typeof(a)", "a x;")
-    'typeof(a) a x;'
-    >>> for line in _wrap_decl("static typeof(" + "a" * 40 + ") *", "p" * 50 + " __ro_after_init;").split("\\n"):
-    ...     print(repr(line))
-    'static typeof(aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)'
-    '\\t*pppppppppppppppppppppppppppppppppppppppppppppppppp __ro_after_init;'
-    """
-    sep = "" if type_part.endswith("*") else " "
-    one = f"{type_part}{sep}{rest}"
-    if len(one) <= limit:
-        return one
-    if type_part.endswith("*"):
-        return f"{type_part[:-1].rstrip()}\n\t*{rest}"
-    return f"{type_part}\n\t{rest}"
-
-
-INCLUDE_RE = re.compile(r"^\s*#\s*include\s*(<[^>]+>)", re.M)
-
-
-def system_includes(texts: list[str]) -> tuple[str, ...]:
-    """The <...> includes of the sources, in order, each once.
-
-    >>> system_includes(["#include <a.h>\\n#include \\"b.h\\"\\n", "# include <a.h>\\n#include <c.h>"])
-    ('<a.h>', '<c.h>')
-    """
-    seen: list[str] = []
-    for text in texts:
-        for inc in INCLUDE_RE.findall(text):
-            if inc not in seen:
-                seen.append(inc)
-    return tuple(seen)
-
-
-@dataclass(frozen=True)
 class CallbackModel:
     """One callback of an object: the generated wrapper the core calls, and what it calls."""
 
@@ -161,8 +82,9 @@ class CallbackModel:
     wrapper: str
     target: str | None  # the developer's function, or None when the wrapper only frees shadows
     frees: tuple[ShadowSpec, ...] = ()
-    # livepatch backend: the object whose unexported symbols this pre-patch callback resolves
-    resolves: str = ""
+    # livepatch backend, on kernels whose livepatch does not clear a module's klp relocations
+    # when it goes: this callback clears them (post-unpatch; pre-patch when its target refuses)
+    clears_relocs: bool = False
     # livepatch backend: this post-unpatch callback records that the patch was disabled (not
     # replaced by a cumulative patch, which would own the shadow variables)
     marks_unpatched: bool = False
@@ -208,14 +130,12 @@ def objects_model(spec: PatchSpec) -> tuple[ObjectModel, ...]:
 
 @dataclass(frozen=True)
 class LpObjectModel:
-    """One klp_object of a livepatch-backend module: its functions, callbacks and the module
-    symbols its pre-patch callback resolves."""
+    """One klp_object of a livepatch-backend module: its functions and callbacks."""
 
     name: str
     funcs_array: str
     functions: tuple[FunctionSpec, ...]
     callbacks: tuple[CallbackModel, ...]
-    ksyms: tuple[KsymModel, ...] = ()
 
     @property
     def is_vmlinux(self) -> bool:
@@ -233,24 +153,32 @@ class PatchModel:
     spec_label: str
     core_relpath: str
     generated: Generated
-    ksyms: tuple[KsymModel, ...] = ()
-    includes: tuple[str, ...] = ()
+    # the kernel symbols the sources use that the kernel does not export: klp relocations
+    klp_symbols: tuple[KlpSymbol, ...] = ()
     objects: tuple[ObjectModel, ...] = ()
     shadows: tuple[ShadowSpec, ...] = ()
     replace: bool = False
     backend: str = "kpatch"
+    # the kernel's livepatch clears a module's klp relocations when the module goes
+    kernel_clears_relocs: bool = True
 
     @property
     def freed_on_unload(self) -> tuple[ShadowSpec, ...]:
         return tuple(s for s in self.shadows if s.free == "unload")
 
     @property
-    def vmlinux_ksyms(self) -> tuple[KsymModel, ...]:
-        return tuple(s for s in self.ksyms if s.object == "vmlinux")
+    def klp_modules(self) -> tuple[str, ...]:
+        """The modules whose symbols the sources use, in the order of `objects`: their klp
+        relocations are written each time they load, by livepatch or by the core; the core
+        reads them from the module's ELF information, which the kernel keeps for modules that
+        say `livepatch=Y`."""
+        used = {s.object for s in self.klp_symbols}
+        return tuple(o.name for o in self.objects if o.name != "vmlinux" and o.name in used)
 
     @property
-    def has_func_ksyms(self) -> bool:
-        return any(s.is_func for s in self.ksyms)
+    def clears_relocs(self) -> bool:
+        """Whether this livepatch-backend module clears klp relocations itself."""
+        return any(cb.clears_relocs for obj in self.lp_objects for cb in obj.callbacks)
 
     @property
     def lp_objects(self) -> tuple[LpObjectModel, ...]:
@@ -259,17 +187,17 @@ class PatchModel:
         result = []
         for i, obj in enumerate(self.objects):
             funcs = tuple(f for f in self.functions if f.object == obj.name)
-            ksyms = () if obj.name == "vmlinux" else tuple(s for s in self.ksyms if s.object == obj.name)
+            clears = not self.kernel_clears_relocs and obj.name in self.klp_modules
             callbacks = []
             for kind in CALLBACKS:
                 cb = obj.callback(kind)
-                resolves = obj.name if kind == "pre_patch" and ksyms else ""
+                clear = clears and (kind == "post_unpatch" or (kind == "pre_patch" and cb is not None))
                 marks = kind == "post_unpatch" and obj.name == "vmlinux" and bool(self.freed_on_unload)
-                if cb or resolves or marks:
+                if cb or clear or marks:
                     callbacks.append(CallbackModel(kind, f"{self.name}_{i}_{kind}", cb.target if cb else None,
-                                                   cb.frees if cb else (), resolves, marks))
+                                                   cb.frees if cb else (), clear, marks))
             if funcs or callbacks:
-                result.append(LpObjectModel(obj.name, f"{self.name}_{i}_funcs", funcs, tuple(callbacks), ksyms))
+                result.append(LpObjectModel(obj.name, f"{self.name}_{i}_funcs", funcs, tuple(callbacks)))
         return tuple(result)
 
 

@@ -11,6 +11,7 @@ import jinja2
 
 from . import ownership
 from .errors import UsageError
+from .klprelocs import MANIFEST as KLP_MANIFEST
 from .model import CORE_FILES, CoreModel, PatchModel
 from .resources import TEMPLATES
 
@@ -58,6 +59,8 @@ def render_patch(patch: PatchModel, subdir: str) -> list[OutputFile]:
         OutputFile(Path(subdir) / f"{patch.name}.c", _render_patch(env, c_template, patch)),
         OutputFile(Path(subdir) / "Kbuild", _render_patch(env, kbuild_template, patch)),
     ]
+    # always, so that a module that stopped using unexported symbols has its old list replaced
+    files.append(OutputFile(Path(subdir) / KLP_MANIFEST, _render_patch(env, "patch/klp-symbols.h.j2", patch)))
     # The developer's sources travel with the module, byte for byte.
     for src in patch.source_paths:
         files.append(OutputFile(Path(subdir) / src.name, src.read_bytes()))

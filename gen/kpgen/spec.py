@@ -225,12 +225,6 @@ def refuse_for_backend(patch: PatchSpec) -> None:
                             "force has no meaning for the livepatch backend: livepatch switches each task on "
                             "its own once it has left the old code, so no activeness check is there to skip",
                             'remove force = true, or use backend = "kpatch"')
-    for i, sym in enumerate(patch.symbols):
-        if sym.sympos:
-            raise SpecError(patch.path, f"symbol[{i}].sympos",
-                            "the livepatch backend resolves unexported symbols with kallsyms_lookup_name(), "
-                            "which finds the first of same-named symbols only",
-                            'use backend = "kpatch" for this symbol, or reach it another way')
 
 
 def with_backend(patch: PatchSpec, backend: str | None, key: str = "--backend") -> PatchSpec:
@@ -284,7 +278,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
     objects = _validate_objects(path, data.get("object", []))
     shadows = _validate_shadows(path, data.get("shadow", []))
 
-    # a module's symbols are only resolved while it is loaded: only replacements of that
+    # a module's symbols are only relocated while it is loaded: only replacements of that
     # module's functions, which run only then, may use them
     for i, sym in enumerate(symbols):
         other = next((j for j, f in enumerate(functions) if f.object != sym.object), None)

@@ -73,6 +73,7 @@ int kpatch_init_objects(struct kpatch_patch *patch)
 		patch->objs[i].prepared = false;
 		patch->objs[i].patched = false;
 		patch->objs[i].refused = 0;
+		patch->objs[i].relocated = false;
 	}
 	for (i = 0; i < patch->nr_funcs; i++) {
 		func = &patch->funcs[i];
@@ -99,13 +100,19 @@ bool kpatch_object_loaded(const struct kpatch_object *obj,
 	return kpatch_object_live(obj->name);
 }
 
-/* Runs @obj's pre-patch callback once; its error refuses the change. */
+/*
+ * Writes @obj's klp relocations (relocs.c) and runs its pre-patch callback,
+ * once; an error refuses the change.
+ */
 int kpatch_prepare_object(struct kpatch_object *obj)
 {
 	int ret;
 
 	if (obj->prepared)
 		return 0;
+	ret = kpatch_write_relocs(obj);
+	if (ret)
+		return ret;
 	if (obj->callbacks.pre_patch) {
 		ret = obj->callbacks.pre_patch(obj);
 		if (ret) {

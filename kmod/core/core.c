@@ -109,9 +109,6 @@ static int kpatch_try_enable(struct kpatch_patch *patch, unsigned int tries)
 	if (!try_module_get(patch->mod))
 		return -ENODEV;
 
-	ret = kpatch_resolve_syms(patch, NULL);
-	if (ret)
-		goto err_put;
 	if (patch->replace)
 		nr_old = kpatch_count_takeover(patch, &nr_patches);
 	ret = kpatch_change_alloc(&change, patch->nr_funcs, nr_old, nr_patches,
@@ -306,14 +303,10 @@ int kpatch_register(struct kpatch_patch *patch)
 	int ret;
 
 	if (!patch || !patch->mod || !patch->funcs || !patch->nr_funcs ||
-	    (patch->nr_syms && !patch->syms) || !patch->objs || !patch->nr_objs)
+	    !patch->objs || !patch->nr_objs)
 		return -EINVAL;
 	for (i = 0; i < patch->nr_funcs; i++) {
 		if (!patch->funcs[i].old_name || !patch->funcs[i].new_func)
-			return -EINVAL;
-	}
-	for (i = 0; i < patch->nr_syms; i++) {
-		if (!patch->syms[i].name || !patch->syms[i].addr)
 			return -EINVAL;
 	}
 

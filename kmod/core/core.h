@@ -13,6 +13,7 @@
 #define _KPATCH_CORE_H
 
 #include <linux/bits.h>
+#include <linux/elf.h>
 #include <linux/ftrace.h>
 #include <linux/hashtable.h>
 #include <linux/kobject.h>
@@ -255,6 +256,25 @@ extern int (*kpatch_stack_trace_save_tsk_reliable)(struct task_struct *tsk,
 						   unsigned int size);
 extern struct task_struct *(*kpatch_idle_task)(int cpu);
 extern struct module *(*kpatch_find_module)(const char *name);
+#ifdef CONFIG_LIVEPATCH
+extern int (*kpatch_klp_apply_section_relocs)(struct module *pmod,
+					      struct elf64_shdr *sechdrs,
+					      const char *shstrtab,
+					      const char *strtab,
+					      unsigned int symndx,
+					      unsigned int secndx,
+					      const char *objname);
+#if KPATCH_KERNEL_CLEARS_RELOCS
+extern void (*kpatch_clear_relocate_add)(struct elf64_shdr *sechdrs,
+					 const char *strtab,
+					 unsigned int symindex,
+					 unsigned int relsec, struct module *me);
+#else
+extern void *(*kpatch_text_poke)(void *addr, const void *opcode, size_t len);
+extern void (*kpatch_text_poke_sync)(void);
+extern struct mutex *kpatch_text_mutex;
+#endif
+#endif
 extern unsigned long kpatch_init_text_start, kpatch_init_text_end;
 int __init kpatch_find_internals(void);
 void kpatch_release_internals(void);
@@ -264,7 +284,10 @@ void kpatch_module_text(const struct module *mod, unsigned long *start,
 /* symbols.c: name lookups through kallsyms */
 int kpatch_resolve_funcs(struct kpatch_patch *patch, struct kpatch_func **funcs,
 			 unsigned int nr);
-int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod);
+
+/* relocs.c: the klp relocations of patch modules for the modules they patch */
+int kpatch_write_relocs(struct kpatch_object *obj);
+void kpatch_clear_module_relocs(const struct module *mod);
 
 /* module.c: modules coming and going */
 bool kpatch_object_live(const char *objname);

@@ -18,7 +18,8 @@
  *
  *   fail_at=POINT	every pass through POINT fails (alloc, lookup, filter,
  *			filter_remove, register, unregister, redirect_unregister,
- *			activeness, sysfs);
+ *			activeness, sysfs; relocs: once a module's first klp
+ *			relocation section is written);
  *			for nmi, runs the NMI lookup halfway through the switch;
  *			for precheck, skips the activeness check's first pass
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,

@@ -13,10 +13,12 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/delay.h>
+#include <linux/elf.h>
 #include <linux/ftrace.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #ifdef CONFIG_X86_KERNEL_IBT
@@ -46,6 +48,23 @@ int (*kpatch_stack_trace_save_tsk_reliable)(struct task_struct *tsk,
 					    unsigned int size);
 struct task_struct *(*kpatch_idle_task)(int cpu);
 struct module *(*kpatch_find_module)(const char *name);
+#ifdef CONFIG_LIVEPATCH
+int (*kpatch_klp_apply_section_relocs)(struct module *pmod,
+				       struct elf64_shdr *sechdrs,
+				       const char *shstrtab, const char *strtab,
+				       unsigned int symndx, unsigned int secndx,
+				       const char *objname);
+#if KPATCH_KERNEL_CLEARS_RELOCS
+void (*kpatch_clear_relocate_add)(struct elf64_shdr *sechdrs,
+				  const char *strtab, unsigned int symindex,
+				  unsigned int relsec, struct module *me);
+#else
+void *(*kpatch_text_poke)(void *addr, const void *opcode, size_t len);
+void (*kpatch_text_poke_sync)(void);
+/* the kernel's text_mutex, which text_poke() wants held */
+struct mutex *kpatch_text_mutex;
+#endif
+#endif
 
 /* The kernel's init text, freed after boot; zero if kallsyms lacks it. */
 unsigned long kpatch_init_text_start, kpatch_init_text_end;
@@ -124,6 +143,41 @@ kpatch_stub_idle_task(int cpu)
 	return NULL;
 }
 
+#ifdef CONFIG_LIVEPATCH
+static noinline __attribute__((__noipa__)) int
+kpatch_stub_apply_section_relocs(struct module *pmod,
+				 struct elf64_shdr *sechdrs,
+				 const char *shstrtab, const char *strtab,
+				 unsigned int symndx, unsigned int secndx,
+				 const char *objname)
+{
+	kpatch_stub_missed("klp_apply_section_relocs");
+	return -ENOEXEC;
+}
+
+#if KPATCH_KERNEL_CLEARS_RELOCS
+static noinline __attribute__((__noipa__)) void
+kpatch_stub_clear_relocate_add(struct elf64_shdr *sechdrs,
+			       const char *strtab, unsigned int symindex,
+			       unsigned int relsec, struct module *me)
+{
+	kpatch_stub_missed("clear_relocate_add");
+}
+#else
+static noinline __attribute__((__noipa__)) void *
+kpatch_stub_text_poke(void *addr, const void *opcode, size_t len)
+{
+	kpatch_stub_missed("text_poke");
+	return NULL;
+}
+
+static noinline __attribute__((__noipa__)) void kpatch_stub_text_poke_sync(void)
+{
+	kpatch_stub_missed("text_poke_sync");
+}
+#endif
+#endif
+
 #define KPATCH_STUB_OF(fn) ((void *)(fn))
 #else
 #define KPATCH_STUB_OF(fn) NULL
@@ -131,8 +185,8 @@ kpatch_stub_idle_task(int cpu)
 
 struct kpatch_internal {
 	const char *name;
-	void **addr;	/* the pointer the core calls through */
-	void *stub;	/* IBT kernels: where it points instead */
+	void **addr;	/* the pointer the core calls through, or a variable's address */
+	void *stub;	/* IBT kernels: where it points instead; NULL for a variable */
 };
 
 static const struct kpatch_internal kpatch_internals[] __initconst = {
@@ -153,6 +207,21 @@ static const struct kpatch_internal kpatch_internals[] __initconst = {
 	  KPATCH_STUB_OF(kpatch_stub_find_module) },
 	{ "idle_task", (void **)&kpatch_idle_task,
 	  KPATCH_STUB_OF(kpatch_stub_idle_task) },
+#ifdef CONFIG_LIVEPATCH
+	/* the klp relocations of patch modules (relocs.c) */
+	{ "klp_apply_section_relocs", (void **)&kpatch_klp_apply_section_relocs,
+	  KPATCH_STUB_OF(kpatch_stub_apply_section_relocs) },
+#if KPATCH_KERNEL_CLEARS_RELOCS
+	{ "clear_relocate_add", (void **)&kpatch_clear_relocate_add,
+	  KPATCH_STUB_OF(kpatch_stub_clear_relocate_add) },
+#else
+	{ "text_poke", (void **)&kpatch_text_poke,
+	  KPATCH_STUB_OF(kpatch_stub_text_poke) },
+	{ "text_poke_sync", (void **)&kpatch_text_poke_sync,
+	  KPATCH_STUB_OF(kpatch_stub_text_poke_sync) },
+	{ "text_mutex", (void **)&kpatch_text_mutex, NULL },
+#endif
+#endif
 };
 
 #ifdef CONFIG_X86_KERNEL_IBT
@@ -192,12 +261,21 @@ static struct ftrace_ops kpatch_redirect_ops __read_mostly = {
 	.flags = KPATCH_REDIRECT_FLAGS,
 };
 
-/* Sends calls of internal @i's stub to @target, the internal itself. */
+/*
+ * Sends calls of internal @i's stub to @target, the internal itself; a
+ * variable's address is only stored.
+ */
 static int __init kpatch_redirect(unsigned int i, unsigned long target)
 {
-	unsigned long ip = kpatch_ftrace_location((unsigned long)kpatch_internals[i].stub);
+	unsigned long ip;
 	unsigned int nr = kpatch_nr_redirects;
 	int ret;
+
+	if (!kpatch_internals[i].stub) {
+		*kpatch_internals[i].addr = (void *)target;
+		return 0;
+	}
+	ip = kpatch_ftrace_location((unsigned long)kpatch_internals[i].stub);
 
 	kpatch_redirects[nr].ip = ip;
 	kpatch_redirects[nr].target = target;

@@ -61,29 +61,6 @@ struct kpatch_func {
 	u8 op;
 };
 
-/**
- * struct kpatch_sym - a kernel symbol a patch module uses but the kernel does
- *		       not export
- * @name:	its name as kallsyms lists it (a function-local static of
- *		the kernel is listed as name.N)
- * @objname:	object that holds it: "vmlinux" (or NULL), else a module name;
- *		a module's symbols are resolved each time the module comes, so
- *		only replacements of that module's functions may use them, and
- *		their @addr must stay writable (not __ro_after_init)
- * @sympos:	which of several same-named symbols, counted from 1 in kallsyms
- *		order; 0 when the name must be unique
- * @addr:	where the core stores the symbol's address, before any
- *		replacement can run
- * @func:	whether the symbol is a function the module calls through @addr
- */
-struct kpatch_sym {
-	const char *name;
-	const char *objname;
-	unsigned long sympos;
-	void **addr;
-	bool func;
-};
-
 struct kpatch_object;
 
 /**
@@ -116,7 +93,9 @@ struct kpatch_callbacks {
  * @pre_patch succeeded (so @post_unpatch is owed), @patched while the
  * object's functions are applied, @refused (the error) while the object is
  * a loaded module the core could not patch (it began loading before the
- * core, and a task stayed busy in its functions, or another error).
+ * core, and a task stayed busy in its functions, or another error),
+ * @relocated while the patch module's klp relocations for this module are
+ * written.
  */
 struct kpatch_object {
 	const char *name;
@@ -130,6 +109,7 @@ struct kpatch_object {
 	bool prepared;
 	bool patched;
 	int refused;
+	bool relocated;
 };
 
 /**
@@ -137,8 +117,6 @@ struct kpatch_object {
  * @mod:	the patch module (THIS_MODULE)
  * @funcs:	the functions it replaces
  * @nr_funcs:	number of entries in @funcs, at least one
- * @syms:	the unexported kernel symbols it uses (see struct kpatch_sym)
- * @nr_syms:	number of entries in @syms
  * @objs:	the objects it patches, the kernel first (see struct
  *		kpatch_object)
  * @nr_objs:	number of entries in @objs, at least one
@@ -156,8 +134,6 @@ struct kpatch_patch {
 	struct module *mod;
 	struct kpatch_func *funcs;
 	unsigned int nr_funcs;
-	struct kpatch_sym *syms;
-	unsigned int nr_syms;
 	struct kpatch_object *objs;
 	unsigned int nr_objs;
 	bool replace;

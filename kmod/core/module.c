@@ -95,9 +95,6 @@ static int kpatch_patch_module(struct kpatch_patch *patch, struct module *mod,
 
 	if (!obj || obj->patched)
 		return 0;
-	ret = kpatch_resolve_syms(patch, mod);
-	if (ret)
-		return ret;
 	ret = kpatch_change_alloc(&change, patch->nr_funcs, 0, 0, GFP_KERNEL);
 	if (ret)
 		return ret;
@@ -202,6 +199,7 @@ static int kpatch_module_coming(struct module *mod)
 	if (ret) {
 		/* the module will not load: undo what the earlier patches did */
 		kpatch_unpatch_all(mod);
+		kpatch_clear_module_relocs(mod);
 		kpatch_forget_coming(mod);
 		pr_err("refusing to load module '%s': patch module '%s' cannot be applied to it (%d)\n",
 		       mod->name, culprit->mod->name, ret);
@@ -380,6 +378,7 @@ static void kpatch_module_going(struct module *mod)
 	mutex_lock(&kpatch_mutex);
 	kpatch_forget_coming(mod);
 	kpatch_unpatch_all(mod);
+	kpatch_clear_module_relocs(mod);
 	mutex_unlock(&kpatch_mutex);
 }
 

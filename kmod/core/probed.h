@@ -42,4 +42,10 @@
  */
 #define KPATCH_SCHED_SWITCH_ARGS 3
 
+/*
+ * Whether the kernel has clear_relocate_add(), which undoes what a klp
+ * relocation section wrote (relocs.c; else the core does it itself).
+ */
+#define KPATCH_KERNEL_CLEARS_RELOCS 0
+
 #endif /* _KPATCH_PROBED_H */

@@ -17,9 +17,6 @@
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
-#ifdef CONFIG_X86_KERNEL_IBT
-#include <asm/ibt.h>
-#endif
 
 #include "core.h"
 
@@ -342,73 +339,6 @@ out:
 			kfree(lookups[i].name);
 	}
 	kfree(slots);
-	kfree(lookups);
-	return ret;
-}
-
-/* Resolving symbols -------------------------------------------------------- */
-
-static bool kpatch_sym_due(const struct kpatch_patch *patch,
-			   const struct kpatch_sym *sym,
-			   const struct module *mod)
-{
-	if (mod)
-		return kpatch_in_module(sym->objname, mod);
-	if (kpatch_is_vmlinux(sym->objname))
-		return !patch->registered;
-	return kpatch_object_live(sym->objname);
-}
-
-/* On IBT kernels an indirect call must land on an ENDBR. */
-static int kpatch_check_callable(const struct kpatch_sym *sym,
-				 unsigned long addr)
-{
-#ifdef CONFIG_X86_KERNEL_IBT
-	u32 insn;
-
-	if (sym->func && cpu_feature_enabled(X86_FEATURE_IBT) &&
-	    (get_kernel_nofault(insn, (u32 *)addr) || insn != gen_endbr())) {
-		pr_err("function '%s' cannot be called through a pointer: it has no ENDBR\n",
-		       sym->name);
-		return -EINVAL;
-	}
-#endif
-	return 0;
-}
-
-/*
- * Resolves the unexported symbols @patch uses, before any code that uses them
- * can run.  With @mod NULL (the patch is being enabled): those of vmlinux at
- * registration only, since their pointers are read-only once the patch
- * module's init has returned, and those of every live module.  Else those of
- * @mod, which is coming and may have moved since it was last seen.
- */
-int kpatch_resolve_syms(struct kpatch_patch *patch, const struct module *mod)
-{
-	struct kpatch_lookup *lookups;
-	struct kpatch_sym *sym;
-	unsigned int i, nr = 0;
-	int ret;
-
-	if (!patch->nr_syms)
-		return 0;
-	lookups = kcalloc(patch->nr_syms, sizeof(*lookups), GFP_KERNEL);
-	if (!lookups)
-		return -ENOMEM;
-	for (i = 0; i < patch->nr_syms; i++) {
-		sym = &patch->syms[i];
-		if (!kpatch_sym_due(patch, sym, mod))
-			continue;
-		kpatch_lookup_init(&lookups[nr++], sym->name, sym->objname,
-				   sym->sympos, i, KPATCH_LOOKUP_REQUIRED);
-	}
-	ret = kpatch_find_symbols("symbol", lookups, nr);
-	for (i = 0; !ret && i < nr; i++) {
-		sym = &patch->syms[lookups[i].index];
-		ret = kpatch_check_callable(sym, lookups[i].addr);
-		if (!ret)
-			*sym->addr = (void *)lookups[i].addr;
-	}
 	kfree(lookups);
 	return ret;
 }

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import cli, model, render, spec
+from kpgen import cli, klprelocs, model, render, spec
+from kpgen.klprelocs import KlpSymbol
 
 C_TEXT = """\
 static int fix_show(void)
@@ -66,11 +67,10 @@ def test_force_stays_valid_for_kpatch(tmp_path):
     assert spec.load(write_spec(tmp_path, "", "force = true\n")).functions[0].force
 
 
-def test_symbol_sympos_is_refused_for_livepatch_with_the_reason(tmp_path):
+def test_symbol_sympos_is_a_klp_symbol_position_for_livepatch_too(tmp_path):
     tail = '\n[[symbol]]\nname = "some_static"\nsympos = 2\n'
-    with pytest.raises(spec.SpecError) as err:
-        spec.load(write_spec(tmp_path, 'backend = "livepatch"', tail))
-    assert err.value.key == "symbol[0].sympos" and "kallsyms_lookup_name" in str(err.value)
+    patch = spec.load(write_spec(tmp_path, 'backend = "livepatch"', tail))
+    assert patch.symbols[0].sympos == 2
 
 
 def test_command_line_backend_overrides_the_spec_and_is_checked(tmp_path):
@@ -124,23 +124,31 @@ def test_livepatch_template_renders_a_klp_module(tmp_path):
     assert "KBUILD_EXTRA_SYMBOLS" not in files["Kbuild"] and "obj-m := fix_lp.o" in files["Kbuild"]
 
 
-def test_livepatch_resolves_vmlinux_symbols_in_init_and_module_ones_in_pre_patch(tmp_path):
-    pm = _model(tmp_path, 'backend = "livepatch"')
-    pm = replace(pm, ksyms=(model.KsymModel("saved_command_line", 0, False),), includes=("<linux/init.h>",))
-    c = render.render_patch(pm, "m")[0].content.decode()
-    assert '.name = "saved_command_line",' in c and "fix_lp_resolve(false)" in c
-    assert "register_kprobe(&kp)" in c and "cpu_feature_enabled(X86_FEATURE_IBT)" in c
-    # the module's symbols: looked up as module:name when that module comes
+def test_livepatch_uses_unexported_symbols_through_klp_relocations(tmp_path):
+    pm = replace(_model(tmp_path, 'backend = "livepatch"'), klp_symbols=(KlpSymbol("saved_command_line"),))
+    files = {f.path.name: f.content.decode() for f in render.render_patch(pm, "m")}
+    c, h = files["fix_lp.c"], files[klprelocs.MANIFEST]
+    assert '#include "klp-symbols.h"' in c and "if (!kpgen_klp_converted)" in c
+    assert "/* .klp.sym.vmlinux.saved_command_line,0 */\n#pragma weak saved_command_line\n" in h
+    (tmp_path / klprelocs.MANIFEST).write_text(h)
+    assert klprelocs.read_manifest(tmp_path / klprelocs.MANIFEST) == [KlpSymbol("saved_command_line")]
+    # no lookup by name, no pointer: the kernel writes the relocations
+    assert "kprobe" not in c and "kallsyms" not in c
+    # a module's symbol: the kernel writes it as the module comes; a kernel that does not clear
+    # it as the module goes gets callbacks that do
     tail = '\n[[function]]\ntarget = "f2"\nobject = "mod_a"\nreplacement = "fix_pre"\n'
     path = write_spec(tmp_path, 'backend = "livepatch"', tail)
-    text = path.read_text().replace('target = "cmdline_proc_show"', 'target = "f1"\nobject = "mod_a"')
-    path.write_text(text)
-    patch = spec.load(path)
-    pm = model.patch_model(patch, tmp_path / "out", tmp_path / "core", "6.1.0-test-amd64", "ibt=n")
-    pm = replace(pm, ksyms=(model.KsymModel("mod_var", 0, False, False, "mod_a"),))
+    path.write_text(path.read_text().replace('target = "cmdline_proc_show"', 'target = "f1"\nobject = "mod_a"'))
+    pm = model.patch_model(spec.load(path), tmp_path / "out", tmp_path / "core", "6.1.0-test-amd64", "ibt=n")
+    pm = replace(pm, klp_symbols=(KlpSymbol("mod_var", "mod_a"),))
+    assert pm.klp_modules == ("mod_a",) and not pm.clears_relocs
     c = render.render_patch(pm, "m")[0].content.decode()
-    assert '.name = "mod_a:mod_var",' in c and "return fix_lp_resolve(true);" in c
-    assert "fix_lp_resolve(false)" not in c
+    assert "text_poke" not in c and "kpgen_klp_clear" not in c
+    pm = replace(pm, kernel_clears_relocs=False)
+    assert pm.clears_relocs
+    c = render.render_patch(pm, "m")[0].content.decode()
+    assert "kpgen_klp_clear(obj);" in c and "text_poke(loc, &zero, size);" in c
+    assert ".callbacks.post_unpatch = fix_lp_1_post_unpatch," in c
     # vmlinux has neither functions nor callbacks here: no klp_object for it
     assert [o.name for o in pm.lp_objects] == ["mod_a"]
 
@@ -176,9 +184,8 @@ def test_cli_diff_refuses_a_bad_backend_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_diff_plan_gets_the_backend_or_is_refused_with_the_reason(tmp_path):
+def test_diff_plan_gets_the_backend(tmp_path):
     from kpgen import diff
-    from kpgen.errors import UsageError
 
     spec_text = 'name = "d"\ndescription = "x"\nsources = ["fix.c"]\n\n[[function]]\ntarget = "f"\n'
     p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=spec_text)
@@ -186,8 +193,8 @@ def test_diff_plan_gets_the_backend_or_is_refused_with_the_reason(tmp_path):
     assert p.spec == spec_text
     diff.set_backend(p, "livepatch")
     assert p.spec.splitlines()[3] == 'backend = "livepatch"'
+    # a symbol chosen by position is a klp symbol on either backend
     p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=spec_text,
                   symbols=[diff.SymbolUse("dup", "dup", "vmlinux", 2)])
-    with pytest.raises(UsageError, match="kallsyms_lookup_name"):
-        diff.set_backend(p, "livepatch")
-    assert "backend" not in p.spec
+    diff.set_backend(p, "livepatch")
+    assert 'backend = "livepatch"' in p.spec

@@ -16,7 +16,7 @@ GOLDEN = REPO / "tests" / "golden"
 IBT_FEATURES = KernelFeatures(
     has_ibt=True, ftrace_with_args=True, ftrace_ip_setter="ftrace_regs_set_instruction_pointer",
     ksym_cb_has_mod=False, module_ksym_takes_modname=True, recursion_lock_disables_preemption=True,
-    module_mem=True,
+    module_mem=True, clears_klp_relocs=True,
 )
 IBT_RELEASE = "6.12.0-golden-amd64"
 

@@ -205,10 +205,37 @@ def test_symbol_table_must_name_an_unexported_symbol(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_unexported_symbols_become_pointers():
+def test_unexported_symbols_become_klp_symbols():
+    """The generated C uses them as the kernel declares them: no pointer, no macro, only the list
+    of klp symbols the post-link step reads (klp-symbols.h)."""
     text = (REPO / "kmod/patches/cmdline_ksym/cmdline_ksym.c").read_text()
-    assert "static typeof(saved_command_line) *kpgen_ksym_saved_command_line __ro_after_init;" in text
-    assert "#define saved_command_line (*kpgen_ksym_saved_command_line)" in text
-    assert '.name = "saved_command_line"' in text
+    assert '#include "klp-symbols.h"' in text and "if (!kpgen_klp_converted)" in text
+    assert "kpgen_ksym" not in text and "#define saved_command_line" not in text
+    header = (REPO / "kmod/patches/cmdline_ksym/klp-symbols.h").read_text()
+    assert "/* .klp.sym.vmlinux.saved_command_line,0 */\n#pragma weak saved_command_line\n" in header
     for other in ("cmdline_a", "meminfo"):
-        assert "kpatch_sym" not in (REPO / f"kmod/patches/{other}/{other}.c").read_text()
+        # the list is there, empty, so that an older one never lingers; the module ignores it
+        assert "#pragma weak" not in (REPO / f"kmod/patches/{other}/klp-symbols.h").read_text()
+        assert "klp-symbols.h" not in (REPO / f"kmod/patches/{other}/{other}.c").read_text()
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("", "the sources use 'kpgen_no_such_symbol', which is neither exported nor in vmlinux"),
+    ('[[symbol]]\nname = "snapshot_fops"\nsympos = 3\n', "'snapshot_fops' appears only 2 time"),
+])
+def test_klp_symbols_are_checked_against_the_image_without_a_snapshot(tmp_path, monkeypatch, extra, problem):
+    """No snapshot: the klp symbols are checked against the kallsyms read out of the kernel's
+    image, and a spec naming one that is not there (or not at that position) is refused."""
+    from kpgen import generate
+
+    monkeypatch.setenv("KPGEN_CACHE", str(tmp_path / "cache"))
+    name = "snapshot_fops" if extra else "kpgen_no_such_symbol"
+    (tmp_path / "fix.c").write_text("#include <linux/seq_file.h>\n\nextern int " + name + ";\n\n"
+                                    "static int r(struct seq_file *m, void *v)\n{\n"
+                                    f"\tseq_printf(m, \"%d\\n\", {name});\n\treturn 0;\n}}\n")
+    (tmp_path / "p.toml").write_text('name = "p"\nsources = ["fix.c"]\n[[function]]\ntarget = "cmdline_proc_show"\n'
+                                     'replacement = "r"\n' + extra)
+    k = kernel.probe(KDIR_61)
+    with pytest.raises(spec.SpecError, match=problem):
+        generate.generate_patch(k, tmp_path / "p.toml", tmp_path / "out", tmp_path / "core")
+    assert not (tmp_path / "out").exists()

@@ -4,17 +4,20 @@ A case is a directory (the repository keeps its corpus in tests/diffs/):
 
     <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
                           (the exact refusal; {patch}, {release} and {common_headers} stand
-                          for the diff's path, the kernel's release and its common headers)
+                          for the diff's path, the kernel's release and its common headers);
+                          `backends` (default ["kpatch"]): the backends its module is built for
     <case>/<kernel>.patch the diff against that kernel's source
     <case>/loaded         (cases that build) exit 0 only while the patched behaviour is visible
     <case>/cleanup        (optional) undoes what `loaded` set up, after the scenario
 
 The boot tree gets one directory per case that builds, diffs/<case>/, with the module and
-the `loaded` check; the guest's `diffs` topic runs one scenario per directory.
+the `loaded` check, and diffs-livepatch/<case>/ for the livepatch backend's module; the guest's
+`diffs` topic runs one scenario per directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -38,6 +41,7 @@ class Case:
     path: Path
     category: str
     kernels: dict[str, Expect]
+    backends: tuple[str, ...] = ("kpatch",)
 
     def patch(self, kname: str) -> Path:
         return self.path / f"{kname}.patch"
@@ -58,7 +62,7 @@ def load(root: Path) -> list[Case]:
         data = tomllib.loads((d / "case.toml").read_text())
         kernels = {k: Expect(tuple(v.get("targets", ())), v.get("refused", ""))
                    for k, v in data.get("kernel", {}).items()}
-        cases.append(Case(d.name, d, data.get("category", ""), kernels))
+        cases.append(Case(d.name, d, data.get("category", ""), kernels, tuple(data.get("backends", ("kpatch",)))))
     return cases
 
 
@@ -70,6 +74,8 @@ class Built:
     # what `kpgen diff` decided for the case, and where it wrote the spec and fix.c
     plan: diff.Plan | None = None
     work: Path | None = None
+    # the same plan built for the livepatch backend, when the case asks for it
+    livepatch_ko: Path | None = None
 
 
 def build(k: kmod.Kernel, kname: str, cases: list[Case], root: Path, core: Path,
@@ -93,12 +99,35 @@ def _build_case(k: kmod.Kernel, kname: str, case: Case, root: Path, core: Path, 
     plan = diff.plan(k, case.patch(kname), src, case.name)
     diff.write(plan, work)
     ko = diff.build(k, work, plan, core)
+    _install(case, ko, final)
+    # the seconds of `kpgen diff --build` alone, without the livepatch variant
+    built = Built(case, final / ko.name, time.monotonic() - start, plan, work)
+    if "livepatch" in case.backends:
+        # the same plan, an upstream livepatch module: no second `kpgen diff` of the source
+        lp_work, lp_final = Path(root) / "diffs-work-livepatch" / case.name, Path(root) / LIVEPATCH_DIR / case.name
+        for d in (lp_work, lp_final):
+            if d.exists():
+                shutil.rmtree(d)
+        lp_plan = dataclasses.replace(plan)
+        diff.set_backend(lp_plan, "livepatch")
+        diff.write(lp_plan, lp_work)
+        lp_ko = diff.build(k, lp_work, lp_plan)
+        _install(case, lp_ko, lp_final)
+        built.livepatch_ko = lp_final / lp_ko.name
+    return built
+
+
+# Where the boot tree keeps the cases' livepatch-backend modules (their names are the cases').
+LIVEPATCH_DIR = "diffs-livepatch"
+
+
+def _install(case: Case, ko: Path, final: Path) -> None:
+    """The module and the case's checks, in the directory the guest runs the case from."""
     final.mkdir(parents=True)
     shutil.copy2(case.loaded, final / "loaded")
     if (case.path / "cleanup").is_file():
         shutil.copy2(case.path / "cleanup", final / "cleanup")
     shutil.copy2(ko, final / ko.name)
-    return Built(case, final / ko.name, time.monotonic() - start, plan, work)
 
 
 def bench_table(kname: str, release: str, built: list[Built]) -> str:

@@ -18,32 +18,10 @@
 #include <linux/module.h>
 
 #include "kpatch.h"
-
-/* The sources' kernel headers, first, so that the macros below see them. */
-#include <linux/init.h>
-#include <linux/seq_file.h>
-
-/*
- * Kernel symbols the sources use that the kernel does not export: each name
- * stands for a pointer the core fills in before any replacement can run.
- */
-static typeof(saved_command_line) *kpgen_ksym_saved_command_line __ro_after_init;
-#define saved_command_line (*kpgen_ksym_saved_command_line)
+#include "klp-symbols.h"
 
 /* The developer's replacement functions. */
 #include "fix.c"
-
-#undef saved_command_line
-
-static struct kpatch_sym cmdline_ksym_syms[] = {
-	{
-		.name = "saved_command_line",
-		.objname = "vmlinux",
-		.sympos = 0,
-		.addr = (void **)&kpgen_ksym_saved_command_line,
-		.func = false,
-	},
-};
 
 static struct kpatch_func cmdline_ksym_funcs[] = {
 	{
@@ -67,12 +45,14 @@ static struct kpatch_patch cmdline_ksym_patch = {
 	.nr_funcs = ARRAY_SIZE(cmdline_ksym_funcs),
 	.objs = cmdline_ksym_objs,
 	.nr_objs = ARRAY_SIZE(cmdline_ksym_objs),
-	.syms = cmdline_ksym_syms,
-	.nr_syms = ARRAY_SIZE(cmdline_ksym_syms),
 };
 
 static int __init cmdline_ksym_init(void)
 {
+	if (!kpgen_klp_converted) {
+		pr_err("built without kpgen build: no klp relocations for its kernel symbols\n");
+		return -ENOEXEC;
+	}
 	return kpatch_register(&cmdline_ksym_patch);
 }
 

@@ -19,37 +19,13 @@
 #include <linux/module.h>
 
 #include "kpatch.h"
+#include "klp-symbols.h"
 
 /* The ids of the sources' shadow variables (klp_shadow_*). */
 #define KPGEN_SHADOW_READS 306757106UL
 
-/* The sources' kernel headers, first, so that the macros below see them. */
-#include <linux/livepatch.h>
-#include <linux/printk.h>
-#include <linux/seq_file.h>
-#include <linux/utsname.h>
-
-/*
- * Kernel symbols the sources use that the kernel does not export: each name
- * stands for a pointer the core fills in before any replacement can run.
- */
-static typeof(linux_proc_banner) *kpgen_ksym_linux_proc_banner __ro_after_init;
-#define linux_proc_banner (*kpgen_ksym_linux_proc_banner)
-
 /* The developer's replacement functions. */
 #include "fix.c"
-
-#undef linux_proc_banner
-
-static struct kpatch_sym version_reads_syms[] = {
-	{
-		.name = "linux_proc_banner",
-		.objname = "vmlinux",
-		.sympos = 0,
-		.addr = (void **)&kpgen_ksym_linux_proc_banner,
-		.func = false,
-	},
-};
 
 static struct kpatch_func version_reads_funcs[] = {
 	{
@@ -73,12 +49,14 @@ static struct kpatch_patch version_reads_patch = {
 	.nr_funcs = ARRAY_SIZE(version_reads_funcs),
 	.objs = version_reads_objs,
 	.nr_objs = ARRAY_SIZE(version_reads_objs),
-	.syms = version_reads_syms,
-	.nr_syms = ARRAY_SIZE(version_reads_syms),
 };
 
 static int __init version_reads_init(void)
 {
+	if (!kpgen_klp_converted) {
+		pr_err("built without kpgen build: no klp relocations for its kernel symbols\n");
+		return -ENOEXEC;
+	}
 	return kpatch_register(&version_reads_patch);
 }
 

@@ -144,8 +144,10 @@ index_tree() {
 		name=${name%.ko}
 		KO_ANY[$name]=1
 		for key in "$name@$top" "$name@"; do
-			# core-faults/ and foreign/ hold modules named like others: only by their directory
-			if [ "$key" = "$name@" ] && { [ "$top" = core-faults ] || [ "$top" = foreign ]; }; then
+			# core-faults/, foreign/ and diffs-livepatch/ hold modules named like others: only
+			# by their directory
+			if [ "$key" = "$name@" ] && { [ "$top" = core-faults ] || [ "$top" = foreign ] ||
+				[ "$top" = diffs-livepatch ]; }; then
 				continue
 			fi
 			KO_PATH[$key]=$path
@@ -171,8 +173,8 @@ save_tree_index() {
 }
 
 # `ko NAME [TOPDIR]`: the one NAME.ko of the build tree (core/, patches/*/, modules/*/, diffs/*/,
-# ...), found by searching it; core-faults/ and foreign/ only when TOPDIR names them.  Fatal
-# unless exactly one is found.
+# ...), found by searching it; core-faults/, foreign/ and diffs-livepatch/ only when TOPDIR
+# names them.  Fatal unless exactly one is found.
 ko() {
 	local key="$1@${2:-}"
 	[ -n "$KO_INDEXED" ] || index_tree

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Replacement for version_proc_show() (fs/proc/version.c): the same banner
- * (linux_proc_banner is not exported: the core resolves it), after a line
+ * (linux_proc_banner is not exported: a klp relocation), after a line
  * that counts the reads so far.  The count lives in a shadow variable of
  * init_uts_ns, so that no structure has to change.
  */

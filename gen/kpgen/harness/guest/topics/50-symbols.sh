@@ -3,11 +3,11 @@
 # Sourced by run.sh after lib.sh, which defines SYS, PARAMS, TRACING, LIVEPATCH and SLEEPER.
 # shellcheck disable=SC2153,SC2154
 #
-# Symbols: unexported and static symbols reached by name, same-named functions told apart by
-# sympos, and ambiguous names refused.
+# Symbols: unexported and static symbols used through klp relocations, same-named functions
+# told apart by sympos, and ambiguous or missing names refused.
 
-# A static kernel function no header declares: the source declares it, kpgen makes that a
-# pointer, and the core resolves it when the module loads.
+# A static kernel function no header declares: the source declares it and calls it directly,
+# a klp relocation the module loader writes as the patch module loads.
 static_symbol_declared_by_source() {
 	not grep -q "^kpgen test static:" /proc/meminfo
 	load test_static_sym
@@ -18,8 +18,9 @@ static_symbol_declared_by_source() {
 }
 
 # A patch of a module that uses the module's own static variable and a static function chosen
-# by sympos: both are resolved whenever the module comes, so the module may load before or
-# after the patch, reload while it is applied, or reload while it is disabled.
+# by sympos: the core writes their klp relocations whenever the module comes and clears them
+# as it goes, so the module may load before or after the patch, reload while it is applied, or
+# reload while it is disabled.
 module_symbols_follow_the_module() {
 	load kpgen_test_target
 	load test_module_ksym
@@ -71,7 +72,36 @@ ambiguous_name_is_refused() {
 	rmmod kpgen_test_target
 }
 
+# A symbol the running kernel lacks: the module loader refuses the patch module and names the
+# symbol.  One its module lacks: the core refuses the patch while the module is loaded, and the
+# module's load while the patch is.  Nothing is left behind either way.
+missing_symbol_is_refused() {
+	expect_errno EINVAL load test_missing_sym
+	kernel_said "^<3>livepatch: symbol 'kpgen_no_such_symbol' not found in symbol table$"
+	not loaded test_missing_sym
+	[ ! -e "$SYS/test_missing_sym" ]
+	load kpgen_test_target
+	expect_errno EINVAL load test_mod_nosym
+	kernel_said "^<3>livepatch: symbol 'kpgen_no_such_symbol' not found in symbol table$"
+	logged "<3>patch module 'test_mod_nosym': cannot write its klp relocations for module 'kpgen_test_target': -22"
+	not loaded test_mod_nosym
+	[ ! -e "$SYS/test_mod_nosym" ]
+	[ -z "$(hooked)" ]
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+	load test_mod_nosym
+	expect_errno EINVAL load kpgen_test_target
+	logged "<3>refusing to load module 'kpgen_test_target': patch module 'test_mod_nosym' cannot be applied to it (-22)"
+	not loaded kpgen_test_target
+	[ -z "$(hooked)" ]
+	unload test_mod_nosym
+	load kpgen_test_target
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+}
+
 scenario static_symbol_declared_by_source
 scenario module_symbols_follow_the_module
 scenario sympos_selects_duplicate
 scenario ambiguous_name_is_refused
+scenario missing_symbol_is_refused

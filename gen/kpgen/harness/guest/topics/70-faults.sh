@@ -76,5 +76,25 @@ registrations_are_serialised() {
 	use_core normal
 }
 
+# The klp relocations of a module that comes, written in part (fail_at=relocs: once the first
+# section is written) and the load refused: what was written is cleared, so that the next load
+# writes them afresh (x86 writes a relocation only where the place is zero).
+klp_relocation_failure_unwinds() {
+	use_core faults
+	load test_module_ksym
+	echo relocs >"$PARAMS/fail_at"
+	expect_errno ENOEXEC load kpgen_test_target
+	logged "<5>injected failure at 'relocs'"
+	logged "<3>patch module 'test_module_ksym': cannot write its klp relocations for module 'kpgen_test_target': -8"
+	not loaded kpgen_test_target
+	echo >"$PARAMS/fail_at"
+	load kpgen_test_target
+	[ "$(target_field value)" = 120 ]
+	rmmod kpgen_test_target
+	unload test_module_ksym
+	use_core normal
+}
+
 scenario fault_injection_unwinds
 scenario registrations_are_serialised
+scenario klp_relocation_failure_unwinds

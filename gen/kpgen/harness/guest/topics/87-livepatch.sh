@@ -85,19 +85,44 @@ lp_module_target_loaded_after() {
 lp_unexported_symbols() {
 	local cmdline
 	cmdline=$(cat /proc/cmdline)
-	# a vmlinux variable, resolved in the module's init
+	# a vmlinux variable: a klp relocation the module loader writes as the module loads
 	lp_load test_lp_ksym
 	version_says "kpgen test lp ksym: $cmdline"
 	lp_unload test_lp_ksym
 	version_original
-	# a module's static variable, resolved as the module comes: before and after the patch
+	# a module's static variable and the second of its two kpgen_test_dup() (sympos = 2; the
+	# first would make it 430): livepatch writes them each time the module comes, loaded before
+	# the patch or after it, and again after each reload
 	load kpgen_test_target
 	lp_load test_lp_modsym
-	[ "$(target_field value)" = 420 ]
+	[ "$(target_field value)" = 440 ]
 	rmmod kpgen_test_target
 	load kpgen_test_target
-	[ "$(target_field value)" = 420 ]
+	[ "$(target_field value)" = 440 ]
+	rmmod kpgen_test_target
+	load kpgen_test_target
+	[ "$(target_field value)" = 440 ]
 	lp_unload test_lp_modsym
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+}
+
+# A variable the module lacks: livepatch refuses the patch while the module is loaded, and the
+# module's load while the patch is, naming the symbol; nothing is left behind.
+lp_missing_symbol_is_refused() {
+	load kpgen_test_target
+	expect_errno EINVAL load test_lp_mod_nosym
+	kernel_said "^<3>livepatch: symbol 'kpgen_no_such_symbol' not found in symbol table$"
+	not loaded test_lp_mod_nosym
+	[ ! -e "$LIVEPATCH/test_lp_mod_nosym" ]
+	[ "$(target_field value)" = 1 ]
+	rmmod kpgen_test_target
+	lp_load test_lp_mod_nosym
+	expect_errno EINVAL load kpgen_test_target
+	kernel_said "refusing to load module 'kpgen_test_target'"
+	not loaded kpgen_test_target
+	lp_unload test_lp_mod_nosym
+	load kpgen_test_target
 	[ "$(target_field value)" = 1 ]
 	rmmod kpgen_test_target
 }
@@ -236,6 +261,7 @@ scenario lp_stacking
 scenario lp_module_target_loaded_before
 scenario lp_module_target_loaded_after
 scenario lp_unexported_symbols
+scenario lp_missing_symbol_is_refused
 scenario lp_callbacks_order
 scenario lp_replace
 scenario lp_always_busy_function 300

@@ -14,12 +14,6 @@ static noinline int kpgen_test_dup(void)
 	return READ_ONCE(kpgen_test_dup_base);
 }
 
-/*
- * Taking its address keeps this function's ENDBR on kernels with indirect
- * branch tracking, so that a patch may call it through a pointer.
- */
-static int (*const kpgen_test_dup_ref)(void) __used = kpgen_test_dup;
-
 int kpgen_test_dup2(void)
 {
 	return kpgen_test_dup();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Livepatch backend: /proc/version shows the unexported saved_command_line,
- * which the module resolves in its init.
+ * which the module loader relocates as the module loads.
  */
 #include <linux/init.h>
 #include <linux/seq_file.h>
