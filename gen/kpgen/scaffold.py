@@ -78,9 +78,9 @@ def header_prototype(k: Kernel, func: str) -> Prototype | None:
     on the kernel's own flags: the parameters as declared, unnamed ones named argN."""
     import clang.cindex as ci
 
-    from . import extract, tu
+    from . import extract, units
 
-    args = extract.clang_args(tu.kbuild_command(k))
+    args = extract.clang_args(units.kbuild_command(k))
     index = ci.Index.create()
     for header in header_candidates(header_roots(k.kdir), func)[:20]:
         rel = next((header.relative_to(r / d).as_posix() for r in header_roots(k.kdir)

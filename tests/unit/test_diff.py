@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from kpgen import diff, model, objdiff, source, spec
+from kpgen.diff import apply as dapply, decisions, emit
 
 
-@pytest.mark.parametrize("module", [diff, model, objdiff, source])
+@pytest.mark.parametrize("module", [dapply, decisions, emit, model, objdiff, source, spec])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
@@ -36,27 +37,27 @@ def tree(tmp: Path) -> Path:
 
 
 def test_patch_files() -> None:
-    assert diff.patch_files(DIFF) == ["fs/x/a.c"]
+    assert dapply.patch_files(DIFF) == ["fs/x/a.c"]
 
 
 def test_new_file_refused() -> None:
     with pytest.raises(diff.DiffRefused) as info:
-        diff.patch_files("--- /dev/null\n+++ b/fs/x/new.c\n@@ -0,0 +1 @@\n+int x;\n")
-    assert str(info.value) == ("the diff creates fs/x/new.c: a live patch changes existing C files only; put new "
-                               "code in the files it serves")
+        dapply.patch_files("--- /dev/null\n+++ b/fs/x/new.c\n@@ -0,0 +1 @@\n+int x;\n")
+    assert str(info.value) == ("the diff: it creates fs/x/new.c, and a live patch changes existing C files only; "
+                               "put new code in the files it serves")
 
 
 def test_build_file_refused() -> None:
     with pytest.raises(diff.DiffRefused) as info:
-        diff._refuse_other_files(["fs/x/Makefile"])
-    assert str(info.value) == ("the diff changes fs/x/Makefile: a live patch can change C code only, not the "
-                               "build or the configuration")
+        dapply.refuse_other_files(["fs/x/Makefile"])
+    assert str(info.value) == ("fs/x/Makefile: a live patch can change C code only, not the build or the "
+                               "configuration; leave this file out of the diff")
 
 
 def test_apply_and_overlay_leave_the_source_alone(tmp_path: Path) -> None:
     root = tree(tmp_path)
     overlay = tmp_path / "ov"
-    diff.apply(DIFF, Path("fix.patch"), root, overlay, ["fs/x/a.c"])
+    dapply.apply(DIFF, Path("fix.patch"), root, overlay, ["fs/x/a.c"])
     assert "return 2" in (overlay / "fs/x/a.c").read_text()
     assert "return 1" in (root / "fs/x/a.c").read_text()
     assert (overlay / "fs/x/b.c").is_symlink()
@@ -65,21 +66,23 @@ def test_apply_and_overlay_leave_the_source_alone(tmp_path: Path) -> None:
 def test_diff_that_does_not_apply_refused(tmp_path: Path) -> None:
     root = tree(tmp_path)
     with pytest.raises(diff.DiffRefused) as info:
-        diff.apply(DIFF.replace("return 1", "return 3"), Path("fix.patch"), root, tmp_path / "ov", ["fs/x/a.c"])
-    assert str(info.value) == "fix.patch does not apply to the source of the kernel: Hunk #1 FAILED at 1."
+        dapply.apply(DIFF.replace("return 1", "return 3"), Path("fix.patch"), root, tmp_path / "ov", ["fs/x/a.c"])
+    assert str(info.value) == ("fix.patch: it does not apply to the source of the kernel: Hunk #1 FAILED at 1.; "
+                               "give a diff of this kernel's source")
 
 
 def test_missing_file_refused(tmp_path: Path) -> None:
     root = tree(tmp_path)
     with pytest.raises(diff.DiffRefused) as info:
-        diff.apply(DIFF, Path("fix.patch"), root, tmp_path / "ov", ["fs/y/c.c"])
-    assert str(info.value) == "fix.patch: fs/y/c.c is not in the kernel source: the diff does not apply"
+        dapply.apply(DIFF, Path("fix.patch"), root, tmp_path / "ov", ["fs/y/c.c"])
+    assert str(info.value) == ("fix.patch: fs/y/c.c is not in the kernel source: the diff does not apply; give a "
+                               "diff of this kernel's source")
 
 
 def test_header_reach(tmp_path: Path) -> None:
     root = tree(tmp_path)
-    assert diff.header_reach(root, "fs/x/local.h", {"fs/x/a.c"}) == ["fs/x/b.c"]
-    assert diff.header_reach(root, "fs/x/local.h", {"fs/x/b.c"}) == []
+    assert dapply.header_reach(root, "fs/x/local.h", {"fs/x/a.c"}) == ["fs/x/b.c"]
+    assert dapply.header_reach(root, "fs/x/local.h", {"fs/x/b.c"}) == []
 
 
 def test_symbol_kallsyms_name(tmp_path: Path) -> None:

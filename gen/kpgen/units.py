@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError, UsageError
+from .errors import BuildError, DefinitionError, UsageError
 from .kernel import Kernel, header_roots
 from .snapshot import cache_root
 
@@ -210,34 +210,29 @@ def wait_compile(proc: subprocess.Popen, what: str) -> None:
         raise BuildError(f"compiling {what} failed:\n" + "\n".join(errors[:15]))
 
 
-def make_overlay(tree: Path, overlay: Path, changed: list[str]) -> None:
-    """A tree of symbolic links into `tree`, with real directories down to each changed file,
-    which is a real copy: patching the overlay leaves the cached source untouched."""
-    overlay.mkdir(parents=True, exist_ok=True)
-    for rel in sorted(set(changed)):
-        parts = Path(rel).parts
-        cur_src, cur_dst = tree, overlay
-        for part in parts[:-1]:
-            cur_src, cur_dst = cur_src / part, cur_dst / part
-            if cur_dst.is_symlink():
-                cur_dst.unlink()
-            if not cur_dst.exists():
-                cur_dst.mkdir()
-        # link every sibling on the way down (once), then the file itself as a copy
-        _fill(tree, overlay, Path(*parts[:-1]) if len(parts) > 1 else Path("."))
-        dst = overlay / rel
-        if dst.is_symlink():
-            dst.unlink()
-        if (tree / rel).is_file():
-            dst.write_bytes((tree / rel).read_bytes())
+DEFINITION_RE = r"^[A-Za-z_][^;=]*\b{name}\s*\("
+# The parts of the tree a function to copy is looked for in.
+SOURCE_DIRS = ("kernel", "fs", "mm", "lib", "net", "drivers", "arch/x86", "block", "security", "ipc", "init",
+               "crypto", "sound", "io_uring", "virt")
 
 
-def _fill(tree: Path, overlay: Path, directory: Path) -> None:
-    parts = [Path(*directory.parts[:i]) for i in range(len(directory.parts) + 1)] if directory != Path(".") \
-        else [Path(".")]
-    for d in parts:
-        src, dst = tree / d, overlay / d
-        for entry in src.iterdir():
-            target = dst / entry.name
-            if not target.exists() and not target.is_symlink():
-                target.symlink_to(entry)
+def find_definition(tree: Path, func: str) -> str:
+    """Returns the .c file of the tree that defines `func`; refuses (DefinitionError) when no
+    file or several do, naming them."""
+    pattern = DEFINITION_RE.format(name=re.escape(func))
+    dirs = [str(tree / d) for d in SOURCE_DIRS if (tree / d).is_dir()]
+    proc = subprocess.run(["grep", "-rlE", "--include=*.c", pattern, *dirs],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+    files = sorted(str(Path(f).relative_to(tree)) for f in proc.stdout.split())
+    if len(files) > 1:
+        # a weak default is not the kernel's function when another file defines it
+        weak = re.compile(pattern.replace("^[A-Za-z_]", "^.*?(?:__weak|weak)"), re.M)
+        strong = [f for f in files if not weak.search((tree / f).read_text(errors="replace"))]
+        files = strong or files
+    if not files:
+        raise DefinitionError(func, [], f"no .c file of the kernel source defines {func}(): check the name, "
+                              "or give --file")
+    if len(files) > 1:
+        raise DefinitionError(func, files, f"{func}() is defined in {len(files)} files ({', '.join(files[:4])}): "
+                              "say which with --file PATH")
+    return files[0]

@@ -1,0 +1,52 @@
+"""`kpgen diff --build`: what `kpgen patch` and `kpgen build` do with the written spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .. import spec
+from ..errors import BuildError, UsageError
+from ..kernel import Kernel
+from .decisions import Plan
+
+
+def set_backend(p: Plan, backend: str) -> None:
+    """Makes the plan's spec name `backend`; refuses what that backend cannot do, before
+    anything is written."""
+    assert p.spec is not None
+    if backend == "kpatch":
+        return
+    for i, s in enumerate(p.symbols):
+        if s.sympos:
+            raise UsageError(f"--backend {backend}: symbol[{i}] {s.ident!r} needs sympos = {s.sympos}, and the "
+                             "livepatch backend resolves unexported symbols with kallsyms_lookup_name(), which "
+                             "finds the first of same-named symbols only; use --backend kpatch")
+    p.spec = spec.with_backend(dataclasses.replace(p.spec), backend)
+
+
+def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
+    """Returns the module built from the spec written in `out`: rendered, built with Kbuild,
+    checked; a kpatch-backend module against `core` (by default one built in out/core), a
+    livepatch-backend one without any."""
+    from .. import elfcheck, generate, kbuild, render
+
+    patch = spec.load(out / f"{p.name}.toml")
+    livepatch = patch.backend == "livepatch"
+    if livepatch:
+        core = None
+    if core is None:
+        core = out / "core"
+        made = generate.generated_for(core)
+        if not livepatch and (made is None or made[0] != k.release or not (core / "Module.symvers").is_file()):
+            render.write(out, generate.core_files(k))
+            kbuild.build(k, core)
+    module = out / "module"
+    generate.generate_patch(k, out / f"{p.name}.toml", module, core)
+    kbuild.build(k, module, None if livepatch else core)
+    ko = module / f"{p.name}.ko"
+    verdict = elfcheck.check_module(ko, k, None if livepatch else core / "Module.symvers",
+                                    tuple(f.replacement for f in patch.functions), patch.backend)
+    if not verdict.ok:
+        raise BuildError(f"{ko}: " + "; ".join(verdict.problems))
+    return ko

@@ -1,0 +1,258 @@
+"""What the replaced and added functions need, and one decision per symbol: copy its source
+into fix.c (the kernel has no usable copy), declare it extern (the running kernel's own: how
+the module reaches it is the model's business), use it as it is (exported), or define it
+fresh (data of the module's own). Found with the C front end (extract) on the patched unit."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from .. import extract, ksyms, objdiff, units
+from ..errors import DiffRefused
+from ..kernel import Kernel
+from .compare import CompiledUnit
+from .decisions import PREFIX, Action, Plan, SymbolUse
+from .targets import WRAPPER_RE, pick_position
+
+Key = tuple[str, str]  # (namespace, name), as extract keys its entities
+
+
+class Emit(enum.StrEnum):
+    """How one entity of the unit appears in fix.c."""
+
+    DEFINE = "define"  # its text: a macro, a type, or a function or variable the diff adds
+    REPLACE = "replace"  # a target's text, renamed livepatch_<name>
+    COPY = "copy"  # a function's text, for code that needs it and cannot reach the kernel's
+    SYSCALL = "syscall"  # a SYSCALL_DEFINE body, written out with its entry points
+    EXTERN = "extern"  # an extern declaration of the running kernel's own symbol
+    PLAIN_EXTERN = "plain-extern"  # exported, but no kernel header declares it
+    HEADER = "header"  # exported and declared by a kernel header: nothing to write
+    ELSEWHERE = "elsewhere"  # declared: copied from its own file (IBT kernels)
+
+
+@dataclass(frozen=True)
+class KeptStatic:
+    """A function-local static of a replaced or copied function: the running kernel's variable."""
+
+    static: extract.LocalStatic
+    ident: str  # the name fix.c declares it under
+    use: SymbolUse
+
+
+@dataclass
+class ExtractedUnit:
+    """One unit's part of fix.c: each entity with how it is emitted, in the unit's order."""
+
+    unit: units.Unit
+    parsed: extract.Parsed
+    emits: dict[Key, Emit] = field(default_factory=dict)
+    why: dict[Key, str] = field(default_factory=dict)
+    renames: dict[str, str] = field(default_factory=dict)
+    syscalls: dict[str, list[str]] = field(default_factory=dict)  # name -> entry points (x64, ia32)
+    kept: list[KeptStatic] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+
+
+class Closure:
+    """The walk from the functions to emit through everything they use, deciding as it goes."""
+
+    def __init__(self, k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed,
+                 objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+        self.k, self.p, self.cu, self.parsed = k, p, cu, parsed
+        self.objsyms, self.ibt = objsyms, ibt
+        self.unit_funcs = {objdiff.base_name(n) for n in cu.old.functions()}
+        self.unit_vars = set(cu.old.variables())
+        self.out = ExtractedUnit(cu.unit, parsed)
+        self.queue: list[Key] = []
+
+    def seed(self, key: Key, how: Emit, why: str = "") -> None:
+        self.out.emits[key] = how
+        if why:
+            self.out.why[key] = why
+        self.queue.append(key)
+
+    def run(self) -> ExtractedUnit:
+        """Returns the unit's part of fix.c; refuses what the module cannot reach or share."""
+        while self.queue:
+            key = self.queue.pop(0)
+            e = self.parsed.entities[key]
+            deps, statics = extract.references(self.parsed, e)
+            how = self.out.emits[key]
+            if statics and how in (Emit.REPLACE, Emit.COPY):
+                self._keep_statics(e, key, how, statics)
+            for d in sorted(deps):
+                if d not in self.out.emits:
+                    self._decide(d)
+        self.out.includes = self._includes()
+        return self.out
+
+    def _keep_statics(self, e: extract.Entity, key: Key, how: Emit, statics: list[extract.LocalStatic]) -> None:
+        """A replaced function keeps the running kernel's own statics; a copy of an inlined
+        function keeps those of the function it was inlined into."""
+        kept = []
+        for st in statics:
+            if how == Emit.REPLACE:
+                ksym = local_static_name(self.cu, e.name, st.name)
+                if ksym is None or not self.objsyms.has(ksym):
+                    raise DiffRefused(f"{self.cu.unit.rel}: {e.name}()", f"it has its own static {st.name}, which "
+                                      f"kpgen cannot find in {self.objsyms.name}, and patching it would start a "
+                                      "second copy of that state", "keep the function's state elsewhere")
+            else:
+                ksym = unit_static_name(self.cu, st.name, set(self.out.renames))
+                if ksym is None or not self.objsyms.has(ksym):
+                    raise DiffRefused(f"{self.cu.unit.rel}: {e.name}()", f"it must be copied "
+                                      f"({self.out.why[key]}) but holds state of its own (static {st.name}), "
+                                      "which a copy would not share", "change code that does not need it")
+            pos = pick_position(self.objsyms, ksym, self.unit_vars | self.unit_funcs, text=False,
+                                what=f"{self.cu.unit.rel}: the static {st.name} of {e.name}()")
+            use = SymbolUse(f"{e.name}_{st.name}", ksym, self.cu.unit.object, pos)
+            kept.append(KeptStatic(st, use.ident, use))
+            who = "the patched function" if how == Emit.REPLACE else "the copy"
+            self.p.decide(f"{e.name}:{st.name}", Action.KERNEL_STATIC,
+                          f"{ksym} in kallsyms: {who} keeps the running kernel's variable")
+        for ks in kept:
+            self.out.kept.append(ks)
+            self.p.symbols.append(ks.use)
+
+    def _decide(self, d: Key) -> None:
+        de = self.parsed.entities[d]
+        if d[0] in ("macro", "type", "enumconst"):
+            self.seed(d, Emit.DEFINE)
+            return
+        if d in self.parsed.new_names:
+            how, why = Emit.DEFINE, "new in the diff: compiled into the patch module"
+        elif d[0] == "func":
+            how, why = decide_function(self.k, self.parsed, de, self.objsyms, self.ibt, self.cu.unit.rel)
+        else:
+            how, why = decide_variable(self.k, self.parsed, de, self.objsyms, self.cu.unit.rel)
+        self.out.emits[d] = how
+        self.out.why[d] = why
+        if how != Emit.HEADER:
+            self.p.decide(d[1], ACTIONS[how], why)
+        if how in (Emit.COPY, Emit.DEFINE):
+            self.queue.append(d)
+        if how == Emit.EXTERN:
+            neighbours = self.unit_funcs if d[0] == "func" else self.unit_vars | self.unit_funcs
+            pos = pick_position(self.objsyms, d[1], neighbours, text=d[0] == "func")
+            if pos or self.cu.unit.object != "vmlinux":
+                self.p.symbols.append(SymbolUse(d[1], "", self.cu.unit.object, pos))
+
+    def _includes(self) -> list[str]:
+        """The file's own <...> includes, and those of its private headers that something
+        copied comes from."""
+        used = {self.parsed.entities[k].file for k, how in self.out.emits.items() if how in (Emit.DEFINE, Emit.COPY)}
+        incs: list[str] = []
+        for fname, spelled in self.parsed.includes:
+            if spelled.startswith("<") and spelled not in incs and (fname == str(self.parsed.path) or fname in used):
+                incs.append(spelled)
+        return incs
+
+
+ACTIONS = {Emit.DEFINE: Action.NEW, Emit.COPY: Action.COPY, Emit.EXTERN: Action.EXTERN,
+           Emit.PLAIN_EXTERN: Action.EXPORTED, Emit.HEADER: Action.EXPORTED, Emit.ELSEWHERE: Action.COPY}
+
+
+def extract_unit(k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed, targets: set[str], added: set[str],
+                 objsyms: ksyms.ObjectSymbols, ibt: bool, copies: dict[str, str] | None = None) -> ExtractedUnit:
+    """Returns one unit's part of fix.c: its targets replaced, what the diff adds, and
+    (`copies`: name -> reason) functions of this file copied for another unit's code; refuses
+    what the module cannot reach."""
+    rel = cu.unit.rel
+    walk = Closure(k, p, cu, parsed, objsyms, ibt)
+    walk.out.renames = {t: PREFIX + t.lstrip("_") for t in targets}
+    for t in sorted(targets):
+        m = WRAPPER_RE.match(t)
+        if m:
+            walk.out.syscalls.setdefault(m.group("name"), []).append(m.group("abi"))
+    for name in sorted(walk.out.syscalls):
+        key = ("func", f"__do_sys_{name}")
+        if key not in parsed.entities or extract.function_body(parsed.entities[key]) is None:
+            raise DiffRefused(f"{rel}: {name}", "kpgen finds no SYSCALL_DEFINE body of this system call",
+                              "write the replacement with kpgen new")
+        walk.seed(key, Emit.SYSCALL)
+    for c, why in sorted((copies or {}).items()):
+        key = ("func", c)
+        if key not in parsed.entities or not parsed.entities[key].definition:
+            raise DiffRefused(f"{rel}: {c}()", "it is not defined here as a function kpgen can copy",
+                              "patch code that does not need it")
+        walk.seed(key, Emit.COPY, why)
+    entry_points = {f"__{abi}_sys_{n}" for n, abis in walk.out.syscalls.items() for abi in abis}
+    for t in sorted((targets | added) - entry_points):
+        key = ("func", t)
+        if key not in parsed.entities or not parsed.entities[key].definition:
+            raise DiffRefused(f"{rel}: {t}()", "it is defined by a macro kpgen cannot copy out of the file",
+                              "write the replacement with kpgen new")
+        walk.seed(key, Emit.REPLACE if t in targets else Emit.DEFINE)
+    return walk.run()
+
+
+def unit_static_name(cu: CompiledUnit, var: str, callers: set[str]) -> str | None:
+    """The kallsyms name of an inlined function's own static: the one `var.N` the functions it
+    was inlined into use, else the unit's only one."""
+    funcs = cu.old.functions()
+    for scope in (callers, set(funcs)):
+        found = {ref for name in scope if name in funcs for ref in funcs[name].addressed
+                 if (m := objdiff.LOCAL_STATIC_RE.match(ref)) and m.group("base") == var}
+        if len(found) == 1:
+            return found.pop()
+    return None
+
+
+def local_static_name(cu: CompiledUnit, func: str, var: str) -> str | None:
+    """The kallsyms name of `func`'s own static `var`: gcc's `var.N`, referenced by func."""
+    fsym = cu.old.functions().get(func)
+    if fsym is None:
+        return None
+    for ref in fsym.addressed:
+        m = objdiff.LOCAL_STATIC_RE.match(ref)
+        if m and m.group("base") == var:
+            return ref
+    return None
+
+
+def decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols, ibt: bool,
+                    rel: str) -> tuple[Emit, str]:
+    """Returns how a function the code calls is emitted, and why; refuses one the module
+    cannot reach."""
+    name = e.name
+    static = extract.is_static(e)
+    if not static and name in k.exports:
+        if extract.declared_in_header(p, e):
+            return Emit.HEADER, "exported, declared by a kernel header"
+        return Emit.PLAIN_EXTERN, "exported by the kernel: called as it is"
+    pos = objsyms.positions(name)
+    weak = e.definition and re.search(r"\b__weak\b|__attribute__\(\(weak\)\)", p.text(e.file, e.start, e.end))
+    if pos:
+        if ibt and objsyms.endbr is not None and not any(objsyms.endbr.get(i) for i in pos):
+            if e.definition and not weak:
+                return Emit.COPY, (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, "
+                                   f"so it is copied from {rel}")
+            return Emit.ELSEWHERE, (f"has no ENDBR in {k.release} (IBT) and is defined in another file: copied "
+                                    "from there")
+        where = "static in " + rel if static else "not exported"
+        return Emit.EXTERN, f"{where}: the running kernel's own function, reached through kallsyms"
+    if e.definition:
+        return Emit.COPY, f"inlined away in {k.release}: copied from {rel}"
+    raise DiffRefused(f"{rel}: {name}()", f"it is neither exported nor in kallsyms of {k.release}, and the file "
+                      "does not define it, so kpgen cannot reach it", "patch code that does not call it")
+
+
+def decide_variable(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols,
+                    rel: str) -> tuple[Emit, str]:
+    """Returns how a variable the code uses is emitted, and why; refuses one the module
+    cannot reach."""
+    name = e.name
+    static = extract.is_static(e)
+    if not static and name in k.exports:
+        if extract.declared_in_header(p, e):
+            return Emit.HEADER, "exported, declared by a kernel header"
+        return Emit.PLAIN_EXTERN, "exported by the kernel"
+    if objsyms.positions(name, text=False):
+        where = "static in " + rel if static else "not exported"
+        return Emit.EXTERN, f"{where}: the running kernel's own variable, reached through kallsyms"
+    if e.cursor.type.is_const_qualified() or "const" in e.cursor.type.spelling.split():
+        return Emit.DEFINE, f"constant data the compiler folded away in {k.release}: copied"
+    raise DiffRefused(f"{rel}: {name}", f"the patched code uses it, but it is not in kallsyms of {k.release}, so "
+                      "kpgen cannot reach the kernel's copy", "patch code that does not use it")

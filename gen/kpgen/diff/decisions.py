@@ -1,0 +1,83 @@
+"""What `kpgen diff` decides, shared by its stages: the functions it replaces, the kernel
+symbols the module keeps using, and one decision per symbol, each printed for a reviewer
+(`kpgen: NAME: ACTION (REASON)`) and said again in fix.c."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..spec import PatchSpec
+
+# The replacement of function f is livepatch_f in fix.c.
+PREFIX = "livepatch_"
+
+
+class Action(enum.StrEnum):
+    """What kpgen does with one symbol (or fact), as the printed line names it."""
+
+    READ = "read"  # where the running kernel's symbols were read from
+    TARGET = "target"  # replaced: the kernel has it as itself and ftrace can hook it
+    VIA_CALLERS = "via callers"  # changed, not patchable itself: its callers are replaced
+    NEW = "new"  # a function the diff adds: compiled into the patch module
+    COPY = "copy"  # the kernel has no usable copy: its source goes into fix.c
+    EXTERN = "extern"  # the running kernel's own symbol, declared extern
+    EXPORTED = "exported"  # exported by the kernel: used as it is
+    FRESH = "fresh"  # data of the patch module's own, new in the diff or a per-site static
+    KERNEL_STATIC = "kernel's static"  # a function-local static: the running kernel's variable
+    CALLBACK = "callback"  # a kpatch callback macro: a callback of the object
+    FORCE = "force"  # KPATCH_FORCE_UNSAFE: switched without the activeness check
+    IGNORED = "ignored"  # a kpatch marker kpgen has no use for
+
+
+@dataclass(frozen=True)
+class Decision:
+    symbol: str
+    action: Action
+    reason: str
+
+    def line(self) -> str:
+        """The decision as `kpgen diff` prints it.
+
+        >>> Decision("f", Action.TARGET, "its compiled code changed").line()
+        'f: target (its compiled code changed)'
+        """
+        return f"{self.symbol}: {self.action} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    object: str
+    sympos: int
+    replacement: str
+    unit: str  # the .c file it comes from
+
+
+@dataclass(frozen=True)
+class SymbolUse:
+    """A kernel symbol the module uses that needs a [[symbol]] table: a position, a module,
+    or a kallsyms name that is not the C name."""
+
+    ident: str  # the C name fix.c uses
+    kallsyms: str
+    object: str
+    sympos: int
+
+
+@dataclass
+class Plan:
+    name: str
+    patch: Path | None  # the diff (None for `kpgen new`)
+    release: str
+    targets: list[Target] = field(default_factory=list)
+    symbols: list[SymbolUse] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # how each file applied: offsets and fuzz
+    fix_c: str = ""
+    spec: PatchSpec | None = None
+
+    def decide(self, symbol: str, action: Action, reason: str) -> None:
+        if not any(d.symbol == symbol and d.action == action for d in self.decisions):
+            self.decisions.append(Decision(symbol, action, reason))

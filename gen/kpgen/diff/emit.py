@@ -1,0 +1,226 @@
+"""Write what the closure decided: fix.c, C a reviewer can read (each part from its file, each
+copied or declared symbol with a comment saying why), and the spec, through spec.dump."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from .. import extract, spec as kspec
+from ..errors import UsageError
+from ..kernel import Kernel
+from .closure import Emit, ExtractedUnit, KeptStatic
+from .decisions import PREFIX, Plan
+
+# the registers each x86-64 entry point passes a system call's arguments in
+ARG_REGS = {"x64": ("di", "si", "dx", "r10", "r8", "r9"), "ia32": ("bx", "cx", "dx", "si", "di", "bp")}
+
+
+def syscall_params(define: str) -> tuple[str, list[tuple[str, str]]]:
+    """The name and (type, argument) pairs of a SYSCALL_DEFINEn(...) head.
+
+    >>> syscall_params("SYSCALL_DEFINE2(foo, struct bar __user *, b, int, n)")
+    ('foo', [('struct bar __user *', 'b'), ('int', 'n')])
+    """
+    inner = define[define.index("(") + 1:define.rindex(")")]
+    parts = [x.strip() for x in inner.split(",")]
+    return parts[0], list(zip(parts[1::2], parts[2::2], strict=False))
+
+
+def realign_head(text: str, delta: int) -> str:
+    r"""Keep a function head's continuation lines aligned with its '(' after a rename that
+    made the name `delta` columns longer.
+
+    >>> realign_head("int new_f(int a,\n\t  int b)\n{\n\treturn 0;\n}", 4)
+    'int new_f(int a,\n\t      int b)\n{\n\treturn 0;\n}'
+    """
+    lines = text.split("\n")
+    out = lines[:1]
+    for i, line in enumerate(lines[1:], 1):
+        if line.startswith("{"):
+            out += lines[i:]
+            break
+        stripped = line.lstrip(" \t")
+        col = len(line[:len(line) - len(stripped)].expandtabs(8)) + delta
+        out.append("\t" * (col // 8) + " " * (col % 8) + stripped)
+    return "\n".join(out)
+
+
+def comment(text: str, width: int = 78) -> str:
+    """A C comment, wrapped: one line when it fits.
+
+    >>> comment("short")
+    '/* short */'
+    """
+    if len(text) + 6 <= width:
+        return f"/* {text} */"
+    lines = textwrap.wrap(text, width - 3, break_on_hyphens=False)
+    return "/*\n" + "".join(f" * {line}\n" for line in lines) + " */"
+
+
+def syscall_arg(ctype: str, abi: str, reg: str) -> str:
+    """One argument as the entry point passes it: ia32 takes the register's low 32 bits.
+
+    >>> syscall_arg("int", "ia32", "bx"), syscall_arg("char __user *", "ia32", "cx")
+    ('(int)(u32)regs->bx', '(char __user *)(regs->cx & U32_MAX)')
+    """
+    if abi != "ia32":
+        return f"({ctype})regs->{reg}"
+    if ctype.rstrip().endswith("*"):
+        return f"({ctype})(regs->{reg} & U32_MAX)"
+    return f"({ctype})(u32)regs->{reg}"
+
+
+def syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, str], rel: str,
+                 abis: list[str]) -> str:
+    """A SYSCALL_DEFINE written out: its body as a plain function, and the entry points."""
+    body = extract.function_body(e)
+    head = parsed.text(e.file, e.start, body.extent.start.offset).strip()
+    name, params = syscall_params(head)
+    impl = f"{PREFIX}do_sys_{name}"
+    decl = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{a}" for t, a in params) or "void"
+    text = extract.apply_edits(parsed, e, extract.rename_edits(parsed, e, renames), start=body.extent.start.offset)
+    out = [comment(f"{rel}: {head}, as the diff leaves it. The body of the system call, then its entry "
+                   "points, which pass the arguments as SYSCALL_DEFINE does.") + "\n"
+           f"static long {impl}({decl})\n{text}"]
+    for abi in abis:
+        regs = ARG_REGS[abi]
+        args = [syscall_arg(t, abi, regs[i]) for i, (t, _) in enumerate(params)]
+        call = f"\treturn {impl}({', '.join(args)});"
+        if len(call.expandtabs(8)) > 80:
+            # one argument a line, aligned with the '('
+            indent = len(f"\treturn {impl}(".expandtabs(8))
+            pad = "\t" * (indent // 8) + " " * (indent % 8)
+            call = f"\treturn {impl}(" + f",\n{pad}".join(args) + ");"
+        out.append(f"/* Replaces __{abi}_sys_{name}(). */\n"
+                   f"static long {PREFIX}{abi}_sys_{name}(const struct pt_regs *regs)\n{{\n"
+                   f"{call}\n}}")
+    return "\n\n".join(out)
+
+
+def static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.LocalStatic,
+                     ident: str) -> list[tuple[int, int, str]]:
+    """Edits renaming the uses of a function's own static in its body."""
+    import clang.cindex as ci
+
+    edits = []
+    for c in e.cursor.walk_preorder():
+        if c.kind == ci.CursorKind.DECL_REF_EXPR and c.referenced is not None and c.referenced == st.cursor:
+            off = c.location.offset
+            if c.location.file is not None and str(c.location.file.name) == e.file and \
+                    parsed.text(e.file, off, off + len(st.name)) == st.name:
+                edits.append((off, off + len(st.name), ident))
+    return edits
+
+
+def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> str:
+    parsed, e = eu.parsed, eu.parsed.entities[key]
+    edits = extract.rename_edits(parsed, e, eu.renames)
+    head = ""
+    if how in (Emit.REPLACE, Emit.COPY):
+        mine: list[KeptStatic] = [ks for ks in eu.kept if ks.static.function == e.name]
+        for ks in mine:
+            st, use = ks.static, ks.use
+            edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, declared above */"))
+            edits += static_ref_edits(parsed, e, st, ks.ident)
+            head += (comment(f"{st.name} of {e.name}(): the running kernel's own {use.kallsyms}") + "\n"
+                     f"{extract.var_declaration(st.cursor, ks.ident)}\n\n")
+        head += (f"/* Replaces {e.name}() of {eu.unit.rel}. */\n" if how == Emit.REPLACE
+                 else comment(f"{e.name}: {eu.why[key]}") + "\n")
+    body = extract.apply_edits(parsed, e, edits)
+    original = parsed.text(e.file, e.start, e.end)
+    if how in (Emit.REPLACE, Emit.COPY, Emit.DEFINE) and not body.lstrip().startswith("static"):
+        body = "static " + body
+    # a longer name or an added `static` moves the '(': its continuation lines follow
+    first_new, first_old = body.split("\n", 1)[0], original.split("\n", 1)[0]
+    if "(" in first_new and "(" in first_old:
+        body = realign_head(body, len(first_new[:first_new.index("(")].expandtabs(8))
+                            - len(first_old[:first_old.index("(")].expandtabs(8)))
+    return head + body
+
+
+def unit_text(eu: ExtractedUnit) -> list[tuple[str, str]]:
+    """One unit's part of fix.c, in the unit's own order: (name, text) pairs. A global function
+    copied takes another name (the kernel's headers declare the original), before any code
+    uses it."""
+    parsed = eu.parsed
+    out: list[tuple[str, str]] = [
+        (key[1], f"#define {key[1]} {key[1]}_copy") for key in sorted(eu.emits)
+        if eu.emits[key] == Emit.COPY and key[0] == "func" and not extract.is_static(parsed.entities[key])]
+    for key in sorted(eu.emits, key=lambda kk: parsed.order(parsed.entities[kk])):
+        e = parsed.entities[key]
+        how = eu.emits[key]
+        if how == Emit.HEADER or e.ns == "enumconst":
+            continue
+        if how == Emit.SYSCALL:
+            out.append((key[1], syscall_text(parsed, e, eu.renames, eu.unit.rel,
+                                             eu.syscalls[e.name[len("__do_sys_"):]])))
+        elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE):
+            decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
+            out.append((key[1], f"{comment(f'{e.name}: {eu.why[key]}')}\n{decl}"))
+        elif e.ns == "macro":
+            out.append((key[1], "#define " + parsed.text(e.file, e.start, e.end)))
+        elif e.ns in ("type", "var"):
+            out.append((key[1], parsed.text(e.file, e.start, e.end) + ";"))
+        else:
+            out.append((key[1], _function_text(eu, key, how)))
+    return out
+
+
+def fix_c(p: Plan, k: Kernel, parts: list[ExtractedUnit]) -> str:
+    """The text of fix.c: a header saying what it is, the units' includes, each unit's part."""
+    incs: list[str] = []
+    for part in parts:
+        incs += [i for i in part.includes if i not in incs]
+    if p.patch is not None:
+        head = [f" * Live patch {p.name}: {p.patch.name} for {k.release}.", " *",
+                " * Generated by kpgen diff from the diff and the kernel's exact source: the",
+                " * patched functions as the diff leaves them, renamed, with what they need.",
+                " * Each copied or externally declared symbol says why. Review it; regenerate",
+                " * it with kpgen diff rather than editing it."]
+    else:
+        t = p.targets[0]
+        head = [f" * Live patch {p.name}: replaces {t.name}() of {t.unit} in {k.release}.", " *",
+                " * Written by kpgen new from the kernel's exact source: the original",
+                f" * function as {t.replacement}(), with what it needs. Each copied or",
+                " * externally declared symbol says why. Change the body to make the fix."]
+    lines = ["// SPDX-License-Identifier: GPL-2.0-only", "/*", *head, " */", ""]
+    lines += [f"#include {i}" for i in incs]
+    for part in parts:
+        lines += ["", f"/* From {part.unit.rel}. */"]
+        for _, text in unit_text(part):
+            lines += ["", text.rstrip()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def patch_spec(p: Plan, backend: str = "kpatch") -> kspec.PatchSpec:
+    """The spec of the plan: its targets and the [[symbol]] tables its kernel symbols need."""
+    description = f"Live patch from {p.patch.name}" if p.patch is not None else f"Replace {p.targets[0].name}"
+    return kspec.PatchSpec(
+        path=Path(f"{p.name}.toml"), name=p.name, description=description[:200], sources=(Path("fix.c"),),
+        functions=tuple(kspec.FunctionSpec(t.name, t.object, t.replacement, t.sympos) for t in p.targets),
+        symbols=tuple(kspec.SymbolSpec(s.ident, s.sympos, s.object, s.kallsyms if s.kallsyms != s.ident else "")
+                      for s in p.symbols),
+        backend=backend)
+
+
+def spec_text(p: Plan) -> str:
+    """The spec file's text."""
+    assert p.spec is not None
+    made = f"made by kpgen diff from {p.patch.name}" if p.patch is not None else "written by kpgen new"
+    return kspec.dump(p.spec, f"Live patch {p.name}, {made} for {p.release}.")
+
+
+def write(p: Plan, out: Path) -> list[Path]:
+    """Returns the spec and fix.c written into `out`; refuses a directory that holds other files."""
+    out = Path(out)
+    spec_path, c_path = out / f"{p.name}.toml", out / "fix.c"
+    if out.exists() and any(x for x in out.iterdir() if x.name not in (spec_path.name, "fix.c", "module", "core")):
+        raise UsageError(f"{out} holds other files: give kpgen diff an empty or new directory (-o DIR)")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_spec, tmp_c = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp"
+    tmp_spec.write_text(spec_text(p))
+    tmp_c.write_text(p.fix_c)
+    tmp_c.replace(c_path)
+    tmp_spec.replace(spec_path)
+    return [spec_path, c_path]
