@@ -340,3 +340,27 @@ def record_layouts(p: Parsed, files: set[str]) -> dict[str, tuple]:
             kind = "struct" if c.kind == K.STRUCT_DECL else "union"
             out[f"{kind} {c.spelling}"] = (t.get_size(), fields)
     return out
+
+
+def declaration_references(p: Parsed, e: Entity) -> set[tuple[str, str]]:
+    """The local types and macros an extern declaration of `e` needs: its type, its return and
+    parameter types, and the macros its head is written with (not what its body or its
+    initialiser uses)."""
+    import clang.cindex as ci
+
+    K = ci.CursorKind
+    body = function_body(e) if e.ns == "func" else None
+    head_end = body.extent.start.offset if body is not None else e.end
+    deps: set[tuple[str, str]] = set()
+    for child in e.cursor.get_children():
+        if child.kind not in (K.TYPE_REF, K.PARM_DECL):
+            continue
+        for c in child.walk_preorder():
+            if c.kind == K.TYPE_REF and c.referenced is not None:
+                tk = _type_key(c.referenced)
+                if tk:
+                    deps.add(tk)
+    for off, name in p.macro_uses.get(e.file, []):
+        if e.start <= off < head_end and ("macro", name) in p.entities:
+            deps.add(("macro", name))
+    return {d for d in deps if d in p.entities and d != e.key}

@@ -72,3 +72,14 @@ def test_declarations(tmp_path: Path) -> None:
 def test_layouts(tmp_path: Path) -> None:
     layouts = extract.record_layouts(parse(tmp_path), {str(tmp_path / "fs/x/local.h")})
     assert layouts["struct point"][0] == 8 and layouts["struct shape"][0] == 16
+
+
+def test_an_extern_declaration_needs_the_files_own_types(tmp_path: Path) -> None:
+    """`static struct chan busy[8];` declared extern needs struct chan, not what initialises it."""
+    unit = ("struct chan { int lock; const char *id; };\nint other(void);\n"
+            "static struct chan busy[8] = { [4] = { 1, \"cascade\" } };\n"
+            "static int show(struct chan *c, int n) { return other() + c->lock + n; }\n"
+            "int use(void) { return show(&busy[0], 1); }\n")
+    p = parse(tmp_path, unit=unit)
+    assert extract.declaration_references(p, p.entities[("var", "busy")]) == {("type", "struct chan")}
+    assert extract.declaration_references(p, p.entities[("func", "show")]) == {("type", "struct chan")}

@@ -133,6 +133,11 @@ class Closure:
             self.p.decide(d[1], ACTIONS[how], why)
         if how in (Emit.COPY, Emit.DEFINE):
             self.queue.append(d)
+        elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE):
+            # the declaration itself may need the file's own types
+            for t in sorted(extract.declaration_references(self.parsed, de)):
+                if t not in self.out.emits:
+                    self.seed(t, Emit.DEFINE)
         if how == Emit.EXTERN:
             neighbours = self.unit_funcs if d[0] == "func" else self.unit_vars | self.unit_funcs
             pos = pick_position(self.objsyms, d[1], neighbours, text=d[0] == "func")
