@@ -337,7 +337,7 @@ def make(k: Kernel, name: str, target: str, obj: str, out: Path, source: Path | 
 
             plan = diff.plan_function(k, src, target, name, rel or choose_file(k, src.root, target, obj))
             lines += [d.line() for d in plan.decisions]
-            files = {f"{name}.toml": plan.spec, "fix.c": plan.fix_c}
+            files = {f"{name}.toml": diff.spec_text(plan), "fix.c": plan.fix_c}
     if not files:
         proto = None
         unknown = (f"{obj} is not a module of {k.release} (none under /lib/modules/{k.release}/kernel), "

@@ -60,7 +60,7 @@ def test_case(case: diffcases.Case, kname: str, probed: Callable[[str], kernel.K
     patch = case.patch(kname)
     if expect.refused:
         with pytest.raises(diff.DiffRefused) as info:
-            diff.plan(k, patch, src, case.name)
+            diff.plan(k, patch, src, case.name, case.strip, case.fuzz)
         assert str(info.value) == _expected_refusal(expect.refused, patch, k)
         return
     # the plan the tree's build made and built into the module the guest loads
@@ -80,7 +80,7 @@ def test_output_is_deterministic(probed: Callable[[str], kernel.Kernel],
     case = next(c for c in CASES if c.name == "static_key_local_static")
     first = _built_case(built, "6.1", case.name).plan
     assert first is not None
-    again = diff.plan(k, case.patch("6.1"), source.find(k), case.name)
+    again = diff.plan(k, case.patch("6.1"), source.find(k), case.name, case.strip, case.fuzz)
     assert (first.fix_c, first.spec) == (again.fix_c, again.spec)
 
 

@@ -16,7 +16,6 @@ fix.c as a comment; `write()` writes the result. A refusal (DiffRefused) writes 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from .. import ksyms, objdiff, source as ksource, units
@@ -27,29 +26,25 @@ from .build import build, set_backend
 from .closure import extract_unit
 from .compare import compile_one
 from .decisions import PREFIX, Action, Decision, Plan, SymbolUse, Target
-from .emit import write
+from .emit import spec_text, write
 
-__all__ = ["Action", "Decision", "DiffRefused", "Plan", "SymbolUse", "Target", "build", "module_name", "plan",
-           "plan_function", "set_backend", "write"]
+__all__ = ["Action", "Decision", "DiffRefused", "Plan", "SymbolUse", "Target", "build", "looks_like_a_diff",
+           "module_name", "plan", "plan_function", "set_backend", "spec_text", "write"]
 
 module_name = _apply.module_name
+looks_like_a_diff = _apply.looks_like_a_diff
 
 
-def plan(k: Kernel, patch: Path, src: ksource.Source, name: str,
-         progress: Callable[[str], object] = print) -> Plan:
-    """Returns what `kpgen diff` makes of `patch` for kernel `k`: targets, decisions, fix.c and
-    the spec; refuses (DiffRefused) a diff that cannot become a live patch, naming why."""
-    text = patch.read_text(encoding="utf-8", errors="replace")
-    files = _apply.patch_files(text)
-    if not files:
-        raise DiffRefused(str(patch), "it is not a unified diff (no '+++ b/FILE' line)", "make it with git diff or "
-                          "diff -u")
-    _apply.refuse_other_files(files)
+def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, strip: int = 1, fuzz: int = 0) -> Plan:
+    """Returns what `kpgen diff` makes of `patch` (applied as `patch -p STRIP`, with at most
+    `fuzz` lines of fuzz) for kernel `k`: targets, decisions, fix.c and the spec; refuses
+    (DiffRefused) a diff that cannot become a live patch, naming why."""
     p = Plan(name=name, patch=patch, release=k.release)
     with tempfile.TemporaryDirectory(prefix="kpgen-diff-") as tmp:
         work = Path(tmp)
         overlay = work / "tree"
-        _apply.apply(text, patch, src.root, overlay, files)
+        p.applied = _apply.apply(patch, patch.read_bytes(), src.root, overlay, strip, fuzz)
+        files = [f.path for f in p.applied]
         _apply.refuse_header_reach(src.root, files)
         cfiles = [f for f in files if f.endswith(".c")]
         if not cfiles:

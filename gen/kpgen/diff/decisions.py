@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..spec import PatchSpec
+from .apply import AppliedFile
 
 # The replacement of function f is livepatch_f in fix.c.
 PREFIX = "livepatch_"
@@ -74,7 +75,7 @@ class Plan:
     targets: list[Target] = field(default_factory=list)
     symbols: list[SymbolUse] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)  # how each file applied: offsets and fuzz
+    applied: list[AppliedFile] = field(default_factory=list)  # where each file's hunks landed
     fix_c: str = ""
     spec: PatchSpec | None = None
 

@@ -2,7 +2,8 @@
 
 A case is a directory (the repository keeps its corpus in tests/diffs/):
 
-    <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
+    <case>/case.toml      category; `strip` and `fuzz` when the diff needs `kpgen diff -p N`
+                          or `--fuzz N`; per kernel name of the matrix, `targets` or `refused`
                           (the exact refusal; {patch}, {release} and {common_headers} stand
                           for the diff's path, the kernel's release and its common headers)
     <case>/<kernel>.patch the diff against that kernel's source
@@ -38,6 +39,8 @@ class Case:
     path: Path
     category: str
     kernels: dict[str, Expect]
+    strip: int = 1  # kpgen diff -p
+    fuzz: int = 0  # kpgen diff --fuzz
 
     def patch(self, kname: str) -> Path:
         return self.path / f"{kname}.patch"
@@ -58,7 +61,7 @@ def load(root: Path) -> list[Case]:
         data = tomllib.loads((d / "case.toml").read_text())
         kernels = {k: Expect(tuple(v.get("targets", ())), v.get("refused", ""))
                    for k, v in data.get("kernel", {}).items()}
-        cases.append(Case(d.name, d, data.get("category", ""), kernels))
+        cases.append(Case(d.name, d, data.get("category", ""), kernels, data.get("strip", 1), data.get("fuzz", 0)))
     return cases
 
 
@@ -90,7 +93,7 @@ def _build_case(k: kmod.Kernel, kname: str, case: Case, root: Path, core: Path, 
     for d in (work, final):
         if d.exists():
             shutil.rmtree(d)
-    plan = diff.plan(k, case.patch(kname), src, case.name)
+    plan = diff.plan(k, case.patch(kname), src, case.name, case.strip, case.fuzz)
     diff.write(plan, work)
     ko = diff.build(k, work, plan, core)
     final.mkdir(parents=True)
