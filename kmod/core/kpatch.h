@@ -136,7 +136,8 @@ struct kpatch_object {
  * struct kpatch_patch - what a patch module hands to kpatch_register()
  * @mod:	the patch module (THIS_MODULE)
  * @funcs:	the functions it replaces
- * @nr_funcs:	number of entries in @funcs, at least one
+ * @nr_funcs:	number of entries in @funcs; 0 for a patch that only runs the
+ *		callbacks of its objects
  * @syms:	the unexported kernel symbols it uses (see struct kpatch_sym)
  * @nr_syms:	number of entries in @syms
  * @objs:	the objects it patches, the kernel first (see struct
