@@ -246,7 +246,8 @@ def validate(path: Path, data: dict) -> PatchSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise SpecError(path, unknown[0], "unknown key", f"use only {', '.join(sorted(TOP_KEYS))}")
-    for key in ("name", "sources", "function"):
+    # a patch that only runs callbacks (its [[object]] tables) replaces no function
+    for key in ("name", "sources") if "object" in data else ("name", "sources", "function"):
         if key not in data:
             raise SpecError(path, key, "missing", f"add the required key '{key}'")
 
@@ -272,7 +273,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
     if not isinstance(replace, bool):
         raise SpecError(path, "replace", f"{shown(replace)} is not true or false",
                         "write replace = true for a cumulative patch that takes over every enabled patch")
-    functions = _validate_functions(path, data["function"])
+    functions = _validate_functions(path, data["function"]) if "function" in data or "object" not in data else ()
     generated = re.compile(GENERATED_RE_TEMPLATE.format(name=re.escape(name), suffixes="|".join(GENERATED_SUFFIXES)))
     for i, func in enumerate(functions):
         if generated.match(func.replacement):

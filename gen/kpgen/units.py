@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import BuildError, DefinitionError, UsageError
 from .kernel import Kernel, header_roots
+from .resources import KPATCH_API
 from .snapshot import cache_root
 
 SECTION_FLAGS = ["-ffunction-sections", "-fdata-sections"]
@@ -157,16 +158,31 @@ def _config_state(k: Kernel, cond: str) -> str:
     return k.config.get(m.group(1), "n") if k.config.get(m.group(1)) in ("y", "m") else "n"
 
 
-def dir_flags(tree: Path, unit: Unit) -> list[str]:
-    """The flags the file's own Makefile adds: ccflags-y and CFLAGS_<file>.o (plain values only)."""
+def dir_flags(tree: Path, unit: Unit, overlay: Path | None = None) -> list[str]:
+    """The flags the file's own Makefile adds: ccflags-y and CFLAGS_<file>.o (plain values only).
+    An include directory of the tree comes first from the patched `overlay`, if any.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "fs/x").mkdir(parents=True)
+    >>> _ = (d / "fs/x/Makefile").write_text("ccflags-y += -I $(srctree)/$(src)/lib  # why\\nccflags-y += -DX=1\\n")
+    >>> [f.replace(str(d), "T") for f in dir_flags(d, Unit("fs/x/a.c", "vmlinux", "a"))]
+    ['-IT/fs/x/lib', '-DX=1']
+    """
     directory = Path(unit.rel).parent
     flags: list[str] = []
     for line in _makefile_lines(tree / directory / "Makefile"):
         m = re.match(rf"^(?:ccflags-y|subdir-ccflags-y|CFLAGS_{re.escape(unit.basename)}\.o)\s*[:+]?=\s*(.*)$", line)
         if not m:
             continue
-        value = m.group(1).replace("$(srctree)", str(tree)).replace("$(src)", str(tree / directory))
-        flags += [w for w in value.split() if "$(" not in w and w.startswith(("-D", "-I", "-W", "-f"))]
+        value = m.group(1).split("#", 1)[0]
+        value = value.replace("$(srctree)/$(src)", str(tree / directory)).replace("$(src)", str(tree / directory))
+        value = re.sub(r"(^|\s)-I\s+", r"\1-I", value.replace("$(srctree)", str(tree)))
+        for w in value.split():
+            if "$(" in w or not w.startswith(("-D", "-I", "-W", "-f")):
+                continue
+            if w.startswith("-I") and overlay is not None and Path(w[2:]).is_relative_to(tree):
+                flags.append("-I" + str(overlay / Path(w[2:]).relative_to(tree)))
+            flags.append(w)
     return flags
 
 
@@ -192,7 +208,9 @@ def compile_argv(k: Kernel, unit: Unit, tree: Path, overlay: Path | None, src: P
         argv.append(a)
     directory = Path(unit.rel).parent
     incs = [f"-I{overlay / directory}"] if overlay else []
-    argv += [*incs, f"-I{tree / directory}", *dir_flags(tree, unit)]
+    argv += [*incs, f"-I{tree / directory}", *dir_flags(tree, unit, overlay)]
+    # kpatch's patch-author headers, last: a diff written for kpatch-build includes them
+    argv += ["-idirafter", str(KPATCH_API)]
     argv += [f"-DKBUILD_BASENAME=\"{unit.basename}\"", f"-DKBUILD_MODNAME=\"{unit.modname}\"",
              f"-D__KBUILD_MODNAME=kmod_{unit.modname}", *SECTION_FLAGS, *extra, "-c", "-o", str(out), str(src)]
     return argv

@@ -102,3 +102,49 @@ def test_a_changed_function_without_a_patchable_caller_is_refused(tmp_path: Path
         targets.choose(k, p, cu, syms)
     assert info.value.where == "fs/x/a.c: visible()"
     assert "has no caller in its file to patch instead" in info.value.problem
+
+
+SHAPE_H = """\
+struct shape {
+\tint kind;
+\tunion {
+\t\tint a;
+\t\t%s r;
+\t};
+\tstruct { int x, y; } at;
+};
+"""
+
+
+def layouts_of(tmp_path: Path, header: str) -> compare.CompiledUnit:
+    """The unit parsed from the cached tree and from an overlay made the way the apply stage
+    makes it (symbolic links to everything the diff leaves alone)."""
+    from kpgen.diff import apply
+
+    tree = tmp_path / "tree"
+    (tree / "fs/x").mkdir(parents=True)
+    (tree / "fs/x/local.h").write_text(SHAPE_H % "long")
+    (tree / "fs/x/a.c").write_text('#include "local.h"\nint f(struct shape *s) { return s->a; }\n')
+    changed = ["fs/x/a.c"] + (["fs/x/local.h"] if header != SHAPE_H % "long" else [])
+    apply.make_overlay(tree, tmp_path / "ov", changed)
+    (tmp_path / "ov/fs/x/a.c").write_text('#include "local.h"\n\nint f(struct shape *s) { return s->a; }\n')
+    (tmp_path / "ov/fs/x/local.h").write_text(header) if "fs/x/local.h" in changed else None
+    parsed = [extract.parse(r / "fs/x/a.c", ["gcc", f"-I{r / 'fs/x'}", "-c", str(r / "fs/x/a.c")], [r])
+              for r in (tree, tmp_path / "ov")]
+    empty = objdiff.Object(tmp_path / "none.o")
+    return compare.CompiledUnit(units.Unit("fs/x/a.c", "vmlinux", "a"), empty, empty,
+                                objdiff.compare(empty, empty), [], [], parsed[0], parsed[1])
+
+
+def test_anonymous_members_of_a_linked_header_are_no_layout_change(tmp_path: Path) -> None:
+    """clang names the unnamed union and struct after the path it read the header under, which
+    differs in the overlay: the layout, not the spelling, is compared."""
+    compare.refuse_layout_change(layouts_of(tmp_path, SHAPE_H % "long"))
+
+
+def test_a_changed_anonymous_member_is_a_layout_change(tmp_path: Path) -> None:
+    with pytest.raises(DiffRefused) as info:
+        compare.refuse_layout_change(layouts_of(tmp_path, SHAPE_H % "unsigned long"))
+    assert (info.value.where, info.value.problem) == (
+        "fs/x/a.c: struct shape", "the diff changes its layout (an anonymous member changes its type), "
+        "and objects of it already exist in the running kernel")

@@ -75,3 +75,19 @@ def test_clone_names() -> None:
     assert objdiff.base_name("show_val_kb.isra.0") == "show_val_kb"
     assert objdiff.is_clone("f.constprop.0") and not objdiff.is_clone("f.cold")
     assert objdiff.normalised("last_check.2") == "last_check.N"
+
+
+def test_line_numbers_alone_are_set_aside(compile_c: Compile, tmp_path: Path) -> None:
+    """A comment that moves a function whose code records __LINE__ changes its compiled code;
+    compiled with the original's line numbers (compare.renumbered), it is the same."""
+    from kpgen.diff import compare
+
+    old = "extern void report(int line);\nvoid f(void) { report(__LINE__); }\n"
+    new = "extern void report(int line);\n/* a comment */\n\nvoid f(void) { report(__LINE__); }\n"
+    moved = objdiff.compare(objdiff.read(compile_c("old", old)), objdiff.read(compile_c("new", new)))
+    assert moved.changed == ("f",)
+    same = compare.renumbered(old, new, str(tmp_path / "same.c"))
+    assert objdiff.compare(objdiff.read(compile_c("old", old)), objdiff.read(compile_c("same", same))).changed == ()
+    changed = compare.renumbered(old, new.replace("report(__LINE__)", "report(__LINE__ + 1)"), "changed.c")
+    assert objdiff.compare(objdiff.read(compile_c("old", old)),
+                           objdiff.read(compile_c("changed", changed))).changed == ("f",)

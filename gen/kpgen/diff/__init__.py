@@ -15,13 +15,14 @@ fix.c as a comment; `write()` writes the result. A refusal (DiffRefused) writes 
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
 from .. import ksyms, objdiff, source as ksource, units
 from ..errors import DiffRefused, UsageError
 from ..kernel import Kernel
-from . import apply as _apply, compare, endbr, targets as _targets
+from . import apply as _apply, compare, endbr, kpatch_api, merge, targets as _targets
 from .build import build, set_backend
 from .closure import extract_unit
 from .compare import compile_one
@@ -50,26 +51,50 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, strip: int = 1,
         if not cfiles:
             raise DiffRefused(str(patch), "it changes no .c file: nothing to compile", "give the diff of the fix")
         todo = [units.locate(k, src.root, f) for f in cfiles]
-        objects = {u.object for u in todo}
-        if len(objects) > 1:
-            raise DiffRefused(str(patch), f"it changes code of {' and '.join(sorted(objects))}, and one live patch "
-                              "module patches one object", "split the diff")
         compiled = compare.compile_units(k, src.root, overlay, work, todo)
         syms = ksyms.vmlinux_symbols(k)
         p.decide("kernel symbols", Action.READ, syms.origin)
-        objsyms = syms.object(k, todo[0].object)
-        parts = []
+        for cu in compiled:
+            compare.refuse_abi_change(k, cu)
         for cu in compiled:
             compare.refuse_layout_change(cu)
             compare.refuse_unpatchable(cu)
             cu.new_parsed.new_names = {key for key in cu.new_parsed.entities if key[0] in ("func", "var")
                                        and key not in cu.old_parsed.entities}
-            chosen, added = _targets.choose(k, p, cu, objsyms)
-            parts.append(extract_unit(k, p, cu, cu.new_parsed, set(chosen), added, objsyms, syms.ibt))
-        if not p.targets:
-            raise DiffRefused(str(patch), f"it changes no function's compiled code in {k.release}",
+        # one patch module for every object the diff changes: each unit's code runs in its own
+        markers = [kpatch_api.read(p, cu) for cu in compiled]
+        chosen = [_targets.choose(k, p, cu, syms.object(k, cu.unit.object), m.ignored)
+                  for cu, m in zip(compiled, markers, strict=True)]
+        # what the diff defines anew, by name, in each file: another file may declare and use it
+        defines = {key: cu.unit.rel for cu in compiled for key in cu.new_parsed.new_names
+                   if cu.new_parsed.entities[key].definition}
+        used = {objdiff.base_name(r) for cu, (targets, added) in zip(compiled, chosen, strict=True)
+                for name, sym in cu.new.functions().items() if objdiff.base_name(name) in set(targets) | added
+                for r in sym.callees + sym.addressed if objdiff.base_name(r) != objdiff.base_name(name)}
+        used |= {fn for m in markers for fn in m.callbacks.values()}
+        parts = []
+        for cu, (targets, added), m in zip(compiled, chosen, markers, strict=True):
+            unused = sorted(a for a in added if a not in used)
+            for a in unused:
+                p.decide(a, Action.IGNORED, "new in the diff, but nothing the patch module runs calls it: left out")
+            elsewhere = {key: rel for key, rel in defines.items() if rel != cu.unit.rel}
+            part = extract_unit(k, p, cu, cu.new_parsed, set(targets), added - set(unused),
+                                syms.object(k, cu.unit.object), syms.ibt, elsewhere=elsewhere)
+            part.callbacks = m.callbacks
+            kpatch_api.add_objects(p, cu.unit.object, m.callbacks, cu.unit.rel)
+            parts.append(part)
+        forced = {f for m in markers for f in m.force}
+        p.targets[:] = [dataclasses.replace(t, force=t.name in forced) for t in p.targets]
+        merge.resolve(p, parts)
+        if not p.targets and not p.objects:
+            if not any(cu.cmp.changed or cu.cmp.added or cu.cmp.changed_data for cu in compiled):
+                raise DiffRefused(str(patch), "no functional change: once the line numbers that __LINE__ records "
+                                  f"(WARN, BUG and the like) are set aside, the compiled code of "
+                                  f"{', '.join(cu.unit.rel for cu in compiled)} is the running kernel's",
+                                  "nothing to patch")
+            raise DiffRefused(str(patch), f"it changes no function that {k.release} runs",
                               "nothing to patch: give the diff of the fix")
-        endbr.with_copies(k, p, parts, src.root, work, objsyms, syms.ibt)
+        endbr.with_copies(k, p, parts, src.root, work, syms)
     return p
 
 
@@ -97,5 +122,5 @@ def plan_function(k: Kernel, src: ksource.Source, func: str, name: str, rel: str
         p.targets.append(Target(func, cu.unit.object, pos, PREFIX + func, rel))
         p.decide(func, Action.TARGET, f"defined in {rel}")
         part = extract_unit(k, p, cu, parsed, {func}, set(), objsyms, syms.ibt)
-        endbr.with_copies(k, p, [part], src.root, work, objsyms, syms.ibt)
+        endbr.with_copies(k, p, [part], src.root, work, syms)
     return p

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import spec
 from ..errors import BuildError, UsageError
 from ..kernel import Kernel
-from .decisions import Plan
+from .decisions import Action, Plan
 
 
 def set_backend(p: Plan, backend: str) -> None:
@@ -22,7 +22,13 @@ def set_backend(p: Plan, backend: str) -> None:
             raise UsageError(f"--backend {backend}: symbol[{i}] {s.ident!r} needs sympos = {s.sympos}, and the "
                              "livepatch backend resolves unexported symbols with kallsyms_lookup_name(), which "
                              "finds the first of same-named symbols only; use --backend kpatch")
-    p.spec = spec.with_backend(dataclasses.replace(p.spec), backend)
+    forced = [t.name for t in p.targets if t.force]
+    for name in forced:
+        p.decide(name, Action.FORCE, "not for the livepatch backend, which switches each task once it has left the "
+                 "old code: no activeness check to skip")
+    p.targets[:] = [dataclasses.replace(t, force=False) for t in p.targets]
+    functions = tuple(dataclasses.replace(f, force=False) for f in p.spec.functions)
+    p.spec = spec.with_backend(dataclasses.replace(p.spec, functions=functions), backend)
 
 
 def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:

@@ -30,6 +30,7 @@ class Emit(enum.StrEnum):
     PLAIN_EXTERN = "plain-extern"  # exported, but no kernel header declares it
     HEADER = "header"  # exported and declared by a kernel header: nothing to write
     ELSEWHERE = "elsewhere"  # declared: copied from its own file (IBT kernels)
+    DECLARE = "declare"  # declared static: the diff defines it in another of its files
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class ExtractedUnit:
     renames: dict[str, str] = field(default_factory=dict)
     syscalls: dict[str, list[str]] = field(default_factory=dict)  # name -> entry points (x64, ia32)
     kept: list[KeptStatic] = field(default_factory=list)
+    fresh: list[tuple[extract.LocalStatic, str]] = field(default_factory=list)  # with why
+    callbacks: dict[str, str] = field(default_factory=dict)  # kpatch callbacks: kind -> function
+    skip: set[Key] = field(default_factory=set)  # written by an earlier unit's part already
+    undefine: set[str] = field(default_factory=set)  # macros an earlier part defines otherwise
     includes: list[str] = field(default_factory=list)
 
 
@@ -59,9 +64,10 @@ class Closure:
     """The walk from the functions to emit through everything they use, deciding as it goes."""
 
     def __init__(self, k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed,
-                 objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+                 objsyms: ksyms.ObjectSymbols, ibt: bool, elsewhere: dict[Key, str]) -> None:
         self.k, self.p, self.cu, self.parsed = k, p, cu, parsed
         self.objsyms, self.ibt = objsyms, ibt
+        self.elsewhere = elsewhere  # what the diff defines anew in its other files: key -> file
         self.unit_funcs = {objdiff.base_name(n) for n in cu.old.functions()}
         self.unit_vars = set(cu.old.variables())
         self.out = ExtractedUnit(cu.unit, parsed)
@@ -81,48 +87,82 @@ class Closure:
             deps, statics = extract.references(self.parsed, e)
             how = self.out.emits[key]
             if statics and how in (Emit.REPLACE, Emit.COPY):
-                self._keep_statics(e, key, how, statics)
+                self._decide_statics(e, key, how, statics)
+            if how == Emit.REPLACE and func_name_uses(self.parsed, e):
+                self.p.decide(f"{e.name}:__func__", Action.FRESH,
+                              f'the string "{e.name}": the replacement names the original, as the kernel\'s code '
+                              f"does; macros that use __func__ themselves see {self.out.renames.get(e.name, e.name)}")
             for d in sorted(deps):
                 if d not in self.out.emits:
                     self._decide(d)
         self.out.includes = self._includes()
         return self.out
 
-    def _keep_statics(self, e: extract.Entity, key: Key, how: Emit, statics: list[extract.LocalStatic]) -> None:
-        """A replaced function keeps the running kernel's own statics; a copy of an inlined
-        function keeps those of the function it was inlined into."""
-        kept = []
+    def _decide_statics(self, e: extract.Entity, key: Key, how: Emit, statics: list[extract.LocalStatic]) -> None:
+        """One decision per function-local static of a replaced or copied function: fresh in the
+        module (new in the diff, read-only, or a per-site static whose kind says so), else the
+        running kernel's own variable (a replaced function keeps its own; a copy of an inlined
+        function those of the function it was inlined into)."""
+        before = {st.name for st in self._original_statics(e.name)}
         for st in statics:
-            if how == Emit.REPLACE:
-                ksym = local_static_name(self.cu, e.name, st.name)
-                if ksym is None or not self.objsyms.has(ksym):
-                    raise DiffRefused(f"{self.cu.unit.rel}: {e.name}()", f"it has its own static {st.name}, which "
-                                      f"kpgen cannot find in {self.objsyms.name}, and patching it would start a "
-                                      "second copy of that state", "keep the function's state elsewhere")
+            what = special_static(st)
+            if what is not None:
+                self._fresh(e, st, what)
+            elif st.read_only:
+                self._fresh(e, st, "read-only: the function's own copy holds the same data")
+            elif st.name not in before:
+                self._fresh(e, st, "new in the diff: data of the patch module's own, as the diff initialises it")
             else:
-                ksym = unit_static_name(self.cu, st.name, set(self.out.renames))
-                if ksym is None or not self.objsyms.has(ksym):
-                    raise DiffRefused(f"{self.cu.unit.rel}: {e.name}()", f"it must be copied "
-                                      f"({self.out.why[key]}) but holds state of its own (static {st.name}), "
-                                      "which a copy would not share", "change code that does not need it")
-            pos = pick_position(self.objsyms, ksym, self.unit_vars | self.unit_funcs, text=False,
-                                what=f"{self.cu.unit.rel}: the static {st.name} of {e.name}()")
-            use = SymbolUse(f"{e.name}_{st.name}", ksym, self.cu.unit.object, pos)
-            kept.append(KeptStatic(st, use.ident, use))
-            who = "the patched function" if how == Emit.REPLACE else "the copy"
-            self.p.decide(f"{e.name}:{st.name}", Action.KERNEL_STATIC,
-                          f"{ksym} in kallsyms: {who} keeps the running kernel's variable")
-        for ks in kept:
-            self.out.kept.append(ks)
-            self.p.symbols.append(ks.use)
+                self._keep(e, key, how, st)
+
+    def _original_statics(self, func: str) -> list[extract.LocalStatic]:
+        old = self.cu.old_parsed.entities.get(("func", func))
+        if old is None or not old.definition:
+            return []
+        return extract.references(self.cu.old_parsed, old)[1]
+
+    def _fresh(self, e: extract.Entity, st: extract.LocalStatic, why: str) -> None:
+        if not any(f.function == e.name and f.name == st.name for f, _ in self.out.fresh):
+            self.out.fresh.append((st, why))
+        self.p.decide(f"{e.name}:{st.name}", Action.FRESH, why)
+
+    def _keep(self, e: extract.Entity, key: Key, how: Emit, st: extract.LocalStatic) -> None:
+        where = f"{self.cu.unit.rel}: {e.name}()"
+        if how == Emit.REPLACE:
+            ksym = local_static_name(self.cu, e.name, st.name)
+            if ksym is None or not self.objsyms.has(ksym):
+                raise DiffRefused(where, f"it has its own static {st.name}, which kpgen cannot find in "
+                                  f"{self.objsyms.name}, and patching it would start a second copy of that state",
+                                  "keep the function's state elsewhere")
+        else:
+            ksym = unit_static_name(self.cu, st.name, set(self.out.renames))
+            if ksym is None or not self.objsyms.has(ksym):
+                raise DiffRefused(where, f"it must be copied ({self.out.why[key]}) but holds state of its own "
+                                  f"(static {st.name}), which a copy would not share", "change code that does not "
+                                  "need it")
+        if not st.written or not self.parsed.text(e.file, st.start, st.end).lstrip().startswith("static"):
+            raise DiffRefused(where, f"its static {st.name} is the running kernel's {ksym}, but a macro declares "
+                              "it, and kpgen cannot point the macro at the kernel's variable",
+                              "patch code that does not use that macro")
+        pos = pick_position(self.objsyms, ksym, self.unit_vars | self.unit_funcs, text=False,
+                            what=f"{self.cu.unit.rel}: the static {st.name} of {e.name}()")
+        use = SymbolUse(f"{e.name}_{st.name}", ksym, self.cu.unit.object, pos)
+        self.out.kept.append(KeptStatic(st, use.ident, use))
+        self.p.symbols.append(use)
+        who = "the patched function" if how == Emit.REPLACE else "the copy"
+        self.p.decide(f"{e.name}:{st.name}", Action.KERNEL_STATIC,
+                      f"{ksym} in kallsyms: {who} keeps the running kernel's variable")
 
     def _decide(self, d: Key) -> None:
         de = self.parsed.entities[d]
         if d[0] in ("macro", "type", "enumconst"):
             self.seed(d, Emit.DEFINE)
             return
-        if d in self.parsed.new_names:
-            how, why = Emit.DEFINE, "new in the diff: compiled into the patch module"
+        if d in self.parsed.new_names and de.definition:
+            how, why = Emit.DEFINE, ("new in the diff: compiled into the patch module" if d[0] == "func" else
+                                     "new in the diff: data of the patch module's own, as the diff initialises it")
+        elif d in self.parsed.new_names and d in self.elsewhere:
+            how, why = Emit.DECLARE, f"new in the diff, defined in {self.elsewhere[d]}"
         elif d[0] == "func":
             how, why = decide_function(self.k, self.parsed, de, self.objsyms, self.ibt, self.cu.unit.rel)
         else:
@@ -130,7 +170,8 @@ class Closure:
         self.out.emits[d] = how
         self.out.why[d] = why
         if how != Emit.HEADER:
-            self.p.decide(d[1], ACTIONS[how], why)
+            fresh_data = how in (Emit.DEFINE, Emit.DECLARE) and d[0] == "var"
+            self.p.decide(d[1], Action.FRESH if fresh_data else ACTIONS[how], why)
         if how in (Emit.COPY, Emit.DEFINE):
             self.queue.append(d)
         elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE):
@@ -156,16 +197,19 @@ class Closure:
 
 
 ACTIONS = {Emit.DEFINE: Action.NEW, Emit.COPY: Action.COPY, Emit.EXTERN: Action.EXTERN,
-           Emit.PLAIN_EXTERN: Action.EXPORTED, Emit.HEADER: Action.EXPORTED, Emit.ELSEWHERE: Action.COPY}
+           Emit.PLAIN_EXTERN: Action.EXPORTED, Emit.HEADER: Action.EXPORTED, Emit.ELSEWHERE: Action.COPY,
+           Emit.DECLARE: Action.NEW}
 
 
 def extract_unit(k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed, targets: set[str], added: set[str],
-                 objsyms: ksyms.ObjectSymbols, ibt: bool, copies: dict[str, str] | None = None) -> ExtractedUnit:
+                 objsyms: ksyms.ObjectSymbols, ibt: bool, copies: dict[str, str] | None = None,
+                 elsewhere: dict[Key, str] | None = None) -> ExtractedUnit:
     """Returns one unit's part of fix.c: its targets replaced, what the diff adds, and
-    (`copies`: name -> reason) functions of this file copied for another unit's code; refuses
-    what the module cannot reach."""
+    (`copies`: name -> reason) functions of this file copied for another unit's code;
+    `elsewhere` names what the diff defines anew in its other files. Refuses what the module
+    cannot reach."""
     rel = cu.unit.rel
-    walk = Closure(k, p, cu, parsed, objsyms, ibt)
+    walk = Closure(k, p, cu, parsed, objsyms, ibt, elsewhere or {})
     walk.out.renames = {t: PREFIX + t.lstrip("_") for t in targets}
     for t in sorted(targets):
         m = WRAPPER_RE.match(t)
@@ -191,6 +235,35 @@ def extract_unit(k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed, t
                               "write the replacement with kpgen new")
         walk.seed(key, Emit.REPLACE if t in targets else Emit.DEFINE)
     return walk.run()
+
+
+# Per-site statics that kernel macros declare, by the compiler's type or by name: each kind is the
+# patch module's own, and why.
+SPECIAL_TYPES = {
+    "struct lock_class_key": "a lockdep class key: locks the patched code initialises get a class of the "
+                             "module's own",
+    "struct ratelimit_state": "a ratelimit state: the patched code's messages are rate-limited on their own",
+    "struct _ddebug": "a dynamic-debug descriptor: the module registers its own, off until enabled, with the "
+                      "original source's file and line and the patch module's name",
+}
+SPECIAL_NAMES = {
+    "__already_done": "a once flag of WARN_ONCE or printk_once: the patched code warns or prints once on its own",
+    "__warned": "a once flag of WARN_ONCE: the patched code warns once on its own",
+    "__print_once": "a once flag of printk_once: the patched code prints once on its own",
+}
+
+
+def func_name_uses(p: extract.Parsed, e: extract.Entity) -> list[tuple[int, int]]:
+    """Where the function's own text says __func__ (or __FUNCTION__): (start, end) offsets."""
+    return [(t.extent.start.offset, t.extent.end.offset) for t in e.cursor.get_tokens()
+            if t.spelling in ("__func__", "__FUNCTION__") and t.location.file is not None
+            and str(t.location.file.name) == e.file]
+
+
+def special_static(st: extract.LocalStatic) -> str | None:
+    """What a function-local static that a kernel macro declares for each use is, and why the
+    module's own copy serves; None for any other static."""
+    return SPECIAL_TYPES.get(st.type_name) or SPECIAL_NAMES.get(st.name)
 
 
 def unit_static_name(cu: CompiledUnit, var: str, callers: set[str]) -> str | None:

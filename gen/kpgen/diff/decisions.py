@@ -29,7 +29,8 @@ class Action(enum.StrEnum):
     KERNEL_STATIC = "kernel's static"  # a function-local static: the running kernel's variable
     CALLBACK = "callback"  # a kpatch callback macro: a callback of the object
     FORCE = "force"  # KPATCH_FORCE_UNSAFE: switched without the activeness check
-    IGNORED = "ignored"  # a kpatch marker kpgen has no use for
+    IGNORED = "ignored"  # a kpatch marker kpgen has no use for, or new code nothing calls
+    RENAMED = "renamed"  # another file of the diff has its own of that name: fix.c holds both
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Target:
     sympos: int
     replacement: str
     unit: str  # the .c file it comes from
+    force: bool = False  # switched without the activeness check (KPATCH_FORCE_UNSAFE)
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,10 @@ class Plan:
     symbols: list[SymbolUse] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     applied: list[AppliedFile] = field(default_factory=list)  # where each file's hunks landed
+    objects: dict[str, dict[str, str]] = field(default_factory=dict)  # object -> callback kind -> function
     fix_c: str = ""
     spec: PatchSpec | None = None
 
     def decide(self, symbol: str, action: Action, reason: str) -> None:
-        if not any(d.symbol == symbol and d.action == action for d in self.decisions):
+        if not any(d == Decision(symbol, action, reason) for d in self.decisions):
             self.decisions.append(Decision(symbol, action, reason))

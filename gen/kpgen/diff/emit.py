@@ -3,17 +3,35 @@ copied or declared symbol with a comment saying why), and the spec, through spec
 
 from __future__ import annotations
 
+import re
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import extract, spec as kspec
 from ..errors import UsageError
 from ..kernel import Kernel
-from .closure import Emit, ExtractedUnit, KeptStatic
+from ..spec import CALLBACKS as CALLBACK_KINDS
+from .closure import Emit, ExtractedUnit, func_name_uses
 from .decisions import PREFIX, Plan
+from .kpatch_api import CALLBACKS as MARKER_KINDS, adapter_name
+
+MACROS = {kind: macro for macro, kind in MARKER_KINDS.items()}
 
 # the registers each x86-64 entry point passes a system call's arguments in
 ARG_REGS = {"x64": ("di", "si", "dx", "r10", "r8", "r9"), "ia32": ("bx", "cx", "dx", "si", "di", "bp")}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One item of fix.c: comments and declarations it needs (head), then its text (body); a
+    body taken from the source keeps the source's file and line (#line), so that __FILE__ and
+    __LINE__ (WARN, BUG, dynamic debug) and the compiler's messages name the original."""
+
+    name: str
+    body: str
+    head: str = ""
+    origin: tuple[str, int] | None = None  # (file in the tree, line of the body's first line)
 
 
 def syscall_params(define: str) -> tuple[str, list[tuple[str, str]]]:
@@ -72,7 +90,7 @@ def syscall_arg(ctype: str, abi: str, reg: str) -> str:
 
 
 def syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, str], rel: str,
-                 abis: list[str]) -> str:
+                 abis: list[str]) -> list[Piece]:
     """A SYSCALL_DEFINE written out: its body as a plain function, and the entry points."""
     body = extract.function_body(e)
     head = parsed.text(e.file, e.start, body.extent.start.offset).strip()
@@ -80,9 +98,11 @@ def syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, s
     impl = f"{PREFIX}do_sys_{name}"
     decl = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{a}" for t, a in params) or "void"
     text = extract.apply_edits(parsed, e, extract.rename_edits(parsed, e, renames), start=body.extent.start.offset)
-    out = [comment(f"{rel}: {head}, as the diff leaves it. The body of the system call, then its entry "
-                   "points, which pass the arguments as SYSCALL_DEFINE does.") + "\n"
-           f"static long {impl}({decl})\n{text}"]
+    start = parsed.line(e.file, body.extent.start.offset)
+    out = [Piece(f"__do_sys_{name}", f"static long {impl}({decl})\n{text}",
+                 comment(f"{rel}: {head}, as the diff leaves it. The body of the system call, then its entry "
+                         "points, which pass the arguments as SYSCALL_DEFINE does."),
+                 (parsed.relative(e.file), start - 1))]
     for abi in abis:
         regs = ARG_REGS[abi]
         args = [syscall_arg(t, abi, regs[i]) for i, (t, _) in enumerate(params)]
@@ -92,10 +112,9 @@ def syscall_text(parsed: extract.Parsed, e: extract.Entity, renames: dict[str, s
             indent = len(f"\treturn {impl}(".expandtabs(8))
             pad = "\t" * (indent // 8) + " " * (indent % 8)
             call = f"\treturn {impl}(" + f",\n{pad}".join(args) + ");"
-        out.append(f"/* Replaces __{abi}_sys_{name}(). */\n"
-                   f"static long {PREFIX}{abi}_sys_{name}(const struct pt_regs *regs)\n{{\n"
-                   f"{call}\n}}")
-    return "\n\n".join(out)
+        out.append(Piece(f"__{abi}_sys_{name}", f"static long {PREFIX}{abi}_sys_{name}(const struct pt_regs *regs)\n"
+                         f"{{\n{call}\n}}", f"/* Replaces __{abi}_sys_{name}(). */"))
+    return out
 
 
 def static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.LocalStatic,
@@ -113,20 +132,29 @@ def static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.Loca
     return edits
 
 
-def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> str:
+def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> Piece:
     parsed, e = eu.parsed, eu.parsed.entities[key]
     edits = extract.rename_edits(parsed, e, eu.renames)
-    head = ""
+    head: list[str] = []
     if how in (Emit.REPLACE, Emit.COPY):
-        mine: list[KeptStatic] = [ks for ks in eu.kept if ks.static.function == e.name]
-        for ks in mine:
+        for ks in eu.kept:
+            if ks.static.function != e.name:
+                continue
             st, use = ks.static, ks.use
-            edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, declared above */"))
+            gone = parsed.text(e.file, st.start, st.end).count("\n")
+            edits.append((st.start, st.end, f"/* {st.name}: the running kernel's {use.kallsyms}, declared above */"
+                          + "\n" * gone))
             edits += static_ref_edits(parsed, e, st, ks.ident)
-            head += (comment(f"{st.name} of {e.name}(): the running kernel's own {use.kallsyms}") + "\n"
-                     f"{extract.var_declaration(st.cursor, ks.ident)}\n\n")
-        head += (f"/* Replaces {e.name}() of {eu.unit.rel}. */\n" if how == Emit.REPLACE
-                 else comment(f"{e.name}: {eu.why[key]}") + "\n")
+            head += [comment(f"{st.name} of {e.name}(): the running kernel's own {use.kallsyms}"),
+                     extract.var_declaration(st.cursor, ks.ident), ""]
+        fresh = [f"{shown_name(st.name)}: {why}" for st, why in eu.fresh if st.function == e.name]
+        if fresh:
+            head.append(comment_list(f"Statics of {e.name}() that are the patch module's own:", fresh))
+        head.append(f"/* Replaces {e.name}() of {eu.unit.rel}. */" if how == Emit.REPLACE
+                    else comment(f"{e.name}: {eu.why[key]}"))
+    if e.name in eu.renames:
+        # a renamed function's __func__ still names it as the kernel's code does
+        edits += [(s, t, f'"{e.name}"') for s, t in func_name_uses(parsed, e)]
     body = extract.apply_edits(parsed, e, edits)
     original = parsed.text(e.file, e.start, e.end)
     if how in (Emit.REPLACE, Emit.COPY, Emit.DEFINE) and not body.lstrip().startswith("static"):
@@ -136,34 +164,105 @@ def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> str:
     if "(" in first_new and "(" in first_old:
         body = realign_head(body, len(first_new[:first_new.index("(")].expandtabs(8))
                             - len(first_old[:first_old.index("(")].expandtabs(8)))
-    return head + body
+    return Piece(key[1], body, "\n".join(head), (parsed.relative(e.file), parsed.line(e.file, e.start)))
 
 
-def unit_text(eu: ExtractedUnit) -> list[tuple[str, str]]:
-    """One unit's part of fix.c, in the unit's own order: (name, text) pairs. A global function
-    copied takes another name (the kernel's headers declare the original), before any code
-    uses it."""
+def shown_name(name: str) -> str:
+    """A static's name as a reader sees it: gcc's and __COUNTER__'s numbers dropped.
+
+    >>> shown_name("__UNIQUE_ID_ddebug255")
+    '__UNIQUE_ID_ddebug'
+    """
+    return re.sub(r"^(__UNIQUE_ID_[A-Za-z_]+?)\d+$", r"\1", name)
+
+
+def comment_list(title: str, items: list[str], width: int = 78) -> str:
+    """A C comment: a title line, then one wrapped item per '-' bullet.
+
+    >>> print(comment_list("Two:", ["a", "b"]))
+    /*
+     * Two:
+     * - a
+     * - b
+     */
+    """
+    lines = ["/*", f" * {title}"]
+    for item in items:
+        wrapped = textwrap.wrap(item, width - 5, break_on_hyphens=False)
+        lines += [f" * - {wrapped[0]}", *(f" *   {w}" for w in wrapped[1:])]
+    return "\n".join([*lines, " */"])
+
+
+def unit_text(eu: ExtractedUnit) -> list[Piece]:
+    """One unit's part of fix.c, in the unit's own order. A global function copied takes
+    another name (the kernel's headers declare the original), before any code uses it."""
     parsed = eu.parsed
-    out: list[tuple[str, str]] = [
-        (key[1], f"#define {key[1]} {key[1]}_copy") for key in sorted(eu.emits)
+    out: list[Piece] = [
+        Piece(key[1], f"#define {key[1]} {key[1]}_copy") for key in sorted(eu.emits)
         if eu.emits[key] == Emit.COPY and key[0] == "func" and not extract.is_static(parsed.entities[key])]
     for key in sorted(eu.emits, key=lambda kk: parsed.order(parsed.entities[kk])):
         e = parsed.entities[key]
         how = eu.emits[key]
-        if how == Emit.HEADER or e.ns == "enumconst":
+        if how == Emit.HEADER or e.ns == "enumconst" or key in eu.skip:
             continue
+        name = eu.renames.get(e.name, e.name)
         if how == Emit.SYSCALL:
-            out.append((key[1], syscall_text(parsed, e, eu.renames, eu.unit.rel,
-                                             eu.syscalls[e.name[len("__do_sys_"):]])))
-        elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE):
-            decl = extract.prototype(parsed, e) if e.ns == "func" else extract.declaration(parsed, e)
-            out.append((key[1], f"{comment(f'{e.name}: {eu.why[key]}')}\n{decl}"))
+            out += syscall_text(parsed, e, eu.renames, eu.unit.rel, eu.syscalls[e.name[len("__do_sys_"):]])
+        elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE, Emit.DECLARE):
+            if e.ns == "func":
+                decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
+            else:
+                decl = extract.declaration(parsed, e, name)
+            if how == Emit.DECLARE:
+                decl = "static " + decl.removeprefix("extern ")
+            out.append(Piece(key[1], decl, comment(f"{e.name}: {eu.why[key]}")))
         elif e.ns == "macro":
-            out.append((key[1], "#define " + parsed.text(e.file, e.start, e.end)))
-        elif e.ns in ("type", "var"):
-            out.append((key[1], parsed.text(e.file, e.start, e.end) + ";"))
+            undef = f"#undef {e.name}\n" if e.name in eu.undefine else ""
+            out.append(Piece(key[1], undef + "#define " + parsed.text(e.file, e.start, e.end)))
+        elif e.ns == "type":
+            out.append(Piece(key[1], parsed.text(e.file, e.start, e.end) + ";"))
+        elif e.ns == "var":
+            text = extract.apply_edits(parsed, e, extract.rename_edits(parsed, e, eu.renames)) + ";"
+            # the module's own data: file-local, whatever the diff declares it as
+            if how == Emit.DEFINE and not extract.is_static(e):
+                text = "static " + text
+            out.append(Piece(key[1], text))
         else:
-            out.append((key[1], _function_text(eu, key, how)))
+            out.append(_function_text(eu, key, how))
+    out += callback_adapters(eu)
+    return out
+
+
+def object_helper() -> Piece:
+    """The patch_object a kpatch callback takes, for the object kpgen runs it for."""
+    return Piece("livepatch_object", """static patch_object livepatch_object(const char *name)
+{
+	patch_object obj = { .name = name };
+
+	if (name) {
+		preempt_disable();
+		obj.mod = find_module(name);
+		preempt_enable();
+	}
+	return obj;
+}""", comment("The object a kpatch callback runs for, as kpatch gives it: its name and module (NULL for "
+              "vmlinux). The module cannot go while its callbacks run: kpgen's core and livepatch hold their "
+              "mutex, which the module's going waits for."))
+
+
+def callback_adapters(eu: ExtractedUnit) -> list[Piece]:
+    """kpgen's callbacks of the unit's object, each calling the file's kpatch callback."""
+    out = []
+    obj = eu.unit.object
+    arg = "NULL" if obj == "vmlinux" else f'"{obj}"'
+    for kind, fn in sorted(eu.callbacks.items(), key=lambda kv: list(CALLBACK_KINDS).index(kv[0])):
+        name = eu.renames.get(fn, fn)
+        call = f"return {name}(&obj);" if kind == "pre_patch" else f"{name}(&obj);"
+        out.append(Piece(adapter_name(obj, kind),
+                         f"static {'int' if kind == 'pre_patch' else 'void'} {adapter_name(obj, kind)}(void)\n"
+                         f"{{\n\tpatch_object obj = livepatch_object({arg});\n\n\t{call}\n}}",
+                         comment(f"The {kind} callback of {obj}: {fn}() of {eu.unit.rel}, which the diff marks "
+                                 f"with {MACROS[kind]}().")))
     return out
 
 
@@ -186,10 +285,34 @@ def fix_c(p: Plan, k: Kernel, parts: list[ExtractedUnit]) -> str:
                 " * externally declared symbol says why. Change the body to make the fix."]
     lines = ["// SPDX-License-Identifier: GPL-2.0-only", "/*", *head, " */", ""]
     lines += [f"#include {i}" for i in incs]
+    mapped = False  # whether the lines that follow are numbered as the source's
+
+    def back() -> None:
+        nonlocal mapped
+        if mapped:
+            lines.append(f'#line {len(lines) + 2} "fix.c"')
+            mapped = False
+
+    helper = [object_helper()] if any(part.callbacks for part in parts) else []
     for part in parts:
+        back()
         lines += ["", f"/* From {part.unit.rel}. */"]
-        for _, text in unit_text(part):
-            lines += ["", text.rstrip()]
+        pieces = unit_text(part)
+        if part.callbacks and helper:
+            adapters = {adapter_name(part.unit.object, kind) for kind in part.callbacks}
+            at = next(i for i, piece in enumerate(pieces) if piece.name in adapters)
+            pieces.insert(at, helper.pop())
+        for piece in pieces:
+            lines.append("")
+            if piece.head:
+                back()
+                lines += piece.head.split("\n")
+            if piece.origin is not None:
+                lines.append(f'#line {piece.origin[1]} "{piece.origin[0]}"')
+                mapped = True
+            else:
+                back()
+            lines += piece.body.rstrip().split("\n")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -198,9 +321,11 @@ def patch_spec(p: Plan, backend: str = "kpatch") -> kspec.PatchSpec:
     description = f"Live patch from {p.patch.name}" if p.patch is not None else f"Replace {p.targets[0].name}"
     return kspec.PatchSpec(
         path=Path(f"{p.name}.toml"), name=p.name, description=description[:200], sources=(Path("fix.c"),),
-        functions=tuple(kspec.FunctionSpec(t.name, t.object, t.replacement, t.sympos) for t in p.targets),
+        functions=tuple(kspec.FunctionSpec(t.name, t.object, t.replacement, t.sympos, t.force) for t in p.targets),
         symbols=tuple(kspec.SymbolSpec(s.ident, s.sympos, s.object, s.kallsyms if s.kallsyms != s.ident else "")
                       for s in p.symbols),
+        objects=tuple(kspec.ObjectSpec(obj, **callbacks) for obj, callbacks in sorted(
+            p.objects.items(), key=lambda kv: (kv[0] != "vmlinux", kv[0]))),
         backend=backend)
 
 

@@ -19,7 +19,7 @@ from .decisions import Action, Plan
 MAX_COPY_ROUNDS = 3
 
 
-def check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, ibt: bool) -> list[str]:
+def check_module(k: Kernel, p: Plan, where: Path, syms: ksyms.KernelSymbols) -> list[str]:
     """Returns, on IBT kernels, the functions without ENDBR the module would call through a
     pointer; refuses an unexported symbol that only an inline function of the kernel headers
     names (fix.c cannot redirect it)."""
@@ -37,15 +37,17 @@ def check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, 
     core_exports = {m.decode() for f in core if f.path.suffix == ".c" for m in generate.EXPORT_RE.findall(f.content)}
     unexported = sorted(undefined - set(k.exports) - core_exports - generate.MODPOST_SYMBOLS)
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.fix_c))
-    vm = ksyms.vmlinux_symbols(k).objects["vmlinux"]
+    # the objects the module patches, modules first: a name is looked up where the code runs
+    tables = [syms.object(k, o) for o in sorted({t.object for t in p.targets} - {"vmlinux"})]
+    tables.append(syms.objects["vmlinux"])
     no_endbr: list[str] = []
     for name in unexported:
         if name not in words:
             raise DiffRefused(name, "the patched code needs it, the kernel does not export it, and only an inline "
                               "function of the kernel headers names it, while kpgen can redirect only the names "
                               "fix.c itself uses", "patch the functions that call that inline function differently")
-        if ibt and name in called:
-            table = objsyms if objsyms.has(name) else vm
+        if syms.ibt and name in called:
+            table = next((t for t in tables if t.has(name)), tables[-1])
             pos = table.positions(name)
             if table.endbr is not None and pos and not any(table.endbr.get(i) for i in pos):
                 no_endbr.append(name)
@@ -53,7 +55,7 @@ def check_module(k: Kernel, p: Plan, where: Path, objsyms: ksyms.ObjectSymbols, 
 
 
 def with_copies(k: Kernel, p: Plan, parts: list[ExtractedUnit], tree: Path, work: Path,
-                objsyms: ksyms.ObjectSymbols, ibt: bool) -> None:
+                syms: ksyms.KernelSymbols) -> None:
     """Sets fix.c and the spec, with copies of the functions without ENDBR that the code calls
     (IBT kernels), each taken from its own file; refuses when the copies do not compile alone."""
     copies: list[ExtractedUnit] = []
@@ -62,7 +64,7 @@ def with_copies(k: Kernel, p: Plan, parts: list[ExtractedUnit], tree: Path, work
         p.fix_c = emit.fix_c(p, k, [*copies, *parts])
         p.spec = emit.patch_spec(p)
         try:
-            need = [n for n in check_module(k, p, work / "check", objsyms, ibt) if n not in copied]
+            need = [n for n in check_module(k, p, work / "check", syms) if n not in copied]
         except BuildError as exc:
             if not copied:
                 raise
@@ -76,14 +78,14 @@ def with_copies(k: Kernel, p: Plan, parts: list[ExtractedUnit], tree: Path, work
         if len(copies) >= MAX_COPY_ROUNDS * 4:
             break
         for name in need:
-            copies.insert(0, copy_from_its_file(k, p, tree, work, name, objsyms, ibt))
+            copies.insert(0, copy_from_its_file(k, p, tree, work, name, syms))
             copied.add(name)
     raise DiffRefused(", ".join(sorted(copied)), f"the patched code needs copies of more functions without ENDBR in "
                       f"{k.release} than kpgen makes", "patch fewer functions")
 
 
-def copy_from_its_file(k: Kernel, p: Plan, tree: Path, work: Path, name: str, objsyms: ksyms.ObjectSymbols,
-                       ibt: bool) -> ExtractedUnit:
+def copy_from_its_file(k: Kernel, p: Plan, tree: Path, work: Path, name: str,
+                       syms: ksyms.KernelSymbols) -> ExtractedUnit:
     """Returns the part of fix.c that copies `name` from the file defining it; refuses a
     function no one file of the object defines."""
     try:
@@ -94,11 +96,13 @@ def copy_from_its_file(k: Kernel, p: Plan, tree: Path, work: Path, name: str, ob
                           "a call through a pointer would fault on IBT hardware: patch code that does not call "
                           "it") from None
     cu = compile_one(k, tree, rel, work / f"copy-{name}.o")
-    if cu.unit.object != objsyms.name:
+    objects = {t.object for t in p.targets}
+    if cu.unit.object not in objects:
         raise DiffRefused(f"{name}()", f"the patched code calls it, it has no ENDBR in {k.release} (IBT), and it is "
-                          f"in {cu.unit.object}, not {objsyms.name}, so kpgen cannot copy it",
+                          f"in {cu.unit.object}, which the patch does not patch, so kpgen cannot copy it",
                           "patch code that does not call it")
     why = (f"has no ENDBR in {k.release} (IBT): a call through a pointer would fault, so it is copied from "
            f"{rel} under its own name")
     p.decide(name, Action.COPY, why)
-    return extract_unit(k, p, cu, cu.new_parsed, set(), set(), objsyms, ibt, copies={name: why})
+    return extract_unit(k, p, cu, cu.new_parsed, set(), set(), syms.object(k, cu.unit.object), syms.ibt,
+                        copies={name: why})

@@ -40,11 +40,13 @@ def pick_position(objsyms: ksyms.ObjectSymbols, name: str, neighbours: set[str],
     return scores.index(best) + 1
 
 
-def choose(k: Kernel, p: Plan, cu: CompiledUnit, objsyms: ksyms.ObjectSymbols) -> tuple[dict[str, str], set[str]]:
-    """Returns the unit's targets (name -> why) and the functions the diff adds; refuses a
-    changed function no patchable caller covers."""
+def choose(k: Kernel, p: Plan, cu: CompiledUnit, objsyms: ksyms.ObjectSymbols,
+           ignored: set[str] | None = None) -> tuple[dict[str, str], set[str]]:
+    """Returns the unit's targets (name -> why) and the functions the diff adds, leaving out
+    the changes of `ignored` functions (KPATCH_IGNORE_FUNCTION); refuses a changed function no
+    patchable caller covers."""
     old_funcs, new_funcs = cu.old.functions(), cu.new.functions()
-    changed = {objdiff.base_name(n) for n in cu.cmp.changed}
+    changed = {objdiff.base_name(n) for n in cu.cmp.changed} - (ignored or set())
     added = {objdiff.base_name(n) for n in cu.cmp.added} - {objdiff.base_name(n) for n in old_funcs}
     targets: dict[str, str] = {}
     queue = sorted(changed)
