@@ -312,7 +312,8 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
-        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None)
+        suite = (Path(args.kpatch_suite), Path(args.kpatch_notes)) if args.kpatch_suite else None
+        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None, suite=suite)
         names = boottest.scenario_names(tree.root)
         if args.list:
             print("\n".join(names))
@@ -542,6 +543,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
+    sp.add_argument("--kpatch-suite", metavar="DIR",
+                    help="kpatch's integration suite (DIR/6.1, DIR/6.12) to build into the tree, both backends")
+    sp.add_argument("--kpatch-notes", metavar="DIR", default="tests/kpatch_suite",
+                    help="the repository's notes on that suite (default: tests/kpatch_suite)")
     sp.add_argument("--only", metavar="NAME[,NAME]", help="run these scenarios only (in one boot per kernel)")
     sp.add_argument("--list", action="store_true", help="build, then list the scenarios the guest would run")
 

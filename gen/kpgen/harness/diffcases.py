@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import diff, kernel as kmod, source
+from . import kpatchsuite
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,18 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(main(sys.argv[1:]))
+
+
+def timing(kname: str, diffs: list[Built], suite: list[kpatchsuite.Built]) -> list[str]:
+    """The seconds `kpgen diff --build` took for each case of the corpus and of kpatch's suite
+    (each backend of a suite case: the one plan, then its build), and their median, one line
+    each, for the end of a test run."""
+    rows = [(f"diffs/{b.case.name}", b.seconds) for b in diffs]
+    rows += [(f"kpatch/{b.case.name} ({backend})", secs) for b in suite for backend, secs in b.seconds.items()]
+    rows += [(f"kpatch/{b.case.name} (refused)", b.plan_seconds) for b in suite if b.plan is None]
+    if not rows:
+        return []
+    median = statistics.median(s for _, s in rows)
+    return [f"{kname}: kpgen diff --build, median {median:.1f} s over {len(rows)} cases "
+            "(source cached, core built; cases built side by side)",
+            *(f"  {name}: {secs:.1f} s" for name, secs in rows)]
