@@ -19,10 +19,6 @@ KERNELS = ("6.1", "6.12")
 SUITE = kpatchsuite.find(Path(__file__))
 NOTES = Path(__file__).parents[1] / "kpatch_suite"
 CASES = [(kname, case) for kname in KERNELS for case in (kpatchsuite.load(SUITE, NOTES, kname) if SUITE else [])]
-# cases that need klp relocations (tracepoints in kernel_clone(), copy_process(), do_exit()):
-# their functions' static calls and jump labels reach __SCK__tp_func_*, __SCT__* and
-# __tracepoint_*, which the kernel does not export
-NEEDS_KLP_RELOCATIONS = {"shadow-newpid", "special-static"}
 
 
 def made(built: Callable[[str], boottest.BuiltTree], kname: str, name: str) -> kpatchsuite.Built:
@@ -42,9 +38,9 @@ def test_the_suite_is_read_where_it_is() -> None:
 
 
 def _marks(case: kpatchsuite.Case) -> list[pytest.MarkDecorator]:
-    if case.name in NEEDS_KLP_RELOCATIONS:
-        return [pytest.mark.xfail(strict=True, reason="reaches the kernel's unexported tracepoint symbols: "
-                                  "needs klp relocations")]
+    if case.waits:
+        return [pytest.mark.xfail(strict=True, reason=f"waits for klp relocations ({case.waits}): "
+                                  "tests/kpatch_suite/notes.toml")]
     return []
 
 

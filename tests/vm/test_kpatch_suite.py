@@ -16,7 +16,6 @@ pytestmark = pytest.mark.vm
 
 SUITE = kpatchsuite.find(Path(__file__))
 NOTES = Path(__file__).parents[1] / "kpatch_suite"
-NEEDS_KLP_RELOCATIONS = {"shadow-newpid", "special-static"}
 CASES = [(kname, case, backend) for kname in ("6.1", "6.12")
          for case in (kpatchsuite.load(SUITE, NOTES, kname) if SUITE else []) if case.builds
          for backend in kpatchsuite.BACKENDS]
@@ -24,7 +23,7 @@ CASES = [(kname, case, backend) for kname in ("6.1", "6.12")
 
 @pytest.mark.parametrize(("kname", "case", "backend"), [
     pytest.param(k, c, b, id=f"{k}-{c.name}-{b}", marks=[pytest.mark.xfail(
-        strict=True, reason="not built: needs klp relocations")] if c.name in NEEDS_KLP_RELOCATIONS else [])
+        strict=True, reason=f"not built: waits for klp relocations ({c.waits})")] if c.waits else [])
     for k, c, b in CASES])
 def test_case_in_the_guest(booted: Callable[[str], boottest.BootReport], kname: str, case: kpatchsuite.Case,
                            backend: str) -> None:

@@ -86,6 +86,7 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, strip: int = 1,
         forced = {f for m in markers for f in m.force}
         p.targets[:] = [dataclasses.replace(t, force=t.name in forced) for t in p.targets]
         merge.resolve(p, parts)
+        refuse_module_symbols_across_objects(p)
         if not p.targets and not p.objects:
             if not any(cu.cmp.changed or cu.cmp.added or cu.cmp.changed_data for cu in compiled):
                 raise DiffRefused(str(patch), "no functional change: once the line numbers that __LINE__ records "
@@ -96,6 +97,20 @@ def plan(k: Kernel, patch: Path, src: ksource.Source, name: str, strip: int = 1,
                               "nothing to patch: give the diff of the fix")
         endbr.with_copies(k, p, parts, src.root, work, syms)
     return p
+
+
+def refuse_module_symbols_across_objects(p: Plan) -> None:
+    """Refuses a patch of several objects whose code for a module uses that module's
+    unexported symbols: kpgen resolves them only while the module is loaded, and only a patch
+    of that module alone may use them."""
+    for mod in sorted({s.object for s in p.symbols if s.object != "vmlinux"}):
+        others = sorted({t.object for t in p.targets} - {mod})
+        if others:
+            names = ", ".join(sorted(s.ident for s in p.symbols if s.object == mod))
+            raise DiffRefused(str(p.patch), f"the code of module {mod} uses its unexported symbols ({names}), "
+                              f"which kpgen resolves only while {mod} is loaded, and the patch also replaces "
+                              f"functions of {', '.join(others)}, which may run while it is not",
+                              f"split the diff: the files of {mod} in one, the others in another")
 
 
 def plan_function(k: Kernel, src: ksource.Source, func: str, name: str, rel: str | None = None) -> Plan:
