@@ -13,7 +13,7 @@ from .. import extract, ksyms, objdiff, units
 from ..errors import DiffRefused
 from ..kernel import Kernel
 from .compare import CompiledUnit
-from .decisions import PREFIX, Action, Plan, SymbolUse
+from .decisions import Action, Plan, SymbolUse, replacement_name
 from .targets import WRAPPER_RE, pick_position
 
 Key = tuple[str, str]  # (namespace, name), as extract keys its entities
@@ -57,6 +57,7 @@ class ExtractedUnit:
     callbacks: dict[str, str] = field(default_factory=dict)  # kpatch callbacks: kind -> function
     skip: set[Key] = field(default_factory=set)  # written by an earlier unit's part already
     undefine: set[str] = field(default_factory=set)  # macros an earlier part defines otherwise
+    uses: dict[Key, set[Key]] = field(default_factory=dict)  # what each emitted entity refers to
     includes: list[str] = field(default_factory=list)
 
 
@@ -85,6 +86,7 @@ class Closure:
             key = self.queue.pop(0)
             e = self.parsed.entities[key]
             deps, statics = extract.references(self.parsed, e)
+            self.out.uses[key] = deps
             how = self.out.emits[key]
             if statics and how in (Emit.REPLACE, Emit.COPY):
                 self._decide_statics(e, key, how, statics)
@@ -210,7 +212,7 @@ def extract_unit(k: Kernel, p: Plan, cu: CompiledUnit, parsed: extract.Parsed, t
     cannot reach."""
     rel = cu.unit.rel
     walk = Closure(k, p, cu, parsed, objsyms, ibt, elsewhere or {})
-    walk.out.renames = {t: PREFIX + t.lstrip("_") for t in targets}
+    walk.out.renames = {t: replacement_name(t, targets) for t in targets}
     for t in sorted(targets):
         m = WRAPPER_RE.match(t)
         if m:

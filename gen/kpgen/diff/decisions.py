@@ -15,6 +15,17 @@ from .apply import AppliedFile
 PREFIX = "livepatch_"
 
 
+def replacement_name(name: str, targets: set[str]) -> str:
+    """The replacement of target `name` in fix.c: livepatch_ and its name, leading underscores
+    dropped unless another target of the unit is named so.
+
+    >>> replacement_name("__x64_sys_newuname", set()), replacement_name("_proc_mkdir", {"proc_mkdir"})
+    ('livepatch_x64_sys_newuname', 'livepatch__proc_mkdir')
+    """
+    short = name.lstrip("_")
+    return PREFIX + (name if short != name and short in targets else short)
+
+
 class Action(enum.StrEnum):
     """What kpgen does with one symbol (or fact), as the printed line names it."""
 

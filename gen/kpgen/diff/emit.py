@@ -157,7 +157,7 @@ def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> Piece:
         edits += [(s, t, f'"{e.name}"') for s, t in func_name_uses(parsed, e)]
     body = extract.apply_edits(parsed, e, edits)
     original = parsed.text(e.file, e.start, e.end)
-    if how in (Emit.REPLACE, Emit.COPY, Emit.DEFINE) and not body.lstrip().startswith("static"):
+    if how in (Emit.REPLACE, Emit.COPY, Emit.DEFINE) and not extract.is_static(e):
         body = "static " + body
     # a longer name or an added `static` moves the '(': its continuation lines follow
     first_new, first_old = body.split("\n", 1)[0], original.split("\n", 1)[0]
@@ -193,34 +193,46 @@ def comment_list(title: str, items: list[str], width: int = 78) -> str:
     return "\n".join([*lines, " */"])
 
 
+DECLARES = (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE, Emit.DECLARE)
+
+
 def unit_text(eu: ExtractedUnit) -> list[Piece]:
-    """One unit's part of fix.c, in the unit's own order. A global function copied takes
-    another name (the kernel's headers declare the original), before any code uses it."""
+    """One unit's part of fix.c: its macros and types in the unit's order, then every
+    declaration (the kernel's symbols, what another file of the diff defines, and a function or
+    variable used above its definition), then the definitions in the unit's order. A global
+    function copied takes another name (the kernel's headers declare the original), before
+    any code uses it."""
     parsed = eu.parsed
     out: list[Piece] = [
         Piece(key[1], f"#define {key[1]} {key[1]}_copy") for key in sorted(eu.emits)
         if eu.emits[key] == Emit.COPY and key[0] == "func" and not extract.is_static(parsed.entities[key])]
-    for key in sorted(eu.emits, key=lambda kk: parsed.order(parsed.entities[kk])):
+    keys = [key for key in sorted(eu.emits, key=lambda kk: parsed.order(parsed.entities[kk]))
+            if eu.emits[key] != Emit.HEADER and key[0] != "enumconst" and key not in eu.skip]
+    first = [k for k in keys if k[0] in ("macro", "type")]
+    declared = [k for k in keys if eu.emits[k] in DECLARES]
+    defined = [k for k in keys if k not in first and k not in declared]
+    # a definition used by one above it is declared ahead, as the source itself declares it
+    ahead = []
+    for i, key in enumerate(defined):
+        for dep in sorted(eu.uses.get(key, ())):
+            if dep in defined[i + 1:] and dep not in ahead and eu.emits[dep] != Emit.SYSCALL:
+                ahead.append(dep)
+    for key in first:
         e = parsed.entities[key]
-        how = eu.emits[key]
-        if how == Emit.HEADER or e.ns == "enumconst" or key in eu.skip:
-            continue
-        name = eu.renames.get(e.name, e.name)
-        if how == Emit.SYSCALL:
-            out += syscall_text(parsed, e, eu.renames, eu.unit.rel, eu.syscalls[e.name[len("__do_sys_"):]])
-        elif how in (Emit.EXTERN, Emit.PLAIN_EXTERN, Emit.ELSEWHERE, Emit.DECLARE):
-            if e.ns == "func":
-                decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
-            else:
-                decl = extract.declaration(parsed, e, name)
-            if how == Emit.DECLARE:
-                decl = "static " + decl.removeprefix("extern ")
-            out.append(Piece(key[1], decl, comment(f"{e.name}: {eu.why[key]}")))
-        elif e.ns == "macro":
+        if e.ns == "macro":
             undef = f"#undef {e.name}\n" if e.name in eu.undefine else ""
             out.append(Piece(key[1], undef + "#define " + parsed.text(e.file, e.start, e.end)))
-        elif e.ns == "type":
+        else:
             out.append(Piece(key[1], parsed.text(e.file, e.start, e.end) + ";"))
+    out += [_declaration(eu, key) for key in declared]
+    if ahead:
+        forward = [_forward(eu, key) for key in sorted(ahead, key=lambda kk: parsed.order(parsed.entities[kk]))]
+        out.append(Piece("(ahead)", "\n".join(forward), "/* Defined below, used before. */"))
+    for key in defined:
+        e = parsed.entities[key]
+        how = eu.emits[key]
+        if how == Emit.SYSCALL:
+            out += syscall_text(parsed, e, eu.renames, eu.unit.rel, eu.syscalls[e.name[len("__do_sys_"):]])
         elif e.ns == "var":
             text = extract.apply_edits(parsed, e, extract.rename_edits(parsed, e, eu.renames)) + ";"
             # the module's own data: file-local, whatever the diff declares it as
@@ -231,6 +243,30 @@ def unit_text(eu: ExtractedUnit) -> list[Piece]:
             out.append(_function_text(eu, key, how))
     out += callback_adapters(eu)
     return out
+
+
+def _declaration(eu: ExtractedUnit, key: tuple[str, str]) -> Piece:
+    """The declaration of a symbol the unit's code uses and does not define."""
+    parsed, e = eu.parsed, eu.parsed.entities[key]
+    name = eu.renames.get(e.name, e.name)
+    if e.ns == "func":
+        decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
+    else:
+        decl = extract.declaration(parsed, e, name)
+    if eu.emits[key] == Emit.DECLARE:
+        decl = "static " + decl.removeprefix("extern ")
+    return Piece(key[1], decl, comment(f"{e.name}: {eu.why[key]}"))
+
+
+def _forward(eu: ExtractedUnit, key: tuple[str, str]) -> str:
+    """A file-local definition declared ahead of a use."""
+    parsed, e = eu.parsed, eu.parsed.entities[key]
+    name = eu.renames.get(e.name, e.name)
+    if e.ns == "func":
+        decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
+    else:
+        decl = extract.declaration(parsed, e, name)
+    return "static " + decl.removeprefix("extern ")
 
 
 def object_helper() -> Piece:

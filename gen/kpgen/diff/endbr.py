@@ -66,9 +66,12 @@ def with_copies(k: Kernel, p: Plan, parts: list[ExtractedUnit], tree: Path, work
         try:
             need = [n for n in check_module(k, p, work / "check", syms) if n not in copied]
         except BuildError as exc:
-            if not copied:
-                raise
             first = next((line.strip() for line in str(exc).splitlines() if "error:" in line), str(exc)[:200])
+            if not copied:
+                raise DiffRefused(", ".join(sorted({t.unit for t in p.targets})) or str(p.patch),
+                                  f"the C kpgen took out of the source does not compile as a module ({first})",
+                                  "the patched code needs what kpgen cannot take out of its files: write the "
+                                  "replacement with kpgen new, and report the diff to kpgen's developers") from None
             raise DiffRefused(", ".join(sorted(copied)), f"the patched code calls these functions, which have no "
                               f"ENDBR in {k.release} (IBT), and the copies kpgen made do not compile on their "
                               f"own ({first})", "a call through a pointer would fault on IBT hardware: patch code "

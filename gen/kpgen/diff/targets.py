@@ -10,7 +10,7 @@ from .. import ksyms, objdiff
 from ..errors import DiffRefused
 from ..kernel import Kernel
 from .compare import CompiledUnit
-from .decisions import PREFIX, Action, Plan, Target
+from .decisions import Action, Plan, Target, replacement_name
 
 SYSCALL_RE = re.compile(r"^__(?:x64|ia32|x32|se|do)_(?:compat_)?sys_\w+$")
 # the entry points SYSCALL_DEFINE makes on x86-64
@@ -100,7 +100,7 @@ def choose(k: Kernel, p: Plan, cu: CompiledUnit, objsyms: ksyms.ObjectSymbols,
     unit_funcs = {objdiff.base_name(n) for n in old_funcs}
     for t, why in sorted(targets.items()):
         pos = pick_position(objsyms, t, unit_funcs, text=True)
-        p.targets.append(Target(t, cu.unit.object, pos, PREFIX + t.lstrip("_"), cu.unit.rel))
+        p.targets.append(Target(t, cu.unit.object, pos, replacement_name(t, set(targets)), cu.unit.rel))
         p.decide(t, Action.TARGET, why)
     for a in sorted(added):
         p.decide(a, Action.NEW, "a function the diff adds: compiled into the patch module")
