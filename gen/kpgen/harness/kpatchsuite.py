@@ -175,7 +175,8 @@ def table(kname: str, built: list[Built]) -> str:
     for b in built:
         if b.case.waits:
             rows.append(f"| {b.case.name} | waits ({b.case.waits}) | waits | |")
-        elif b.plan is None:
+            continue
+        if b.plan is None:
             rows.append(f"| {b.case.name} | refused | refused | {b.plan_seconds:.1f} |")
             continue
         cells = ["built" if backend in b.kos else "not built" for backend in BACKENDS]
