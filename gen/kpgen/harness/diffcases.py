@@ -115,6 +115,12 @@ def bench_table(kname: str, release: str, built: list[Built]) -> str:
     return "\n".join(rows)
 
 
+def corpus_kdirs(root: str) -> list[Path]:
+    """The build directories of the installed kernels of the matrix that a corpus names."""
+    names = {kname for case in load(Path(root)) for kname in case.kernels}
+    return [m.kdir() for m in kmod.matrix() if m.name in names and m.kdir() is not None]
+
+
 def main(argv: list[str]) -> int:
     """`python3 -m kpgen.harness.diffcases CORPUS OUT [KDIR]`: build every case, print the figures."""
     from .. import generate, kbuild, render
