@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import extract, model, objdiff, source, spec, units
+from kpgen import extract, layouts, model, objdiff, source, spec, units
 from kpgen.diff import apply as dapply, decisions, emit
 
 
-@pytest.mark.parametrize("module", [dapply, decisions, emit, extract, model, objdiff, source, spec, units])
+@pytest.mark.parametrize("module", [dapply, decisions, emit, extract, layouts, model, objdiff, source, spec, units])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0

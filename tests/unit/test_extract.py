@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kpgen import extract
+from kpgen import extract, layouts
 
 HEADER = """\
 #define LIMIT 4
@@ -70,8 +70,8 @@ def test_declarations(tmp_path: Path) -> None:
 
 
 def test_layouts(tmp_path: Path) -> None:
-    layouts = extract.record_layouts(parse(tmp_path), {str(tmp_path / "fs/x/local.h")})
-    assert layouts["struct point"][0] == 8 and layouts["struct shape"][0] == 16
+    found = layouts.record_layouts(parse(tmp_path), {str(tmp_path / "fs/x/local.h")})
+    assert found["struct point"][0] == 8 and found["struct shape"][0] == 16
 
 
 def test_an_extern_declaration_needs_the_files_own_types(tmp_path: Path) -> None:

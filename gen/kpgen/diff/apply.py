@@ -69,6 +69,8 @@ def make_overlay(tree: Path, overlay: Path, changed: list[str]) -> None:
 
 
 def _fill(tree: Path, overlay: Path, directory: Path) -> None:
+    """Links every entry of each directory on the way down to `directory` that the overlay
+    does not hold yet."""
     parts = [Path(*directory.parts[:i]) for i in range(len(directory.parts) + 1)] if directory != Path(".") \
         else [Path(".")]
     for d in parts:
@@ -184,6 +186,7 @@ def _report(output: str) -> _Report:
 
 
 def _run_patch(text: bytes, directory: Path, strip: int, fuzz: int, dry: bool) -> str:
+    """Returns what GNU patch says as it applies the diff in `directory` (or only tries to)."""
     argv = ["patch", f"-p{strip}", f"--fuzz={fuzz}", "--batch", "--forward", "--verbose", "--no-backup-if-mismatch",
             "-r", "-", "-d", str(directory), *(["--dry-run"] if dry else [])]
     proc = subprocess.run(argv, input=text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

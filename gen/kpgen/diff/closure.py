@@ -75,6 +75,7 @@ class Closure:
         self.queue: list[Key] = []
 
     def seed(self, key: Key, how: Emit, why: str = "") -> None:
+        """Sets how an entity is emitted and walks what it uses."""
         self.out.emits[key] = how
         if why:
             self.out.why[key] = why
@@ -118,17 +119,21 @@ class Closure:
                 self._keep(e, key, how, st)
 
     def _original_statics(self, func: str) -> list[extract.LocalStatic]:
+        """Returns the statics the function has in the original file."""
         old = self.cu.old_parsed.entities.get(("func", func))
         if old is None or not old.definition:
             return []
         return extract.references(self.cu.old_parsed, old)[1]
 
     def _fresh(self, e: extract.Entity, st: extract.LocalStatic, why: str) -> None:
+        """Decides that a function-local static is the patch module's own."""
         if not any(f.function == e.name and f.name == st.name for f, _ in self.out.fresh):
             self.out.fresh.append((st, why))
         self.p.decide(f"{e.name}:{st.name}", Action.FRESH, why)
 
     def _keep(self, e: extract.Entity, key: Key, how: Emit, st: extract.LocalStatic) -> None:
+        """Decides that a function-local static stays the running kernel's variable; refuses one
+        kpgen cannot find or point the code at."""
         where = f"{self.cu.unit.rel}: {e.name}()"
         if how == Emit.REPLACE:
             ksym = local_static_name(self.cu, e.name, st.name)
@@ -156,6 +161,8 @@ class Closure:
                       f"{ksym} in kallsyms: {who} keeps the running kernel's variable")
 
     def _decide(self, d: Key) -> None:
+        """Decides how an entity the emitted code uses is emitted; refuses what the module cannot
+        reach."""
         de = self.parsed.entities[d]
         if d[0] in ("macro", "type", "enumconst"):
             self.seed(d, Emit.DEFINE)

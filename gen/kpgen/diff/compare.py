@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import extract, objdiff, units
+from .. import extract, layouts, objdiff, units
 from ..errors import BuildError, DiffRefused, KernelError
 from ..kernel import Kernel, header_roots
 
@@ -214,11 +214,11 @@ def refuse_unpatchable(cu: CompiledUnit) -> None:
 def refuse_layout_change(cu: CompiledUnit) -> None:
     """Refuses a change to the layout (sizes, offsets, types as the compiler lays them out) of a
     structure the unit or its private headers define."""
-    old_l = extract.record_layouts(cu.old_parsed, set(cu.old_parsed.local_files))
-    new_l = extract.record_layouts(cu.new_parsed, set(cu.new_parsed.local_files))
+    old_l = layouts.record_layouts(cu.old_parsed, set(cu.old_parsed.local_files))
+    new_l = layouts.record_layouts(cu.new_parsed, set(cu.new_parsed.local_files))
     for rec, layout in sorted(new_l.items()):
         if rec in old_l and old_l[rec] != layout:
             raise DiffRefused(f"{cu.unit.rel}: {rec}", f"the diff changes its layout "
-                              f"({extract.layout_change(old_l[rec], layout)}), and objects of it already exist "
+                              f"({layouts.layout_change(old_l[rec], layout)}), and objects of it already exist "
                               "in the running kernel",
                               "keep the layout and put new fields in a shadow variable (klp_shadow_*)")

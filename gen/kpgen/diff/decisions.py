@@ -46,6 +46,8 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
+    """One decision about one symbol, and why."""
+
     symbol: str
     action: Action
     reason: str
@@ -61,6 +63,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Target:
+    """A function the patch module replaces."""
+
     name: str
     object: str
     sympos: int
@@ -82,6 +86,9 @@ class SymbolUse:
 
 @dataclass
 class Plan:
+    """What kpgen diff makes of a diff: the functions it replaces, the kernel symbols and
+    callbacks the module needs, each decision, and the spec and fix.c."""
+
     name: str
     patch: Path | None  # the diff (None for `kpgen new`)
     release: str
@@ -94,5 +101,6 @@ class Plan:
     spec: PatchSpec | None = None
 
     def decide(self, symbol: str, action: Action, reason: str) -> None:
+        """Records a decision, once."""
         if not any(d == Decision(symbol, action, reason) for d in self.decisions):
             self.decisions.append(Decision(symbol, action, reason))

@@ -133,6 +133,8 @@ def static_ref_edits(parsed: extract.Parsed, e: extract.Entity, st: extract.Loca
 
 
 def _function_text(eu: ExtractedUnit, key: tuple[str, str], how: Emit) -> Piece:
+    """A function as fix.c holds it: renamed where it must be, its kept statics declared above
+    it, its fresh ones listed, and a comment saying why it is there."""
     parsed, e = eu.parsed, eu.parsed.entities[key]
     edits = extract.rename_edits(parsed, e, eu.renames)
     head: list[str] = []

@@ -74,6 +74,7 @@ def resolve(p: Plan, parts: list[ExtractedUnit]) -> None:
 
 
 def _rename(p: Plan, part: ExtractedUnit, key: Key, pre: str) -> None:
+    """Gives a name of the part its file's prefix in fix.c (a target's replacement too)."""
     name = key[1]
     how = part.emits[key]
     if how == Emit.REPLACE:
