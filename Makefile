@@ -10,7 +10,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.matrix_kdir())' 2>/dev/null)
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
-	test-vm container-test docker-test lint boot-test stress bench demo clean
+	test-vm test-diffs diff-speed container-test docker-test lint boot-test stress bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -42,6 +42,15 @@ test: provisioned ## all tests: unit, golden, regeneration, Kbuild, container, o
 
 test-unit: ## the tests that need no kernel build, boot or container
 	$(PYTEST) -v -m "not kbuild and not vm and not container"
+
+test-diffs: ## the diff path alone: its unit tests, the corpus and kpatch's suite built per kernel (no boot)
+	$(PYTEST) -v tests/unit/test_diff*.py tests/unit/test_extract.py tests/unit/test_objdiff.py \
+		tests/kbuild/test_diff_corpus.py tests/kbuild/test_kpatch_integration.py
+
+diff-speed: ## kpgen diff --build of each corpus case, one at a time, per kernel (build/diff-speed)
+	for kdir in $$($(PYTHON) -c 'from kpgen.harness import diffcases; print(*diffcases.corpus_kdirs("tests/diffs"))'); do \
+		$(PYTHON) -m kpgen.harness.diffcases tests/diffs build/diff-speed/$$(basename $$(dirname $$kdir)) $$kdir || exit 1; \
+	done
 
 test-vm: ## the boot tests only
 	$(PYTEST) -v -m vm

@@ -14,12 +14,18 @@ from typing import TypeVar
 import pytest
 
 from kpgen import kernel
-from kpgen.harness import boottest
+from kpgen.harness import boottest, diffcases, kpatchsuite
 
 KERNELS = [m.name for m in kernel.matrix()]
 DIFF_CORPUS = Path(__file__).parent / "diffs"
+# kpatch's integration suite, read where it is kept (../shared/kpatch-integration), and the
+# repository's notes on it
+KPATCH_SUITE = kpatchsuite.find(Path(__file__))
+KPATCH_NOTES = Path(__file__).parent / "kpatch_suite"
 # One line per booted kernel and the figures its guest reported, shown at the end of the run.
 BOOT_SUMMARIES: list[str] = []
+# The seconds of `kpgen diff --build` per case of the diff corpus and of kpatch's suite.
+DIFF_TIMES: list[str] = []
 
 
 T = TypeVar("T")
@@ -52,7 +58,14 @@ def probed() -> Callable[[str], kernel.Kernel]:
 @pytest.fixture(scope="session")
 def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.BuiltTree]:
     # the diff corpus is repository test data: the harness builds its cases into the tree
-    return _cached(lambda name: boottest.build_tree(probed(name), diffs=DIFF_CORPUS))
+    suite = (KPATCH_SUITE, KPATCH_NOTES) if KPATCH_SUITE is not None else None
+
+    def build(name: str) -> boottest.BuiltTree:
+        tree = boottest.build_tree(probed(name), diffs=DIFF_CORPUS, suite=suite)
+        DIFF_TIMES.extend(diffcases.timing(name, tree.diffs, tree.suite))
+        return tree
+
+    return _cached(build)
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +203,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if CONTAINER_STEPS:
         terminalreporter.section("kpgen container")
         for line in CONTAINER_STEPS:
+            terminalreporter.write_line(line)
+    if DIFF_TIMES:
+        terminalreporter.section("kpgen diff")
+        for line in DIFF_TIMES:
             terminalreporter.write_line(line)
     if BOOT_SUMMARIES:
         terminalreporter.section("kpgen boot tests")

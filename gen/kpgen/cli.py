@@ -155,9 +155,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         text = patch.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise UsageError(f"{patch}: cannot read it ({exc.strerror})") from None
-    if not diff.patch_files(text):
-        raise UsageError(f"{patch}: no file diff in it (no '--- a/FILE' and '+++ b/FILE' lines): give a unified "
-                         "diff of the kernel's source, -p1, as `git diff` or `diff -u` make")
+    if not diff.looks_like_a_diff(text):
+        raise UsageError(f"{patch}: no file diff in it (no '--- FILE' and '+++ FILE' lines, nor a context diff's): "
+                         "give a diff of the kernel's source, as `git diff`, `git format-patch` or `diff -u` make")
+    if not 0 <= args.strip <= 64:
+        raise UsageError(f"-p {args.strip}: give the number of leading path components to strip, 0 to 64")
+    if not 0 <= args.fuzz <= 10:
+        raise UsageError(f"--fuzz {args.fuzz}: give the context lines a hunk may ignore, 0 to 10")
     if args.backend is not None:
         spec.check_backend(patch, "--backend", args.backend)
     k = _kernel(args)
@@ -180,12 +184,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
     with progress.step(f"comparing the code {patch.name} changes in {k.release}"):
-        plan = diff.plan(k, patch, src, name)
-    for d in plan.decisions:
-        print(f"kpgen: {d.line()}")
+        plan = diff.plan(k, patch, src, name, strip=args.strip, fuzz=args.fuzz)
     if args.backend is not None:
         diff.set_backend(plan, args.backend)
-    written = render.write(out, [render.OutputFile(Path(f"{name}.toml"), plan.spec.encode()),
+    for f in plan.applied:
+        print(f"kpgen: applied {f.line()}")
+    for d in plan.decisions:
+        print(f"kpgen: {d.line()}")
+    written = render.write(out, [render.OutputFile(Path(f"{name}.toml"), diff.spec_text(plan).encode()),
                                  render.OutputFile(Path("fix.c"), plan.fix_c.encode())], args.force)
     for path in written:
         print(f"kpgen: wrote {path}")
@@ -308,7 +314,8 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     failed = 0
     for k in _boot_kernels(args):
         print(f"kpgen: building for {k.release}", flush=True)
-        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None)
+        suite = (Path(args.kpatch_suite), Path(args.kpatch_notes)) if args.kpatch_suite else None
+        tree = boottest.build_tree(k, diffs=Path(args.diffs) if args.diffs else None, suite=suite)
         names = boottest.scenario_names(tree.root)
         if args.list:
             print("\n".join(names))
@@ -470,8 +477,13 @@ def parser() -> argparse.ArgumentParser:
     kdir_opt(sp)
 
     sp = command("diff", "a live patch (spec and C) from a source diff of the kernel", cmd_diff)
-    _arg(sp, "patch", help="the diff (unified, -p1, against the kernel's source)",
+    _arg(sp, "patch", help="the diff against the kernel's source, as `patch -p1` takes it",
          complete=_complete_files(".patch", ".diff"))
+    sp.add_argument("-p", "--strip", type=int, default=1, metavar="N",
+                    help="strip N leading components from the diff's file names, as patch -pN (default 1)")
+    sp.add_argument("--fuzz", type=int, default=0, metavar="N",
+                    help="accept hunks whose first and last N context lines differ from the source (default 0: "
+                         "refused)")
     _arg(sp, "--source", help="the kernel's source tree (default: `kpgen source`'s)", complete=_complete_dirs)
     _arg(sp, "-o", "--output", help="where to write the spec and fix.c (default: ./NAME)", complete=_complete_dirs)
     sp.add_argument("--name", help="the patch module's name (default: from the diff's file name)")
@@ -533,6 +545,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--stress-cycles", type=int, help="cycles of the stress scenario (default 200)")
     sp.add_argument("--timeout", type=int, default=1500, help="seconds one boot may take (default 1500)")
     sp.add_argument("--diffs", help="a corpus of diff cases to build into the tree (the repository's tests/diffs)")
+    sp.add_argument("--kpatch-suite", metavar="DIR",
+                    help="kpatch's integration suite (DIR/6.1, DIR/6.12) to build into the tree, both backends")
+    sp.add_argument("--kpatch-notes", metavar="DIR", default="tests/kpatch_suite",
+                    help="the repository's notes on that suite (default: tests/kpatch_suite)")
     sp.add_argument("--only", metavar="NAME[,NAME]", help="run these scenarios only (in one boot per kernel)")
     sp.add_argument("--list", action="store_true", help="build, then list the scenarios the guest would run")
 

@@ -25,3 +25,20 @@ class BuildError(KpgenError):
     """Kbuild failed or produced a module that fails its checks."""
 
     exit_code = 4
+
+
+class DiffRefused(UsageError):
+    """A source diff that cannot become a live patch (`kpgen diff`): where (the diff, a file, a
+    function), what is wrong there, and what to do instead. Exit status 2; nothing is written."""
+
+    def __init__(self, where: str, problem: str, instead: str):
+        self.where, self.problem, self.instead = where, problem, instead
+        super().__init__(f"{where}: {problem}; {instead}")
+
+
+class DefinitionError(UsageError):
+    """No .c file of the kernel source, or several, define a function: `files` holds those that do."""
+
+    def __init__(self, func: str, files: list[str], message: str):
+        self.func, self.files = func, files
+        super().__init__(message)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BuildError
+from .resources import KPATCH_API
 
 CLANG_KEEP = ("-D", "-U", "-I", "-std=", "-nostdinc", "-m64")
 
@@ -26,7 +27,7 @@ def clang_args(gcc_argv: list[str]) -> list[str]:
     out, i = ["-target", "x86_64-linux-gnu", "-w"], 1
     while i < len(gcc_argv):
         a = gcc_argv[i]
-        if a in ("-include", "-isystem") and i + 1 < len(gcc_argv):
+        if a in ("-include", "-isystem", "-idirafter") and i + 1 < len(gcc_argv):
             out += [a, gcc_argv[i + 1]]
             i += 2
             continue
@@ -61,6 +62,61 @@ class LocalStatic:
     cursor: Any
     start: int
     end: int  # through the ';'
+    written: bool = True  # declared in the function's own text, not by a macro it expands
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the variable is constant (an array of constants included): no state."""
+        import clang.cindex as ci
+
+        t = self.cursor.type
+        while t.kind in (ci.TypeKind.CONSTANTARRAY, ci.TypeKind.INCOMPLETEARRAY):
+            t = t.element_type
+        return bool(t.is_const_qualified())
+
+    @property
+    def type_name(self) -> str:
+        """The variable's type as the compiler sees it, typedefs resolved."""
+        return str(self.cursor.type.get_canonical().spelling)
+
+
+# kpatch's patch-author markers (kpatch-macros.h) that say something about the patch module
+MARKERS = ("KPATCH_PRE_PATCH_CALLBACK", "KPATCH_POST_PATCH_CALLBACK", "KPATCH_PRE_UNPATCH_CALLBACK",
+           "KPATCH_POST_UNPATCH_CALLBACK", "KPATCH_FORCE_UNSAFE", "KPATCH_IGNORE_FUNCTION", "KPATCH_IGNORE_SECTION")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One use of a kpatch marker in the unit: KPATCH_PRE_PATCH_CALLBACK(fn) and the like."""
+
+    name: str
+    args: tuple[str, ...]
+    offset: int
+
+
+def macro_arguments(tokens: list[str]) -> tuple[str, ...]:
+    """The arguments of a macro's use, from its tokens, each as its tokens joined.
+
+    >>> macro_arguments(["M", "(", "a", ",", "f", "(", "b", ",", "c", ")", ")"])
+    ('a', 'f(b,c)')
+    """
+    args: list[str] = []
+    depth, cur = 0, ""
+    for t in tokens[1:]:
+        if t in "([{":
+            depth += 1
+            if depth == 1:
+                continue
+        elif t in ")]}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif t == "," and depth == 1:
+            args.append(cur)
+            cur = ""
+            continue
+        cur += t
+    return (*args, cur) if cur or args else ()
 
 
 @dataclass
@@ -74,6 +130,20 @@ class Parsed:
     texts: dict[str, bytes] = field(default_factory=dict)
     new_names: set[tuple[str, str]] = field(default_factory=set)  # functions and variables the diff adds
     tops: list[Any] = field(default_factory=list)  # the local files' top-level declarations
+    roots: list[str] = field(default_factory=list)  # the trees it was read from, the patched one first
+    markers: list[Marker] = field(default_factory=list)  # the kpatch markers of the .c file, in order
+
+    def relative(self, file: str) -> str:
+        """A file's path in the tree, as the kernel's build names it (fs/proc/meminfo.c)."""
+        for r in self.roots:
+            if file.startswith(r + "/"):
+                return file[len(r) + 1:]
+        return file
+
+    def line(self, file: str, offset: int) -> int:
+        """The line of an offset in a file, counted from 1."""
+        self.text(file, 0, 0)
+        return self.texts[file].count(b"\n", 0, offset) + 1
 
     def text(self, file: str, start: int, end: int) -> str:
         if file not in self.texts:
@@ -116,8 +186,11 @@ def parse(src: Path, gcc_argv: list[str], tree_roots: list[Path]) -> Parsed:
     main = str(src)
     roots = [str(r) for r in tree_roots]
 
+    api = str(KPATCH_API) + "/"
+
     def local(fname: str) -> bool:
-        if fname == main:
+        # kpatch's patch-author headers, as kpgen provides them, count as the unit's own
+        if fname == main or fname.startswith(api):
             return True
         for r in roots:
             if fname.startswith(r + "/"):
@@ -131,7 +204,7 @@ def parse(src: Path, gcc_argv: list[str], tree_roots: list[Path]) -> Parsed:
         if local(name) and name not in local_files and inc.depth >= 1:
             local_files.append(name)
     local_files.append(main)
-    p = Parsed(path=src, tu=tu, local_files=local_files)
+    p = Parsed(path=src, tu=tu, local_files=local_files, roots=roots)
     for c in tu.cursor.get_children():
         f = c.location.file
         if f is None:
@@ -153,14 +226,18 @@ def parse(src: Path, gcc_argv: list[str], tree_roots: list[Path]) -> Parsed:
             p.entities[("macro", c.spelling)] = Entity("macro", c.spelling, fname, start, end, c)
         elif c.kind == K.MACRO_INSTANTIATION:
             p.macro_uses.setdefault(fname, []).append((start, c.spelling))
+            if c.spelling in MARKERS and fname == main:
+                p.markers.append(Marker(c.spelling, macro_arguments([t.spelling for t in c.get_tokens()]), start))
         elif c.kind == K.FUNCTION_DECL:
             key = ("func", c.spelling)
             if c.is_definition() or key not in p.entities:
                 p.entities[key] = Entity("func", c.spelling, fname, start, end, c, c.is_definition())
         elif c.kind == K.VAR_DECL:
             key = ("var", c.spelling)
-            if c.is_definition() or key not in p.entities:
-                p.entities[key] = Entity("var", c.spelling, fname, start, end, c, c.is_definition())
+            # `static int x;` defines x (a tentative definition), `extern int x;` does not
+            defines = c.is_definition() or c.storage_class != ci.StorageClass.EXTERN
+            if defines or key not in p.entities:
+                p.entities[key] = Entity("var", c.spelling, fname, start, end, c, defines)
         else:
             tk = _type_key(c)
             if tk and (c.is_definition() or tk not in p.entities):
@@ -208,8 +285,13 @@ def references(p: Parsed, e: Entity) -> tuple[set[tuple[str, str]], list[LocalSt
                 end = c.extent.end.offset
                 raw = p.text(e.file, end, end + 8)
                 semi = raw.find(";")
+                # written in the function's text, perhaps as a macro's argument (DEFINE_MUTEX(name)),
+                # rather than made up inside a macro's expansion (WARN_ONCE's __already_done)
+                at = c.extent.start
+                written = at.file is not None and str(at.file.name) == e.file and e.start <= at.offset < e.end \
+                    and re.search(rf"\b{re.escape(c.spelling)}\b", p.text(e.file, at.offset, end)) is not None
                 statics.append(LocalStatic(e.name, c.spelling, c, c.extent.start.offset,
-                                           end + (semi + 1 if semi >= 0 else 0)))
+                                           end + (semi + 1 if semi >= 0 else 0), written))
             elif c.kind == K.TYPE_REF or c.kind == K.TYPEDEF_DECL:
                 pass
         for off, name in p.macro_uses.get(e.file, []):
@@ -229,29 +311,22 @@ def references(p: Parsed, e: Entity) -> tuple[set[tuple[str, str]], list[LocalSt
 
 
 def rename_edits(p: Parsed, e: Entity, renames: dict[str, str]) -> list[tuple[int, int, str]]:
-    """Edits (start, end, text) renaming references in `e` (and its own name) per `renames`."""
+    """Edits (start, end, text) renaming, per `renames`, every identifier in `e`'s text that names
+    a function or variable (its own name included), macro arguments too: not members, tags or
+    labels. A file-scope name a function's local shadows is renamed with its local, which
+    keeps the function's meaning."""
     import clang.cindex as ci
 
-    K = ci.CursorKind
     edits: list[tuple[int, int, str]] = []
-    seen: set[int] = set()
-    for c in e.cursor.walk_preorder():
-        name = None
-        if c.kind == K.DECL_REF_EXPR and c.referenced is not None and \
-                c.referenced.kind in (K.FUNCTION_DECL, K.VAR_DECL):
-            name = c.spelling
-        if c == e.cursor:
-            name = e.name
-        if name is None or name not in renames:
-            continue
-        loc = c.location
-        if loc.file is None or str(loc.file.name) != e.file:
-            continue
-        off = loc.offset
-        if off in seen or p.text(e.file, off, off + len(name)) != name:
-            continue
-        seen.add(off)
-        edits.append((off, off + len(name), renames[name]))
+    before = ""
+    for t in e.cursor.get_tokens():
+        name = t.spelling
+        if t.kind == ci.TokenKind.IDENTIFIER and name in renames and before not in (".", "->", "struct", "union",
+                                                                                    "enum", "goto"):
+            loc = t.extent.start
+            if loc.file is not None and str(loc.file.name) == e.file:
+                edits.append((loc.offset, loc.offset + len(name), renames[name]))
+        before = name
     return edits
 
 
@@ -324,19 +399,25 @@ def is_static(e: Entity) -> bool:
     return bool(e.cursor.storage_class == ci.StorageClass.STATIC)
 
 
-def record_layouts(p: Parsed, files: set[str]) -> dict[str, tuple]:
-    """Size and member offsets of every struct/union defined in `files`."""
+def declaration_references(p: Parsed, e: Entity) -> set[tuple[str, str]]:
+    """The local types and macros an extern declaration of `e` needs: its type, its return and
+    parameter types, and the macros its head is written with (not what its body or its
+    initialiser uses)."""
     import clang.cindex as ci
 
     K = ci.CursorKind
-    out: dict[str, tuple] = {}
-    tops = [c for c in p.tops if str(c.location.file.name) in files]
-    # a typedef of an anonymous struct names the struct by the typedef's name
-    for c in [*tops, *(t.underlying_typedef_type.get_declaration() for t in tops if t.kind == K.TYPEDEF_DECL)]:
-        if c.kind in (K.STRUCT_DECL, K.UNION_DECL) and c.is_definition() and c.spelling:
-            t = c.type
-            fields = tuple((f.spelling, f.type.spelling, t.get_offset(f.spelling))
-                           for f in c.get_children() if f.kind == K.FIELD_DECL)
-            kind = "struct" if c.kind == K.STRUCT_DECL else "union"
-            out[f"{kind} {c.spelling}"] = (t.get_size(), fields)
-    return out
+    body = function_body(e) if e.ns == "func" else None
+    head_end = body.extent.start.offset if body is not None else e.end
+    deps: set[tuple[str, str]] = set()
+    for child in e.cursor.get_children():
+        if child.kind not in (K.TYPE_REF, K.PARM_DECL):
+            continue
+        for c in child.walk_preorder():
+            if c.kind == K.TYPE_REF and c.referenced is not None:
+                tk = _type_key(c.referenced)
+                if tk:
+                    deps.add(tk)
+    for off, name in p.macro_uses.get(e.file, []):
+        if e.start <= off < head_end and ("macro", name) in p.entities:
+            deps.add(("macro", name))
+    return {d for d in deps if d in p.entities and d != e.key}

@@ -72,11 +72,11 @@ UNIQUE_ID_RE = re.compile(r"^(__UNIQUE_ID_[A-Za-z_]+?)\d+")
 DATA_SECTION_RE = re.compile(r"^\.(?:data|rodata|bss)\b")
 
 
-def _norm(name: str) -> str:
+def normalised(name: str) -> str:
     """Local statics are numbered by gcc per unit and __UNIQUE_ID_ by __COUNTER__: a new one
     renumbers the rest.
 
-    >>> _norm("last_check.2"), _norm("__UNIQUE_ID_ddebug326.4")
+    >>> normalised("last_check.2"), normalised("__UNIQUE_ID_ddebug326.4")
     ('last_check.N', '__UNIQUE_ID_ddebug#.N')
     """
     m = LOCAL_STATIC_RE.match(name)
@@ -157,7 +157,7 @@ def read(path: Path) -> Object:
 def _describe(target: Any, addend: int, sections: list) -> str:
     local_label = target["st_info"]["type"] == "STT_NOTYPE" and target.name.startswith(".L")
     if target.name and target["st_info"]["type"] != "STT_SECTION" and not local_label:
-        return f"{_norm(target.name)}{addend:+d}"
+        return f"{normalised(target.name)}{addend:+d}"
     if local_label:
         addend += target["st_value"]
     shndx = target["st_shndx"]
@@ -190,8 +190,8 @@ def compare(old: Object, new: Object) -> Comparison:
     of, nf = old.functions(), new.functions()
     changed = sorted(n for n in of.keys() & nf.keys()
                      if (of[n].code, of[n].refs) != (nf[n].code, nf[n].refs))
-    ov = {_norm(n): s for n, s in old.variables().items() if DATA_SECTION_RE.match(s.section)}
-    nv = {_norm(n): s for n, s in new.variables().items() if DATA_SECTION_RE.match(s.section)}
+    ov = {normalised(n): s for n, s in old.variables().items() if DATA_SECTION_RE.match(s.section)}
+    nv = {normalised(n): s for n, s in new.variables().items() if DATA_SECTION_RE.match(s.section)}
     changed_data = sorted(n for n in ov.keys() & nv.keys()
                           if (ov[n].code, ov[n].refs, ov[n].size) != (nv[n].code, nv[n].refs, nv[n].size))
     return Comparison(changed=tuple(changed), added=tuple(sorted(nf.keys() - of.keys())),

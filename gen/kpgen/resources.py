@@ -6,7 +6,8 @@ installed wheel behave the same:
 - `templates/`: the Jinja2 templates of the core and of patch modules (at the top of a
   checkout, beside gen/; inside the package in a wheel, where pyproject.toml maps them);
 - `samples/`: the sample patch specs that `kpgen generate` renders beside the core;
-- `data/`: the kernel matrix (`kernels.toml`) and the splat lists of the boot checks;
+- `data/`: the kernel matrix (`kernels.toml`), the splat lists of the boot checks, and the
+  headers of kpatch's patch-author API that `kpgen diff` compiles diffs with (`include/`);
 - `harness/`: what `kpgen boot-test` and `kpgen bench` build and run in the guest (the guest
   suite, the test modules and patches, the benchmark's modules and guest script).
 
@@ -48,6 +49,8 @@ DATA = PACKAGE / "data"
 MATRIX = DATA / "kernels.toml"
 SPLAT_DENYLIST = DATA / "splat-denylist.txt"
 SPLAT_ALLOWLIST = DATA / "splat-allowlist.txt"
+# kpatch's patch-author headers (kpatch-macros.h, kpatch-syscall.h), for diffs that include them
+KPATCH_API = DATA / "include"
 HARNESS = PACKAGE / "harness"
 GUEST = HARNESS / "guest"
 TEST_MODULES = HARNESS / "modules"

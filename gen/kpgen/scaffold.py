@@ -78,9 +78,9 @@ def header_prototype(k: Kernel, func: str) -> Prototype | None:
     on the kernel's own flags: the parameters as declared, unnamed ones named argN."""
     import clang.cindex as ci
 
-    from . import extract, tu
+    from . import extract, units
 
-    args = extract.clang_args(tu.kbuild_command(k))
+    args = extract.clang_args(units.kbuild_command(k))
     index = ci.Index.create()
     for header in header_candidates(header_roots(k.kdir), func)[:20]:
         rel = next((header.relative_to(r / d).as_posix() for r in header_roots(k.kdir)
@@ -337,7 +337,7 @@ def make(k: Kernel, name: str, target: str, obj: str, out: Path, source: Path | 
 
             plan = diff.plan_function(k, src, target, name, rel or choose_file(k, src.root, target, obj))
             lines += [d.line() for d in plan.decisions]
-            files = {f"{name}.toml": plan.spec, "fix.c": plan.fix_c}
+            files = {f"{name}.toml": diff.spec_text(plan), "fix.c": plan.fix_c}
     if not files:
         proto = None
         unknown = (f"{obj} is not a module of {k.release} (none under /lib/modules/{k.release}/kernel), "

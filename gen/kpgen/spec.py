@@ -240,7 +240,8 @@ def validate(path: Path, data: dict) -> PatchSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise SpecError(path, unknown[0], "unknown key", f"use only {', '.join(sorted(TOP_KEYS))}")
-    for key in ("name", "sources", "function"):
+    # a patch that only runs callbacks (its [[object]] tables) replaces no function
+    for key in ("name", "sources") if "object" in data else ("name", "sources", "function"):
         if key not in data:
             raise SpecError(path, key, "missing", f"add the required key '{key}'")
 
@@ -266,7 +267,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
     if not isinstance(replace, bool):
         raise SpecError(path, "replace", f"{shown(replace)} is not true or false",
                         "write replace = true for a cumulative patch that takes over every enabled patch")
-    functions = _validate_functions(path, data["function"])
+    functions = _validate_functions(path, data["function"]) if "function" in data or "object" not in data else ()
     generated = re.compile(GENERATED_RE_TEMPLATE.format(name=re.escape(name), suffixes="|".join(GENERATED_SUFFIXES)))
     for i, func in enumerate(functions):
         if generated.match(func.replacement):
@@ -499,3 +500,54 @@ def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
         replacements[replacement] = i
         funcs.append(FunctionSpec(target=target, object=obj, replacement=replacement, sympos=sympos, force=force))
     return tuple(funcs)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string.
+
+    >>> print(toml_string('say "hi"\\\\ now'))
+    "say \\"hi\\"\\\\ now"
+    """
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def dump(patch: PatchSpec, comment: str = "") -> str:
+    """The spec as TOML text that `load` reads back to the same PatchSpec, the sources named
+    beside the spec; `comment`, if any, opens the file as TOML comment lines. Keys that hold
+    their default value are left out, but a function's object is always written."""
+    out = [f"# {line}".rstrip() for line in comment.splitlines()]
+    out += [f"name = {toml_string(patch.name)}"]
+    if patch.description:
+        out.append(f"description = {toml_string(patch.description)}")
+    out.append("sources = [" + ", ".join(toml_string(p.name) for p in patch.sources) + "]")
+    if patch.backend != "kpatch":
+        out.append(f"backend = {toml_string(patch.backend)}")
+    if patch.replace:
+        out.append("replace = true")
+    for f in patch.functions:
+        out += ["", "[[function]]", f"target = {toml_string(f.target)}", f"object = {toml_string(f.object)}",
+                f"replacement = {toml_string(f.replacement)}"]
+        out += [f"sympos = {f.sympos}"] if f.sympos else []
+        out += ["force = true"] if f.force else []
+    for s in patch.symbols:
+        out += ["", "[[symbol]]", f"name = {toml_string(s.name)}"]
+        out += [f"kallsyms = {toml_string(s.kallsyms)}"] if s.kallsyms else []
+        out += [f"object = {toml_string(s.object)}"] if s.object != "vmlinux" else []
+        out += [f"sympos = {s.sympos}"] if s.sympos else []
+    for o in patch.objects:
+        out += ["", "[[object]]", f"name = {toml_string(o.name)}"]
+        out += [f"{kind} = {toml_string(fn)}" for kind, fn in o.callbacks().items()]
+    for sh in patch.shadows:
+        out += ["", "[[shadow]]", f"name = {toml_string(sh.name)}"]
+        out += [f"id = {sh.id}"] if sh.id != shadow_id(sh.name) else []
+        out += [f"destructor = {toml_string(sh.destructor)}"] if sh.destructor else []
+        out += [f"free = {toml_string(sh.free)}"] if sh.free != "unload" else []
+    return "\n".join(out) + "\n"

@@ -302,7 +302,7 @@ int kpatch_register(struct kpatch_patch *patch)
 	unsigned int i;
 	int ret;
 
-	if (!patch || !patch->mod || !patch->funcs || !patch->nr_funcs ||
+	if (!patch || !patch->mod || (patch->nr_funcs && !patch->funcs) ||
 	    !patch->objs || !patch->nr_objs)
 		return -EINVAL;
 	for (i = 0; i < patch->nr_funcs; i++) {

@@ -116,7 +116,8 @@ struct kpatch_object {
  * struct kpatch_patch - what a patch module hands to kpatch_register()
  * @mod:	the patch module (THIS_MODULE)
  * @funcs:	the functions it replaces
- * @nr_funcs:	number of entries in @funcs, at least one
+ * @nr_funcs:	number of entries in @funcs; 0 for a patch that only runs the
+ *		callbacks of its objects
  * @objs:	the objects it patches, the kernel first (see struct
  *		kpatch_object)
  * @nr_objs:	number of entries in @objs, at least one

@@ -1,4 +1,4 @@
-"""kpgen diff's parts that need no kernel: reading diffs, applying them, header reach, specs."""
+"""kpgen diff's parts that need no kernel: doctests, [[symbol]] tables, objdiff on strings."""
 
 from __future__ import annotations
 
@@ -8,78 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from kpgen import diff, model, objdiff, source, spec
+from kpgen import extract, layouts, model, objdiff, source, spec, units
+from kpgen.diff import apply as dapply, decisions, emit
 
 
-@pytest.mark.parametrize("module", [diff, model, objdiff, source])
+@pytest.mark.parametrize("module", [dapply, decisions, emit, extract, layouts, model, objdiff, source, spec, units])
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
-
-DIFF = """--- a/fs/x/a.c
-+++ b/fs/x/a.c
-@@ -1,3 +1,3 @@
- int a(void)
- {
--\treturn 1;
-+\treturn 2;
-"""
-
-
-def tree(tmp: Path) -> Path:
-    root = tmp / "src"
-    (root / "fs/x").mkdir(parents=True)
-    (root / "fs/x/a.c").write_text("int a(void)\n{\n\treturn 1;\n}\n")
-    (root / "fs/x/b.c").write_text('#include "local.h"\n')
-    (root / "fs/x/local.h").write_text("#define X 1\n")
-    return root
-
-
-def test_patch_files() -> None:
-    assert diff.patch_files(DIFF) == ["fs/x/a.c"]
-
-
-def test_new_file_refused() -> None:
-    with pytest.raises(diff.DiffRefused) as info:
-        diff.patch_files("--- /dev/null\n+++ b/fs/x/new.c\n@@ -0,0 +1 @@\n+int x;\n")
-    assert str(info.value) == ("the diff creates fs/x/new.c: a live patch changes existing C files only; put new "
-                               "code in the files it serves")
-
-
-def test_build_file_refused() -> None:
-    with pytest.raises(diff.DiffRefused) as info:
-        diff._refuse_other_files(["fs/x/Makefile"])
-    assert str(info.value) == ("the diff changes fs/x/Makefile: a live patch can change C code only, not the "
-                               "build or the configuration")
-
-
-def test_apply_and_overlay_leave_the_source_alone(tmp_path: Path) -> None:
-    root = tree(tmp_path)
-    overlay = tmp_path / "ov"
-    diff.apply(DIFF, Path("fix.patch"), root, overlay, ["fs/x/a.c"])
-    assert "return 2" in (overlay / "fs/x/a.c").read_text()
-    assert "return 1" in (root / "fs/x/a.c").read_text()
-    assert (overlay / "fs/x/b.c").is_symlink()
-
-
-def test_diff_that_does_not_apply_refused(tmp_path: Path) -> None:
-    root = tree(tmp_path)
-    with pytest.raises(diff.DiffRefused) as info:
-        diff.apply(DIFF.replace("return 1", "return 3"), Path("fix.patch"), root, tmp_path / "ov", ["fs/x/a.c"])
-    assert str(info.value) == "fix.patch does not apply to the source of the kernel: Hunk #1 FAILED at 1."
-
-
-def test_missing_file_refused(tmp_path: Path) -> None:
-    root = tree(tmp_path)
-    with pytest.raises(diff.DiffRefused) as info:
-        diff.apply(DIFF, Path("fix.patch"), root, tmp_path / "ov", ["fs/y/c.c"])
-    assert str(info.value) == "fix.patch: fs/y/c.c is not in the kernel source: the diff does not apply"
-
-
-def test_header_reach(tmp_path: Path) -> None:
-    root = tree(tmp_path)
-    assert diff.header_reach(root, "fs/x/local.h", {"fs/x/a.c"}) == ["fs/x/b.c"]
-    assert diff.header_reach(root, "fs/x/local.h", {"fs/x/b.c"}) == []
 
 
 def test_symbol_kallsyms_name(tmp_path: Path) -> None:

@@ -185,16 +185,18 @@ def test_cli_diff_refuses_a_bad_backend_before_any_work(tmp_path, capsys):
 
 
 def test_diff_plan_gets_the_backend(tmp_path):
-    from kpgen import diff
+    from kpgen import diff, spec
 
-    spec_text = 'name = "d"\ndescription = "x"\nsources = ["fix.c"]\n\n[[function]]\ntarget = "f"\n'
-    p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=spec_text)
+    patch = spec.PatchSpec(path=tmp_path / "d.toml", name="d", description="x", sources=(tmp_path / "fix.c",),
+                           functions=(spec.FunctionSpec("f", "vmlinux", "livepatch_f", 0),))
+    p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=patch)
     diff.set_backend(p, "kpatch")
-    assert p.spec == spec_text
+    assert p.spec == patch
     diff.set_backend(p, "livepatch")
-    assert p.spec.splitlines()[3] == 'backend = "livepatch"'
+    assert p.spec is not None and p.spec.backend == "livepatch"
+    assert spec.dump(p.spec).splitlines()[3] == 'backend = "livepatch"'
     # a symbol chosen by position is a klp symbol on either backend
-    p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=spec_text,
+    p = diff.Plan(name="d", patch=tmp_path / "d.patch", release="6.1.0-test-amd64", spec=patch,
                   symbols=[diff.SymbolUse("dup", "dup", "vmlinux", 2)])
     diff.set_backend(p, "livepatch")
-    assert 'backend = "livepatch"' in p.spec
+    assert p.spec is not None and p.spec.backend == "livepatch"

@@ -20,7 +20,7 @@ from .. import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spe
 from ..errors import KpgenError
 from ..model import CoreModel
 from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
-from . import diffcases
+from . import diffcases, kpatchsuite
 
 GUEST_RUNNER = GUEST / "run.sh"
 # The make variables of the core's test build (fault injection).
@@ -57,13 +57,17 @@ class BuiltTree:
     builds: list[kbuild.BuildResult] = field(default_factory=list)
     verdicts: list[elfcheck.Verdict] = field(default_factory=list)
     diffs: list[diffcases.Built] = field(default_factory=list)
+    suite: list[kpatchsuite.Built] = field(default_factory=list)
 
 
-def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None = None) -> BuiltTree:
+def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None = None,
+               suite: tuple[Path, Path] | None = None) -> BuiltTree:
     """Generate the core, the samples and the test patches for `kernel` and build them all.
 
     With `diffs` (a corpus of diff cases, see diffcases.py), every case that builds on this
-    kernel goes through `kpgen diff --build` into diffs/<case>/ for the guest's diffs topic."""
+    kernel goes through `kpgen diff --build` into diffs/<case>/ for the guest's diffs topic.
+    With `suite` (kpatch's integration suite and the repository's notes on it, see
+    kpatchsuite.py), its cases for this kernel go into kpatch-suite/<case>-<backend>/."""
     root = Path(root or BUILD_ROOT / kernel.release)
     if root.exists():
         shutil.rmtree(root)
@@ -98,6 +102,11 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
         cases = diffcases.load(diffs)
         if kname is not None and any(kname in c.kernels for c in cases):
             tree.diffs = diffcases.build(kernel, kname, cases, root, core)
+    if suite is not None:
+        kname = diffcases.matrix_name(kernel)
+        suite_cases = kpatchsuite.load(suite[0], suite[1], kname) if kname is not None else []
+        if suite_cases:
+            tree.suite = kpatchsuite.build(kernel, suite_cases, root, core)
     return tree
 
 

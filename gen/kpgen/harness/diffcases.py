@@ -2,7 +2,8 @@
 
 A case is a directory (the repository keeps its corpus in tests/diffs/):
 
-    <case>/case.toml      category; per kernel name of the matrix, `targets` or `refused`
+    <case>/case.toml      category; `strip` and `fuzz` when the diff needs `kpgen diff -p N`
+                          or `--fuzz N`; per kernel name of the matrix, `targets` or `refused`
                           (the exact refusal; {patch}, {release} and {common_headers} stand
                           for the diff's path, the kernel's release and its common headers);
                           `backends` (default ["kpatch"]): the backends its module is built for
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import statistics
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import diff, kernel as kmod, source
+from . import kpatchsuite
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Case:
     category: str
     kernels: dict[str, Expect]
     backends: tuple[str, ...] = ("kpatch",)
+    strip: int = 1  # kpgen diff -p
+    fuzz: int = 0  # kpgen diff --fuzz
 
     def patch(self, kname: str) -> Path:
         return self.path / f"{kname}.patch"
@@ -62,7 +67,8 @@ def load(root: Path) -> list[Case]:
         data = tomllib.loads((d / "case.toml").read_text())
         kernels = {k: Expect(tuple(v.get("targets", ())), v.get("refused", ""))
                    for k, v in data.get("kernel", {}).items()}
-        cases.append(Case(d.name, d, data.get("category", ""), kernels, tuple(data.get("backends", ("kpatch",)))))
+        cases.append(Case(d.name, d, data.get("category", ""), kernels, tuple(data.get("backends", ("kpatch",))),
+                          data.get("strip", 1), data.get("fuzz", 0)))
     return cases
 
 
@@ -96,7 +102,7 @@ def _build_case(k: kmod.Kernel, kname: str, case: Case, root: Path, core: Path, 
     for d in (work, final):
         if d.exists():
             shutil.rmtree(d)
-    plan = diff.plan(k, case.patch(kname), src, case.name)
+    plan = diff.plan(k, case.patch(kname), src, case.name, case.strip, case.fuzz)
     diff.write(plan, work)
     ko = diff.build(k, work, plan, core)
     _install(case, ko, final)
@@ -139,6 +145,12 @@ def bench_table(kname: str, release: str, built: list[Built]) -> str:
     return "\n".join(rows)
 
 
+def corpus_kdirs(root: str) -> list[Path]:
+    """The build directories of the installed kernels of the matrix that a corpus names."""
+    names = {kname for case in load(Path(root)) for kname in case.kernels}
+    return [m.kdir() for m in kmod.matrix() if m.name in names and m.kdir() is not None]
+
+
 def main(argv: list[str]) -> int:
     """`python3 -m kpgen.harness.diffcases CORPUS OUT [KDIR]`: build every case, print the figures."""
     from .. import generate, kbuild, render
@@ -161,3 +173,18 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(main(sys.argv[1:]))
+
+
+def timing(kname: str, diffs: list[Built], suite: list[kpatchsuite.Built]) -> list[str]:
+    """The seconds `kpgen diff --build` took for each case of the corpus and of kpatch's suite
+    (each backend of a suite case: the one plan, then its build), and their median, one line
+    each, for the end of a test run."""
+    rows = [(f"diffs/{b.case.name}", b.seconds) for b in diffs]
+    rows += [(f"kpatch/{b.case.name} ({backend})", secs) for b in suite for backend, secs in b.seconds.items()]
+    rows += [(f"kpatch/{b.case.name} (refused)", b.plan_seconds) for b in suite if b.plan is None and not b.case.waits]
+    if not rows:
+        return []
+    median = statistics.median(s for _, s in rows)
+    return [f"{kname}: kpgen diff --build, median {median:.1f} s over {len(rows)} cases "
+            "(source cached, core built; cases built side by side)",
+            *(f"  {name}: {secs:.1f} s" for name, secs in rows)]

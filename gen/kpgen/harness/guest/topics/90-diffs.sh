@@ -56,3 +56,47 @@ if [ -d "$TREE/diffs-livepatch" ]; then
 		scenario "diff_livepatch_$case" 120 -- diff_contract_livepatch "$case"
 	done
 fi
+
+# kpatch's integration suite, each case made by `kpgen diff --build` for each backend: one
+# scenario per directory TREE/kpatch-suite/<case>-<backend>/, which holds the module, the
+# files `module` (its name) and `backend`, and either kpatch's `loaded` test (fails before the
+# load, passes while the patch is applied, fails after its removal) or kpgen's `exercise`
+# (runs the patched code while it is applied), and perhaps a `cleanup`. LOADED tests were
+# written for a distribution's userland: kpatch-suite/bin gives them a sudo.
+
+suite_load() {
+	if [ "$2" = livepatch ]; then lp_load "$1"; else use_core normal && load "$1" && enabled "$1" 1; fi
+}
+
+suite_unload() {
+	if [ "$2" = livepatch ]; then lp_unload "$1"; else unload "$1" && not loaded "$1"; fi
+}
+
+suite_contract() {
+	local dir="$TREE/kpatch-suite/$1" name backend
+	name=$(<"$dir/module")
+	backend=$(<"$dir/backend")
+	grep -qs ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug
+	if [ -x "$dir/loaded" ]; then
+		PATH="$TREE/kpatch-suite/bin:$PATH" not bash "$dir/loaded"
+		suite_load "$name" "$backend"
+		PATH="$TREE/kpatch-suite/bin:$PATH" bash "$dir/loaded"
+		suite_unload "$name" "$backend"
+		PATH="$TREE/kpatch-suite/bin:$PATH" not bash "$dir/loaded"
+	else
+		suite_load "$name" "$backend"
+		"$dir/exercise"
+		suite_unload "$name" "$backend"
+	fi
+	if [ -x "$dir/cleanup" ]; then
+		"$dir/cleanup"
+	fi
+}
+
+if [ -d "$TREE/kpatch-suite" ]; then
+	for dir in "$TREE"/kpatch-suite/*/; do
+		[ -f "$dir/module" ] || continue
+		case=$(basename "$dir")
+		scenario "kpatch_${case//-/_}" 180 -- suite_contract "$case"
+	done
+fi

@@ -19,8 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError, UsageError
+from .errors import BuildError, DefinitionError, UsageError
 from .kernel import Kernel, header_roots
+from .resources import KPATCH_API
 from .snapshot import cache_root
 
 SECTION_FLAGS = ["-ffunction-sections", "-fdata-sections"]
@@ -157,16 +158,31 @@ def _config_state(k: Kernel, cond: str) -> str:
     return k.config.get(m.group(1), "n") if k.config.get(m.group(1)) in ("y", "m") else "n"
 
 
-def dir_flags(tree: Path, unit: Unit) -> list[str]:
-    """The flags the file's own Makefile adds: ccflags-y and CFLAGS_<file>.o (plain values only)."""
+def dir_flags(tree: Path, unit: Unit, overlay: Path | None = None) -> list[str]:
+    """The flags the file's own Makefile adds: ccflags-y and CFLAGS_<file>.o (plain values only).
+    An include directory of the tree comes first from the patched `overlay`, if any.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "fs/x").mkdir(parents=True)
+    >>> _ = (d / "fs/x/Makefile").write_text("ccflags-y += -I $(srctree)/$(src)/lib  # why\\nccflags-y += -DX=1\\n")
+    >>> [f.replace(str(d), "T") for f in dir_flags(d, Unit("fs/x/a.c", "vmlinux", "a"))]
+    ['-IT/fs/x/lib', '-DX=1']
+    """
     directory = Path(unit.rel).parent
     flags: list[str] = []
     for line in _makefile_lines(tree / directory / "Makefile"):
         m = re.match(rf"^(?:ccflags-y|subdir-ccflags-y|CFLAGS_{re.escape(unit.basename)}\.o)\s*[:+]?=\s*(.*)$", line)
         if not m:
             continue
-        value = m.group(1).replace("$(srctree)", str(tree)).replace("$(src)", str(tree / directory))
-        flags += [w for w in value.split() if "$(" not in w and w.startswith(("-D", "-I", "-W", "-f"))]
+        value = m.group(1).split("#", 1)[0]
+        value = value.replace("$(srctree)/$(src)", str(tree / directory)).replace("$(src)", str(tree / directory))
+        value = re.sub(r"(^|\s)-I\s+", r"\1-I", value.replace("$(srctree)", str(tree)))
+        for w in value.split():
+            if "$(" in w or not w.startswith(("-D", "-I", "-W", "-f")):
+                continue
+            if w.startswith("-I") and overlay is not None and Path(w[2:]).is_relative_to(tree):
+                flags.append("-I" + str(overlay / Path(w[2:]).relative_to(tree)))
+            flags.append(w)
     return flags
 
 
@@ -192,7 +208,9 @@ def compile_argv(k: Kernel, unit: Unit, tree: Path, overlay: Path | None, src: P
         argv.append(a)
     directory = Path(unit.rel).parent
     incs = [f"-I{overlay / directory}"] if overlay else []
-    argv += [*incs, f"-I{tree / directory}", *dir_flags(tree, unit)]
+    argv += [*incs, f"-I{tree / directory}", *dir_flags(tree, unit, overlay)]
+    # kpatch's patch-author headers, last: a diff written for kpatch-build includes them
+    argv += ["-idirafter", str(KPATCH_API)]
     argv += [f"-DKBUILD_BASENAME=\"{unit.basename}\"", f"-DKBUILD_MODNAME=\"{unit.modname}\"",
              f"-D__KBUILD_MODNAME=kmod_{unit.modname}", *SECTION_FLAGS, *extra, "-c", "-o", str(out), str(src)]
     return argv
@@ -210,34 +228,29 @@ def wait_compile(proc: subprocess.Popen, what: str) -> None:
         raise BuildError(f"compiling {what} failed:\n" + "\n".join(errors[:15]))
 
 
-def make_overlay(tree: Path, overlay: Path, changed: list[str]) -> None:
-    """A tree of symbolic links into `tree`, with real directories down to each changed file,
-    which is a real copy: patching the overlay leaves the cached source untouched."""
-    overlay.mkdir(parents=True, exist_ok=True)
-    for rel in sorted(set(changed)):
-        parts = Path(rel).parts
-        cur_src, cur_dst = tree, overlay
-        for part in parts[:-1]:
-            cur_src, cur_dst = cur_src / part, cur_dst / part
-            if cur_dst.is_symlink():
-                cur_dst.unlink()
-            if not cur_dst.exists():
-                cur_dst.mkdir()
-        # link every sibling on the way down (once), then the file itself as a copy
-        _fill(tree, overlay, Path(*parts[:-1]) if len(parts) > 1 else Path("."))
-        dst = overlay / rel
-        if dst.is_symlink():
-            dst.unlink()
-        if (tree / rel).is_file():
-            dst.write_bytes((tree / rel).read_bytes())
+DEFINITION_RE = r"^[A-Za-z_][^;=]*\b{name}\s*\("
+# The parts of the tree a function to copy is looked for in.
+SOURCE_DIRS = ("kernel", "fs", "mm", "lib", "net", "drivers", "arch/x86", "block", "security", "ipc", "init",
+               "crypto", "sound", "io_uring", "virt")
 
 
-def _fill(tree: Path, overlay: Path, directory: Path) -> None:
-    parts = [Path(*directory.parts[:i]) for i in range(len(directory.parts) + 1)] if directory != Path(".") \
-        else [Path(".")]
-    for d in parts:
-        src, dst = tree / d, overlay / d
-        for entry in src.iterdir():
-            target = dst / entry.name
-            if not target.exists() and not target.is_symlink():
-                target.symlink_to(entry)
+def find_definition(tree: Path, func: str) -> str:
+    """Returns the .c file of the tree that defines `func`; refuses (DefinitionError) when no
+    file or several do, naming them."""
+    pattern = DEFINITION_RE.format(name=re.escape(func))
+    dirs = [str(tree / d) for d in SOURCE_DIRS if (tree / d).is_dir()]
+    proc = subprocess.run(["grep", "-rlE", "--include=*.c", pattern, *dirs],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+    files = sorted(str(Path(f).relative_to(tree)) for f in proc.stdout.split())
+    if len(files) > 1:
+        # a weak default is not the kernel's function when another file defines it
+        weak = re.compile(pattern.replace("^[A-Za-z_]", "^.*?(?:__weak|weak)"), re.M)
+        strong = [f for f in files if not weak.search((tree / f).read_text(errors="replace"))]
+        files = strong or files
+    if not files:
+        raise DefinitionError(func, [], f"no .c file of the kernel source defines {func}(): check the name, "
+                              "or give --file")
+    if len(files) > 1:
+        raise DefinitionError(func, files, f"{func}() is defined in {len(files)} files ({', '.join(files[:4])}): "
+                              "say which with --file PATH")
+    return files[0]
