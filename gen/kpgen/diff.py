@@ -862,6 +862,11 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# the copy of the source diff beside a spec made by kpgen diff, and the spec's key naming it
+DIFF_FILE = "fix.patch"
+DIFF_LINE = f"diff = {_toml_str(DIFF_FILE)}"
+
+
 def _spec(p: Plan, patch: Path | None) -> str:
     if patch is not None:
         made, description = f"made by kpgen diff from {patch.name}", f"Live patch from {patch.name}"
@@ -871,6 +876,8 @@ def _spec(p: Plan, patch: Path | None) -> str:
            f"name = {_toml_str(p.name)}",
            f"description = {_toml_str(description[:200])}",
            'sources = ["fix.c"]']
+    if patch is not None:
+        out.append(DIFF_LINE)
     for t in p.targets:
         out += ["", "[[function]]", f"target = {_toml_str(t.name)}", f"object = {_toml_str(t.object)}",
                 f"replacement = {_toml_str(t.replacement)}"]
@@ -890,16 +897,23 @@ def _spec(p: Plan, patch: Path | None) -> str:
 def write(p: Plan, out: Path) -> list[Path]:
     """Write the spec and fix.c into `out` (refusing to mix them into a directory of other files)."""
     out = Path(out)
-    spec_path, c_path = out / f"{p.name}.toml", out / "fix.c"
-    if out.exists() and any(x for x in out.iterdir() if x.name not in (spec_path.name, "fix.c", "module", "core")):
+    spec_path, c_path, diff_path = out / f"{p.name}.toml", out / "fix.c", out / DIFF_FILE
+    if out.exists() and any(x for x in out.iterdir()
+                            if x.name not in (spec_path.name, "fix.c", DIFF_FILE, "module", "core")):
         raise UsageError(f"{out} holds other files: give kpgen diff an empty or new directory (-o DIR)")
     out.mkdir(parents=True, exist_ok=True)
-    tmp_spec, tmp_c = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp"
+    tmp_spec, tmp_c, tmp_diff = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp", out / f".{DIFF_FILE}.tmp"
     tmp_spec.write_text(p.spec)
     tmp_c.write_text(p.fix_c)
+    written = [spec_path, c_path]
+    if DIFF_LINE in p.spec.split("\n"):
+        # the module carries the diff it implements (kpgen info, packages)
+        tmp_diff.write_bytes(p.patch.read_bytes())
+        tmp_diff.replace(diff_path)
+        written.append(diff_path)
     tmp_c.replace(c_path)
     tmp_spec.replace(spec_path)
-    return [spec_path, c_path]
+    return written
 
 
 def rmtree_quiet(path: Path) -> None:
@@ -910,7 +924,7 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
     """`kpgen patch` and `kpgen build` of the written spec: render, Kbuild, ELF checks. A
     livepatch-backend spec builds without the core: `core` is not used for it (the CLI refuses
     --core with that backend)."""
-    from . import elfcheck, generate, kbuild, render, spec
+    from . import elfcheck, generate, pipeline, render, spec
     from .errors import BuildError
 
     patch = spec.load(out / f"{p.name}.toml")
@@ -922,10 +936,10 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
         made = generate.generated_for(core)
         if not livepatch and (made is None or made[0] != k.release or not (core / "Module.symvers").is_file()):
             render.write(out, generate.core_files(k))
-            kbuild.build(k, core)
+            pipeline.build(k, core)
     module = out / "module"
     generate.generate_patch(k, out / f"{p.name}.toml", module, core)
-    kbuild.build(k, module, None if livepatch else core)
+    pipeline.build(k, module, None if livepatch else core)
     ko = module / f"{p.name}.ko"
     verdict = elfcheck.check_module(ko, k, None if livepatch else core / "Module.symvers",
                                     tuple(f.replacement for f in patch.functions), patch.backend)

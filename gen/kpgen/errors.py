@@ -25,3 +25,10 @@ class BuildError(KpgenError):
     """Kbuild failed or produced a module that fails its checks."""
 
     exit_code = 4
+
+
+class LiveError(KpgenError):
+    """The running kernel refused a change (a load, an unload), or a transition did not complete
+    in time: exit status 5. The message says why, in the words of the kernel's log."""
+
+    exit_code = 5

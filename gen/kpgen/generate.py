@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import checks, kbuild, render, spec
+from .fleet import metadata
 from .kernel import Kernel
 from .model import CORE_FILES, MARKER, CoreModel, KsymModel, patch_model, system_includes
 from .resources import SAMPLES
@@ -51,7 +52,7 @@ def is_core_dir(directory: Path) -> bool:
 def patch_paths(out_dir: Path, patch: spec.PatchSpec) -> list[Path]:
     """The files rendering `patch` into out_dir writes (known before rendering it)."""
     out = Path(out_dir)
-    return [out / f"{patch.name}.c", out / "Kbuild", *(out / s.name for s in patch.sources)]
+    return [out / f"{patch.name}.c", out / "Kbuild", *(out / s.name for s in patch.sources), out / metadata.INFO_FILE]
 
 
 def tree_paths(out_dir: Path, specs: Sequence[Path]) -> list[Path]:
@@ -69,13 +70,19 @@ def core_files(kernel: Kernel) -> list[render.OutputFile]:
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
                core: list[render.OutputFile], report: checks.Report | None = None) -> list[render.OutputFile]:
-    """Render one patch module, reaching unexported kernel symbols through pointers.
+    """Render one patch module, reaching unexported kernel symbols through pointers, with the
+    metadata its build embeds (fleet.metadata).
 
     The module is compiled once in a scratch tree: every undefined symbol that neither
     the kernel nor the core exports becomes a pointer the core fills in at load time.
     With a report to fill, the targets, symbols and prototypes are checked against the kernel
     (checks.py) on that object.
     """
+    return [*_render_patch(kernel, patch, out_dir, core_dir, subdir, core, report), metadata.module_file(patch, subdir)]
+
+
+def _render_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
+                  core: list[render.OutputFile], report: checks.Report | None) -> list[render.OutputFile]:
     model = patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary())
     files = render.render_patch(model, subdir)
     header = next(f.content for f in core if f.path.name == "kpatch.h")
