@@ -7,6 +7,7 @@ installed wheel behave the same:
   checkout, beside gen/; inside the package in a wheel, where pyproject.toml maps them);
 - `samples/`: the sample patch specs that `kpgen generate` renders beside the core;
 - `data/`: the kernel matrix (`kernels.toml`) and the splat lists of the boot checks;
+- `fleet/kpgen-patches`: the loader `kpgen install` and packages put on the target machines;
 - `harness/`: what `kpgen boot-test` and `kpgen bench` build and run in the guest (the guest
   suite, the test modules and patches, the benchmark's modules and guest script).
 
@@ -48,6 +49,7 @@ DATA = PACKAGE / "data"
 MATRIX = DATA / "kernels.toml"
 SPLAT_DENYLIST = DATA / "splat-denylist.txt"
 SPLAT_ALLOWLIST = DATA / "splat-allowlist.txt"
+LOADER_SCRIPT = PACKAGE / "fleet" / "kpgen-patches"
 HARNESS = PACKAGE / "harness"
 GUEST = HARNESS / "guest"
 TEST_MODULES = HARNESS / "modules"
