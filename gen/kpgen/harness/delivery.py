@@ -1,4 +1,4 @@
-"""What the guest's delivery scenarios (topics/95-delivery.sh, 99-signatures.sh) need beside the
+"""What the guest's delivery scenarios (topics/95-delivery.sh, 98-signatures.sh) need beside the
 build tree's modules, in TREE/delivery/:
 
 - key/: a throwaway signing key and its certificate (openssl), made for this tree only;
