@@ -113,29 +113,41 @@ def _explain(mod: ModuleFile, exc: OSError, said: list[str]) -> str:
         what += f": {_signature_problem(mod)}"
     elif err == errno.ENOENT and mod.backend == "kpatch" and not Path("/sys/module/kpatch").is_dir():
         what += ": kpgen's core is not loaded"
-    return what + (": the kernel says: " + "; ".join(said) if said else "")
+    return what + _said(said)
+
+
+def _while_busy(attempt: Callable[[], None], name: str, retry: bool, deadline: float, timeout: float,
+                log: kmsg.KernelLog, progress: Progress, failure: Callable[[OSError, list[str]], str]) -> None:
+    """Run `attempt` (a load, a write to `enabled`); while the core refuses it with EBUSY (when
+    `retry`), say why in the core's words and try again every second until the deadline. Any
+    other error, or EBUSY at the deadline, raises LiveError with `failure`'s message."""
+    shown = ""
+    while True:
+        try:
+            attempt()
+            return
+        except OSError as exc:
+            said = kmsg.about(log.read(), name)
+            if not retry or exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                raise LiveError(failure(exc, said)) from None
+            reason = next((s for s in said if "is inside" in s or "cannot be checked" in s), "busy")
+            if reason != shown:
+                progress(f"{name}: {reason}; trying again for up to {timeout:.0f} s")
+                shown = reason
+            time.sleep(1)
+
+
+def _said(said: list[str]) -> str:
+    return ": the kernel says: " + "; ".join(said) if said else ""
 
 
 def load_module(mod: ModuleFile, timeout: float, progress: Progress) -> list[str]:
     """Load one module, retrying while the core refuses it as busy (kpatch backend) until
     `timeout`; then, for a livepatch, wait for its transition. Returns the kernel's lines."""
     deadline = time.monotonic() + timeout
-    shown = ""
     with kmsg.KernelLog() as log:
-        while True:
-            try:
-                finit_module(mod.path)
-                break
-            except OSError as exc:
-                said = kmsg.about(log.read(), mod.name)
-                busy = exc.errno == errno.EBUSY and mod.backend == "kpatch"
-                if not busy or time.monotonic() >= deadline:
-                    raise LiveError(_explain(mod, exc, said)) from None
-                reason = next((s for s in said if "is inside" in s or "cannot be checked" in s), "busy")
-                if reason != shown:
-                    progress(f"{mod.name}: {reason}; trying again for up to {timeout:.0f} s")
-                    shown = reason
-                time.sleep(1)
+        _while_busy(lambda: finit_module(mod.path), mod.name, mod.backend == "kpatch", deadline, timeout, log,
+                    progress, lambda exc, said: _explain(mod, exc, said))
         lines = kmsg.about(log.read(), mod.name)
     if mod.backend == "livepatch":
         stuck = _wait_transition(mod.name, 1, deadline, progress)
@@ -288,17 +300,12 @@ def unload(name: str, timeout: float, progress: Progress) -> list[str]:
                 raise UsageError(f"{name} is not a live patch (not in {KPATCH_SYS}, nor in {LIVEPATCH_SYS}, nor "
                                  "tainted K as a livepatch module): remove it with rmmod")
             raise UsageError(f"no live patch named {name} is loaded (`kpgen list` shows them)")
-        elif patch.backend == "kpatch" and patch.enabled:
-            _disable_kpatch(name, deadline, timeout, log, progress)
-        elif patch.backend == "livepatch" and patch.listed:
-            if patch.enabled or patch.transition:
-                try:
-                    _write(LIVEPATCH_SYS / name / "enabled", "0")
-                except OSError as exc:
-                    said = kmsg.about(log.read(), name)
-                    raise LiveError(f"cannot disable {name}: {os.strerror(exc.errno or 0)} "
-                                    f"({_errno_name(exc.errno or 0)})"
-                                    + (": the kernel says: " + "; ".join(said) if said else "")) from None
+        elif patch.listed and (patch.enabled or patch.transition):
+            sysfs = (KPATCH_SYS if patch.backend == "kpatch" else LIVEPATCH_SYS) / name / "enabled"
+            _while_busy(lambda: _write(sysfs, "0"), name, patch.backend == "kpatch", deadline, timeout, log, progress,
+                        lambda exc, said: f"cannot disable {name}: {os.strerror(exc.errno or 0)} "
+                                          f"({_errno_name(exc.errno or 0)})" + _said(said))
+        if patch is not None and patch.backend == "livepatch" and patch.listed:
             stuck = _wait_transition(name, 0, deadline, progress)
             if stuck is not None:
                 _reverse(name, 1, timeout, progress)
@@ -308,20 +315,3 @@ def unload(name: str, timeout: float, progress: Progress) -> list[str]:
         _remove(name)
         return kmsg.about(log.read(), name)
 
-
-def _disable_kpatch(name: str, deadline: float, timeout: float, log: kmsg.KernelLog, progress: Progress) -> None:
-    shown = ""
-    while True:
-        try:
-            _write(KPATCH_SYS / name / "enabled", "0")
-            return
-        except OSError as exc:
-            said = kmsg.about(log.read(), name)
-            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
-                raise LiveError(f"cannot disable {name}: {os.strerror(exc.errno or 0)} ({_errno_name(exc.errno or 0)})"
-                                + (": the kernel says: " + "; ".join(said) if said else "")) from None
-            reason = next((s for s in said if "is inside" in s or "cannot be checked" in s), "busy")
-            if reason != shown:
-                progress(f"{name}: {reason}; trying again for up to {timeout:.0f} s")
-                shown = reason
-            time.sleep(1)

@@ -91,12 +91,12 @@ has() {
 DL_OTHER=9.9.9-kpgen-test
 
 deliver_package_install_upgrade_remove() {
-	local rel pkg dir unit out start before after path info other=$DL_OTHER
+	local rel pkg dir unit out start before after path info rc other=$DL_OTHER
 	read -r rel </proc/sys/kernel/osrelease
 	pkg=kpgen-patches-$rel
 	dir=/lib/modules/$rel/extra/kpgen
 	unit=$(unit_of "$rel")
-	trap 'rc=$?; rm -rf "/lib/modules/$DL_OTHER" "$DL_DB"; dl_modules_restore "$(uname -r)"; scenario_cleanup $rc' EXIT
+	trap 'rc=$?; rm -rf "/lib/modules/$DL_OTHER" "$DL_DB" "$DL_DB.order"; dl_modules_restore "$(uname -r)"; scenario_cleanup $rc' EXIT
 	dl_dpkg_db "$rel"
 	dl_modules_tree "$rel"
 	# the package brings its own core
@@ -121,6 +121,15 @@ deliver_package_install_upgrade_remove() {
 	out=$($start)
 	has "kpgen: $rel: kpatch: loaded (kpgen's core)"$'\n'"kpgen: $rel: test_fleet_v1: loaded" "$out"
 	fleet_says 1
+	# another build of the release gets nothing, and the unit fails, saying so
+	cp "$dir/order" "$DL_DB.order"
+	sed -i 's/^# version: .*/# version: #9 another build/' "$dir/order"
+	rc=0
+	out=$($start) || rc=$?
+	exited 1 "$rc" "$out"
+	has "not loaded: they were made for the build '#9 another build' of $rel, and the running kernel is '$(uname -v)'" \
+		"$out"
+	cp "$DL_DB.order" "$dir/order"
 
 	# the patches of another release are kept and ignored, with a message
 	mkdir -p "/lib/modules/$other/extra/kpgen"
