@@ -4,8 +4,11 @@ them needs neither Kbuild nor a boot (the real modules are tested by the kbuild 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from kpgen import kernel
 
@@ -43,3 +46,12 @@ def with_metadata(ko: Path, spec_path: Path, k: kernel.Kernel) -> Path:
                               *(render.OutputFile(Path(s.name), s.read_bytes()) for s in patch.sources)])
     metadata.embed(ko, metadata.built_document(k, module_dir, "patch"))
     return ko
+
+
+def verify_unit(root: Path, unit: str) -> None:
+    """systemd's own check of a unit file in an image: its syntax, and that the command exists."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (systemd): the unit file is not verified")
+    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", unit], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and not proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleetkit import RELEASE, module, with_metadata
+from fleetkit import RELEASE, module, verify_unit, with_metadata
 
 from kpgen import kernel
 from kpgen.errors import UsageError
@@ -66,6 +66,7 @@ def test_the_package_holds_the_patches_the_boot_files_and_the_metadata(tmp_path,
     md5sums = (tree / "DEBIAN/md5sums").read_text()
     assert f"lib/modules/{RELEASE}/extra/kpgen/test_fleet_v1.ko" in md5sums
     subprocess.run(["md5sum", "--check", "--quiet", str(tree / "DEBIAN/md5sums")], cwd=tree, check=True)
+    verify_unit(tree, f"/lib/systemd/system/{unit}")
     scripts = [str(tree / "DEBIAN" / s) for s in ("preinst", "postinst", "prerm", "postrm")]
     for script in scripts:
         assert Path(script).read_text().startswith("#!/bin/sh\n")

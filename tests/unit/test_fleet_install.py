@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleetkit import RELEASE, module, with_metadata
+from fleetkit import RELEASE, module, verify_unit, with_metadata
 
 from kpgen import kernel
 from kpgen.errors import UsageError
@@ -49,6 +49,7 @@ def test_install_then_uninstall_leaves_nothing(tmp_path, root):
     assert f"ExecStart=/usr/local/lib/kpgen/{RELEASE}/kpgen-patches apply {RELEASE}\n" in unit
     assert "DefaultDependencies=no" in unit and "Before=sysinit.target" in unit
     assert lay.wants_link.readlink() == Path(f"../{lay.unit_name}")
+    verify_unit(root, lay.on_target(lay.unit))
     assert "extra/kpgen/test_fleet_v1.ko:" in (root / "lib/modules" / RELEASE / "modules.dep").read_text()
 
     # a second patch goes last; uninstalling the first keeps the core for the second
