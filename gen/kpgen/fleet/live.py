@@ -116,11 +116,13 @@ def _explain(mod: ModuleFile, exc: OSError, said: list[str]) -> str:
     return what + _said(said)
 
 
-def _while_busy(attempt: Callable[[], None], name: str, retry: bool, deadline: float, timeout: float,
+def _while_busy(attempt: Callable[[], None], name: str, backend: str, deadline: float, timeout: float,
                 log: kmsg.KernelLog, progress: Progress, failure: Callable[[OSError, list[str]], str]) -> None:
-    """Run `attempt` (a load, a write to `enabled`); while the core refuses it with EBUSY (when
-    `retry`), say why in the core's words and try again every second until the deadline. Any
-    other error, or EBUSY at the deadline, raises LiveError with `failure`'s message."""
+    """Run `attempt` (a load, a write to `enabled`); while it fails with EBUSY, say why and try
+    again every second until the deadline: kpgen's core refuses while a task is inside a function
+    that changes (its log names the task), the kernel's livepatch while another patch's transition
+    is under way. Any other error, or EBUSY at the deadline, raises LiveError with `failure`'s
+    message."""
     shown = ""
     while True:
         try:
@@ -128,9 +130,10 @@ def _while_busy(attempt: Callable[[], None], name: str, retry: bool, deadline: f
             return
         except OSError as exc:
             said = kmsg.about(log.read(), name)
-            if not retry or exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
                 raise LiveError(failure(exc, said)) from None
-            reason = next((s for s in said if "is inside" in s or "cannot be checked" in s), "busy")
+            reason = next((s for s in said if "is inside" in s or "cannot be checked" in s),
+                          "busy" if backend != "livepatch" else "another livepatch transition is under way")
             if reason != shown:
                 progress(f"{name}: {reason}; trying again for up to {timeout:.0f} s")
                 shown = reason
@@ -146,7 +149,7 @@ def load_module(mod: ModuleFile, timeout: float, progress: Progress) -> list[str
     `timeout`; then, for a livepatch, wait for its transition. Returns the kernel's lines."""
     deadline = time.monotonic() + timeout
     with kmsg.KernelLog() as log:
-        _while_busy(lambda: finit_module(mod.path), mod.name, mod.backend == "kpatch", deadline, timeout, log,
+        _while_busy(lambda: finit_module(mod.path), mod.name, mod.backend, deadline, timeout, log,
                     progress, lambda exc, said: _explain(mod, exc, said))
         lines = kmsg.about(log.read(), mod.name)
     if mod.backend == "livepatch":
@@ -302,7 +305,7 @@ def unload(name: str, timeout: float, progress: Progress) -> list[str]:
             raise UsageError(f"no live patch named {name} is loaded (`kpgen list` shows them)")
         elif patch.listed and (patch.enabled or patch.transition):
             sysfs = (KPATCH_SYS if patch.backend == "kpatch" else LIVEPATCH_SYS) / name / "enabled"
-            _while_busy(lambda: _write(sysfs, "0"), name, patch.backend == "kpatch", deadline, timeout, log, progress,
+            _while_busy(lambda: _write(sysfs, "0"), name, patch.backend, deadline, timeout, log, progress,
                         lambda exc, said: f"cannot disable {name}: {os.strerror(exc.errno or 0)} "
                                           f"({_errno_name(exc.errno or 0)})" + _said(said))
         if patch is not None and patch.backend == "livepatch" and patch.listed:
