@@ -82,6 +82,8 @@ def _check_kernel(mod: ModuleFile) -> None:
 
 
 def _already_loaded(mod: ModuleFile) -> bool:
+    """Whether this very module is loaded, and live; UsageError when another build of it is
+    loaded, or it is loaded but disabled (or replaced by a cumulative patch)."""
     sysmod = Path("/sys/module") / mod.name
     if not sysmod.is_dir():
         return False
@@ -89,6 +91,10 @@ def _already_loaded(mod: ModuleFile) -> bool:
     if mod.srcversion and loaded and loaded != mod.srcversion:
         raise UsageError(f"another {mod.name} is loaded (srcversion {loaded}; {mod.path} has {mod.srcversion}): "
                          f"unload it first (kpgen unload {mod.name})")
+    patch = state.live_patch(mod.name)
+    if patch is not None and not (patch.enabled and patch.listed):
+        raise UsageError(f"{mod.name} is loaded, but disabled (or replaced by a cumulative patch): "
+                         f"`kpgen unload {mod.name}`, then load it again")
     return True
 
 
