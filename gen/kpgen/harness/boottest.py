@@ -98,7 +98,8 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
                                   tuple(f.replacement for f in patch.functions), patch.backend)
         )
     # the delivery scenarios' signed modules and packages
-    delivery.build(kernel, root)
+    if delivery.wanted(kernel):
+        delivery.build(kernel, root)
     if diffs is not None:
         kname = diffcases.matrix_name(kernel)
         cases = diffcases.load(diffs)

@@ -7,6 +7,9 @@ build tree's modules, in TREE/delivery/:
 - debs/: two versions of the package of those patches (kpgen package): 1 holds test_fleet_v1,
   2 the cumulative test_fleet_v2, both with the core;
 - kpgen: the kpgen command for the guest, this checkout's package under this interpreter.
+
+Only the kernels of KERNELS get it (the guest registers the delivery scenarios where the tree
+holds delivery/): nothing in delivery differs on 6.1-rt, whose boot keeps its 2-3 minutes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from ..fleet import deb, signature
 from ..resources import PACKAGE
 
 DIR = "delivery"
+# the kernels of the matrix whose boot runs the delivery scenarios
+KERNELS = ("6.1", "6.12")
 PATCHES = ("test_fleet_v1", "test_fleet_v2")
 KEY_SUBJECT = "/O=kpgen boot tests/CN=kpgen throwaway test key"
 
@@ -51,6 +56,10 @@ def guest_command(where: Path) -> Path:
     script.write_text(f"#!/bin/sh\nPYTHONPATH={PACKAGE.parent} exec {sys.executable} -m kpgen \"$@\"\n")
     script.chmod(0o755)
     return script
+
+
+def wanted(kernel: kmod.Kernel) -> bool:
+    return any(m.name in KERNELS and m.matches(kernel.release) for m in kmod.matrix())
 
 
 def build(kernel: kmod.Kernel, root: Path) -> list[Path]:
