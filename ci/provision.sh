@@ -83,7 +83,7 @@ if [ "${KPGEN_NO_APT:-0}" != 1 ]; then
 
 	step "installing build tools, QEMU, Python, shellcheck and sparse"
 	apt-get install -y -qq "${apt_wait[@]}" --no-install-recommends \
-		build-essential bc bison flex libelf-dev kmod cpio ca-certificates \
+		build-essential bc bison flex libelf-dev kmod cpio ca-certificates openssl \
 		qemu-system-x86 qemu-utils busybox-static udev procps \
 		python3 python3-dev python3-pip python3-venv git make shellcheck sparse >/dev/null
 

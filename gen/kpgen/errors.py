@@ -27,6 +27,13 @@ class BuildError(KpgenError):
     exit_code = 4
 
 
+class LiveError(KpgenError):
+    """The running kernel refused a change (a load, an unload), or a transition did not complete
+    in time: exit status 5. The message says why, in the words of the kernel's log."""
+
+    exit_code = 5
+
+
 class DiffRefused(UsageError):
     """A source diff that cannot become a live patch (`kpgen diff`): where (the diff, a file, a
     function), what is wrong there, and what to do instead. Exit status 2; nothing is written."""

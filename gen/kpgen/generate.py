@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import checks, kbuild, render, spec
+from .fleet import metadata
 from .kernel import Kernel
 from .klprelocs import MANIFEST as KLP_MANIFEST, SENTINEL, KlpSymbol
 from .model import CORE_FILES, MARKER, CoreModel, patch_model
@@ -52,7 +53,8 @@ def is_core_dir(directory: Path) -> bool:
 def patch_paths(out_dir: Path, patch: spec.PatchSpec) -> list[Path]:
     """The files rendering `patch` into out_dir writes (known before rendering it)."""
     out = Path(out_dir)
-    return [out / f"{patch.name}.c", out / "Kbuild", out / KLP_MANIFEST, *(out / s.name for s in patch.sources)]
+    return [out / f"{patch.name}.c", out / "Kbuild", out / KLP_MANIFEST, *(out / s.name for s in patch.sources),
+            out / metadata.INFO_FILE]
 
 
 def tree_paths(out_dir: Path, specs: Sequence[Path]) -> list[Path]:
@@ -70,13 +72,19 @@ def core_files(kernel: Kernel) -> list[render.OutputFile]:
 
 def plan_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
                core: list[render.OutputFile], report: checks.Report | None = None) -> list[render.OutputFile]:
-    """Render one patch module; the kernel symbols it uses that nobody exports are its klp
-    symbols, which kpgen build turns into klp relocations after the link (klprelocs.py).
+    """Render one patch module, with the metadata its build embeds (fleet.metadata); the kernel
+    symbols it uses that nobody exports are its klp symbols, which kpgen build turns into klp
+    relocations after the link (klprelocs.py).
 
     The module is compiled once in a scratch tree to find them; each [[symbol]] table must
     name one. With a report to fill, the targets, symbols and prototypes are checked against
     the kernel (checks.py) on that object.
     """
+    return [*_render_patch(kernel, patch, out_dir, core_dir, subdir, core, report), metadata.module_file(patch, subdir)]
+
+
+def _render_patch(kernel: Kernel, patch: spec.PatchSpec, out_dir: Path, core_dir: Path, subdir: str,
+                  core: list[render.OutputFile], report: checks.Report | None) -> list[render.OutputFile]:
     model = replace(patch_model(patch, out_dir, core_dir, kernel.release, kernel.features.summary()),
                     kernel_clears_relocs=kernel.features.clears_klp_relocs)
     files = render.render_patch(model, subdir)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import klprelocs, progress
+from . import progress
 from .errors import BuildError
 from .kernel import Kernel
 
@@ -57,14 +57,6 @@ def build(kernel: Kernel, module_dir: Path, core_dir: Path | None = None,
     modules = tuple(sorted(module_dir.glob("*.ko")))
     if not modules:
         raise BuildError(f"building {module_dir} produced no .ko file")
-    manifest = module_dir / klprelocs.MANIFEST
-    if manifest.is_file():
-        # the post-link step: references to the kernel's unexported symbols become klp relocations
-        for ko in modules:
-            done = klprelocs.postlink(ko, manifest)
-            if done is not None:
-                log += f"  KLP     {ko.name}: {done.summary()}\n"
-                (module_dir / "kpgen-build.log").write_text(log)
     return BuildResult(module_dir=module_dir, modules=modules, log=log)
 
 

@@ -91,6 +91,11 @@ def require_writable(dirs: list[Path], option: str = "-o DIR") -> None:
                              f"choose another {option} or fix its permissions")
 
 
+def render_fleet(template: str, **ctx: object) -> bytes:
+    """One of the delivery templates (templates/fleet/: the boot unit, a package's control files)."""
+    return _render(environment(), f"fleet/{template}", **ctx)
+
+
 def write(out_dir: Path, files: list[OutputFile], force: bool = False) -> list[Path]:
     """Write files under out_dir, leaving unchanged ones untouched; return the paths written.
 

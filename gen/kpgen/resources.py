@@ -8,6 +8,7 @@ installed wheel behave the same:
 - `samples/`: the sample patch specs that `kpgen generate` renders beside the core;
 - `data/`: the kernel matrix (`kernels.toml`), the splat lists of the boot checks, and the
   headers of kpatch's patch-author API that `kpgen diff` compiles diffs with (`include/`);
+- `fleet/kpgen-patches`: the loader `kpgen install` and packages put on the target machines;
 - `harness/`: what `kpgen boot-test` and `kpgen bench` build and run in the guest (the guest
   suite, the test modules and patches, the benchmark's modules and guest script).
 
@@ -51,6 +52,7 @@ SPLAT_DENYLIST = DATA / "splat-denylist.txt"
 SPLAT_ALLOWLIST = DATA / "splat-allowlist.txt"
 # kpatch's patch-author headers (kpatch-macros.h, kpatch-syscall.h), for diffs that include them
 KPATCH_API = DATA / "include"
+LOADER_SCRIPT = PACKAGE / "fleet" / "kpgen-patches"
 HARNESS = PACKAGE / "harness"
 GUEST = HARNESS / "guest"
 TEST_MODULES = HARNESS / "modules"

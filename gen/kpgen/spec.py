@@ -31,7 +31,7 @@ KSYM_NAME_MAX = 127
 MAX_SPEC_BYTES = 1024 * 1024  # a spec of 1000 functions is about 100 KiB
 MAX_SOURCE_BYTES = 1024 * 1024
 
-TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow", "backend"}
+TOP_KEYS = {"name", "description", "sources", "replace", "function", "symbol", "object", "shadow", "backend", "diff"}
 # The runtimes a patch module can be built for: kpgen's core (kpatch.ko) or upstream livepatch.
 BACKENDS = ("kpatch", "livepatch")
 FUNC_KEYS = {"target", "object", "replacement", "sympos", "force"}
@@ -130,6 +130,9 @@ class PatchSpec:
     objects: tuple[ObjectSpec, ...] = ()
     shadows: tuple[ShadowSpec, ...] = ()
     backend: str = "kpatch"
+    # the source diff the fix implements, a file beside the spec: carried in the module for
+    # `kpgen info` and packages, never compiled
+    diff: Path | None = None
 
 
 class SpecError(UsageError):
@@ -262,6 +265,7 @@ def validate(path: Path, data: dict) -> PatchSpec:
                         "shorten it and remove control characters")
 
     sources = _validate_sources(path, name, data["sources"])
+    diff = _validate_diff(path, data["diff"]) if "diff" in data else None
     backend = check_backend(path, "backend", data.get("backend", "kpatch"))
     replace = data.get("replace", False)
     if not isinstance(replace, bool):
@@ -311,7 +315,8 @@ def validate(path: Path, data: dict) -> PatchSpec:
             raise SpecError(path, key, f"{fn!r} is not defined in {names}",
                             f"define it in one of the sources as {prototype}")
     patch = PatchSpec(path=path, name=name, description=description, sources=sources, functions=functions,
-                      symbols=symbols, replace=replace, objects=objects, shadows=shadows, backend=backend)
+                      symbols=symbols, replace=replace, objects=objects, shadows=shadows, backend=backend,
+                      diff=diff)
     refuse_for_backend(patch)
     return patch
 
@@ -458,6 +463,24 @@ def _validate_sources(path: Path, name: str, value: object) -> tuple[Path, ...]:
     return tuple(result)
 
 
+def _validate_diff(path: Path, value: object) -> Path:
+    """The spec's `diff`: a UTF-8 file beside the spec."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise SpecError(path, "diff", f"{value!r} is not a plain file name beside the spec",
+                        'put the diff in the spec\'s directory and write diff = "fix.patch"')
+    diff = path.parent / value
+    if not diff.is_file():
+        raise SpecError(path, "diff", f"{diff} does not exist", "create it, fix the file name, or remove the key")
+    size = diff.stat().st_size
+    if size > MAX_SOURCE_BYTES:
+        raise SpecError(path, "diff", f"{diff} is {size} bytes", f"keep the diff under {MAX_SOURCE_BYTES} bytes")
+    try:
+        diff.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "diff", f"{diff} is not UTF-8 (byte {exc.start})", "save it as UTF-8") from None
+    return diff
+
+
 def _validate_functions(path: Path, value: object) -> tuple[FunctionSpec, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
         raise SpecError(path, "function", "must be one or more [[function]] tables",
@@ -528,6 +551,8 @@ def dump(patch: PatchSpec, comment: str = "") -> str:
     if patch.description:
         out.append(f"description = {toml_string(patch.description)}")
     out.append("sources = [" + ", ".join(toml_string(p.name) for p in patch.sources) + "]")
+    if patch.diff is not None:
+        out.append(f"diff = {toml_string(patch.diff.name)}")
     if patch.backend != "kpatch":
         out.append(f"backend = {toml_string(patch.backend)}")
     if patch.replace:

@@ -112,15 +112,15 @@ def test_a_module_built_without_the_post_link_step_is_caught(probed, tmp_path):
     import shutil
     import subprocess
 
-    from kpgen import elfcheck, generate, kbuild
+    from kpgen import elfcheck, generate, kbuild, pipeline
 
     k = probed(KERNELS[0])
     generate.generate_tree(k, tmp_path, [p for p in generate.sample_specs() if p.stem == "cmdline_ksym"])
-    kbuild.build(k, tmp_path / "core")
+    pipeline.build(k, tmp_path / "core")
     mod = tmp_path / "patches" / "cmdline_ksym"
     subprocess.run(kbuild.make_argv(k, mod, tmp_path / "core"), check=True, capture_output=True)
     verdict = elfcheck.check_module(mod / "cmdline_ksym.ko", k, tmp_path / "core" / "Module.symvers")
     assert any("built without kpgen build" in p for p in verdict.problems)
     # kpgen build converts the module make left (Kbuild does not rebuild it)
-    assert shutil.which("make") and kbuild.build(k, mod, tmp_path / "core").modules
+    assert shutil.which("make") and pipeline.build(k, mod, tmp_path / "core").modules
     assert elfcheck.check_module(mod / "cmdline_ksym.ko", k, tmp_path / "core" / "Module.symvers").ok

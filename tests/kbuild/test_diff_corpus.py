@@ -118,7 +118,7 @@ def test_source_of_another_kernel_refused(probed: Callable[[str], kernel.Kernel]
 
 def test_new_starts_from_the_original_function(probed: Callable[[str], kernel.Kernel], tmp_path: Path) -> None:
     """With the source, `kpgen new` writes the original function (renamed) and what it needs."""
-    from kpgen import cli, generate, kbuild
+    from kpgen import cli, generate, pipeline
 
     k = probed("6.1")
     source.find(k)
@@ -128,9 +128,9 @@ def test_new_starts_from_the_original_function(probed: Callable[[str], kernel.Ke
     assert "static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)\n{\n" \
            "\tseq_puts(m, saved_command_line);\n\tseq_putc(m, '\\n');\n\treturn 0;\n}\n" in c_text
     generate.generate_tree(k, tmp_path / "tree", [])
-    kbuild.build(k, tmp_path / "tree" / "core")
+    pipeline.build(k, tmp_path / "tree" / "core")
     generate.generate_patch(k, tmp_path / "src" / "fix_cmd.toml", tmp_path / "mod", tmp_path / "tree" / "core")
-    assert kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").modules
+    assert pipeline.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").modules
 
 
 def test_diff_build_livepatch_backend_needs_no_core(tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from kpgen import cstyle, kbuild, kernel
+from kpgen import cstyle, kernel, pipeline
 from kpgen.harness import boottest
 
 KERNELS = [m.name for m in kernel.matrix()]
@@ -71,7 +71,7 @@ def test_sparse_reports_findings(probed, tmp_path):
     (tmp_path / "Kbuild").write_text("obj-m := kpgen_bad.o\n")
     (tmp_path / "kpgen_bad.c").write_text('#include <linux/module.h>\nint kpgen_bad;\nMODULE_LICENSE("GPL");\n')
     k = probed(KERNELS[0])
-    kbuild.build(k, tmp_path)
+    pipeline.build(k, tmp_path)
     findings, checked = cstyle.sparse(k, tmp_path)
     assert checked == 1
     assert [(f.line, f.kind) for f in findings] == [(2, "error")]

@@ -373,7 +373,8 @@ def test_completion_offers_commands_options_and_files(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-m", "kpgen"], env=env, cwd=tmp_path, capture_output=True, check=False)
         return [word.strip() for word in out.read_text().split("\n")]
 
-    assert complete("kpgen pa") == ["patch"]
+    assert complete("kpgen pat") == ["patch"]
+    assert complete("kpgen pa") == ["patch", "package"]
     assert "--backend" in complete("kpgen patch --b") and complete("kpgen patch --backend l") == ["livepatch"]
     assert complete("kpgen patch ") == ["fix.toml"]
     assert str(KDIR) in complete("kpgen build --kdir /lib/modules/")

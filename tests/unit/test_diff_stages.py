@@ -69,7 +69,7 @@ def planned(tmp_path: Path) -> tuple[kernel.Kernel, Plan, closure.ExtractedUnit]
     p = Plan(name="fix", patch=tmp_path / "fix.patch", release=k.release)
     syms = ksyms.ObjectSymbols("vmlinux", KALLSYMS)
     chosen, added = targets.choose(k, p, cu, syms)
-    return k, p, closure.extract_unit(k, p, cu, cu.new_parsed, set(chosen), added, syms, ibt=False)
+    return k, p, closure.extract_unit(k, p, cu, cu.new_parsed, set(chosen), added, syms)
 
 
 def test_one_decision_per_symbol(planned: tuple[kernel.Kernel, Plan, closure.ExtractedUnit]) -> None:

@@ -57,12 +57,12 @@ def test_new_scaffold_builds_into_a_module(tmp_path):
     src = tmp_path / "src"
     assert cli.main(["new", "fix_free", "--target", "si_meminfo", "--kdir", str(KDIR_61), "-d", str(src),
                      "--no-source"]) == 0
-    from kpgen import generate, kbuild
+    from kpgen import generate, pipeline
 
     generate.generate_tree(k, tmp_path / "tree", [])
-    kbuild.build(k, tmp_path / "tree" / "core")
+    pipeline.build(k, tmp_path / "tree" / "core")
     generate.generate_patch(k, src / "fix_free.toml", tmp_path / "mod", tmp_path / "tree" / "core")
-    result = kbuild.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core")
+    result = pipeline.build(k, tmp_path / "mod", core_dir=tmp_path / "tree" / "core").result
     assert [m.name for m in result.modules] == ["fix_free.ko"]
     assert not [w for w in result.warnings if "fix.c" not in w], result.warnings
 

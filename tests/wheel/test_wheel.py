@@ -89,6 +89,12 @@ def test_wheel_carries_the_top_level_templates(wheel: Path) -> None:
     assert carried == expected
 
 
+def test_wheel_carries_the_loader_for_target_machines(wheel: Path) -> None:
+    """kpgen-patches, which kpgen install and kpgen package put on the machines, byte for byte."""
+    with zipfile.ZipFile(wheel) as whl:
+        assert whl.read("kpgen/fleet/kpgen-patches") == (REPO / "gen/kpgen/fleet/kpgen-patches").read_bytes()
+
+
 def test_wheel_runs_the_readme_walkthrough(venv: Path, tmp_path: Path) -> None:
     env = outside_env()
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"

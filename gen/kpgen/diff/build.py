@@ -30,7 +30,7 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
     """Returns the module built from the spec written in `out`: rendered, built with Kbuild,
     checked; a kpatch-backend module against `core` (by default one built in out/core), a
     livepatch-backend one without any."""
-    from .. import elfcheck, generate, kbuild, render
+    from .. import elfcheck, generate, pipeline, render
 
     patch = spec.load(out / f"{p.name}.toml")
     livepatch = patch.backend == "livepatch"
@@ -41,10 +41,10 @@ def build(k: Kernel, out: Path, p: Plan, core: Path | None = None) -> Path:
         made = generate.generated_for(core)
         if not livepatch and (made is None or made[0] != k.release or not (core / "Module.symvers").is_file()):
             render.write(out, generate.core_files(k))
-            kbuild.build(k, core)
+            pipeline.build(k, core)
     module = out / "module"
     generate.generate_patch(k, out / f"{p.name}.toml", module, core)
-    kbuild.build(k, module, None if livepatch else core)
+    pipeline.build(k, module, None if livepatch else core)
     ko = module / f"{p.name}.ko"
     verdict = elfcheck.check_module(ko, k, None if livepatch else core / "Module.symvers",
                                     tuple(f.replacement for f in patch.functions), patch.backend)

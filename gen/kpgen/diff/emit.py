@@ -357,6 +357,11 @@ def fix_c(p: Plan, k: Kernel, parts: list[ExtractedUnit]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# the copy of the source diff beside a spec made by kpgen diff: the module carries it (kpgen
+# info, packages)
+DIFF_FILE = "fix.patch"
+
+
 def patch_spec(p: Plan, backend: str = "kpatch") -> kspec.PatchSpec:
     """The spec of the plan: its targets and the [[symbol]] tables its kernel symbols need."""
     description = f"Live patch from {p.patch.name}" if p.patch is not None else f"Replace {p.targets[0].name}"
@@ -367,7 +372,7 @@ def patch_spec(p: Plan, backend: str = "kpatch") -> kspec.PatchSpec:
                       for s in p.symbols),
         objects=tuple(kspec.ObjectSpec(obj, **callbacks) for obj, callbacks in sorted(
             p.objects.items(), key=lambda kv: (kv[0] != "vmlinux", kv[0]))),
-        backend=backend)
+        backend=backend, diff=Path(DIFF_FILE) if p.patch is not None else None)
 
 
 def spec_text(p: Plan) -> str:
@@ -378,15 +383,23 @@ def spec_text(p: Plan) -> str:
 
 
 def write(p: Plan, out: Path) -> list[Path]:
-    """Returns the spec and fix.c written into `out`; refuses a directory that holds other files."""
+    """Returns the spec, fix.c and the diff's copy written into `out`; refuses a directory that
+    holds other files."""
+    assert p.spec is not None
     out = Path(out)
-    spec_path, c_path = out / f"{p.name}.toml", out / "fix.c"
-    if out.exists() and any(x for x in out.iterdir() if x.name not in (spec_path.name, "fix.c", "module", "core")):
+    spec_path, c_path, diff_path = out / f"{p.name}.toml", out / "fix.c", out / DIFF_FILE
+    if out.exists() and any(x for x in out.iterdir()
+                            if x.name not in (spec_path.name, "fix.c", DIFF_FILE, "module", "core")):
         raise UsageError(f"{out} holds other files: give kpgen diff an empty or new directory (-o DIR)")
     out.mkdir(parents=True, exist_ok=True)
-    tmp_spec, tmp_c = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp"
+    tmp_spec, tmp_c, tmp_diff = out / f".{spec_path.name}.tmp", out / ".fix.c.tmp", out / f".{DIFF_FILE}.tmp"
     tmp_spec.write_text(spec_text(p))
     tmp_c.write_text(p.fix_c)
+    written = [spec_path, c_path]
+    if p.spec.diff is not None and p.patch is not None:
+        tmp_diff.write_bytes(p.patch.read_bytes())
+        tmp_diff.replace(diff_path)
+        written.append(diff_path)
     tmp_c.replace(c_path)
     tmp_spec.replace(spec_path)
-    return [spec_path, c_path]
+    return written

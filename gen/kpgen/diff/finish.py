@@ -25,7 +25,7 @@ def finish(k: Kernel, p: Plan, parts: list[ExtractedUnit], work: Path) -> None:
     where = work / "check"
     where.mkdir(parents=True, exist_ok=True)
     (where / "fix.c").write_text(p.fix_c)
-    patch = dataclasses.replace(p.spec, path=where / f"{p.name}.toml", sources=(where / "fix.c",))
+    patch = dataclasses.replace(p.spec, path=where / f"{p.name}.toml", sources=(where / "fix.c",), diff=None)
     try:
         generate.plan_patch(k, patch, where / "module", where / "core", "module", generate.core_files(k),
                             checks.Report())

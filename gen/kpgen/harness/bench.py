@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import generate, kbuild, kernel as kmod, render, splat, vm
+from .. import generate, kernel as kmod, pipeline, render, splat, vm
 from ..errors import KpgenError
 from ..model import CoreModel
 from ..resources import BENCH, build_root
@@ -183,17 +183,17 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
     specs = write_specs(root / "specs")
     generate.generate_tree(kernel, root, [], unchecked=specs)
     core = root / "core"
-    builds = [kbuild.build(kernel, core)]
+    builds = [pipeline.build(kernel, core).result]
     # the same sources with faults.c: its fail_at=precheck shows the pause without the first pass
     render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
-    builds.append(kbuild.build(kernel, root / "core-faults", variables=FAULTS_BUILD))
+    builds.append(pipeline.build(kernel, root / "core-faults", variables=FAULTS_BUILD).result)
     for mod in sorted(BENCH_MODULES.iterdir()):
         shutil.copytree(mod, root / "modules" / mod.name)
         if mod.name == FUNCS_MODULE:
             (root / "modules" / mod.name / "funcs.c").write_text(bench_funcs_c())
-        builds.append(kbuild.build(kernel, root / "modules" / mod.name))
+        builds.append(pipeline.build(kernel, root / "modules" / mod.name).result)
     for path in specs:
-        builds.append(kbuild.build(kernel, root / "patches" / path.stem, core_dir=core))
+        builds.append(pipeline.build(kernel, root / "patches" / path.stem, core_dir=core).result)
     warnings = [w for b in builds for w in b.warnings]
     if warnings:
         raise KpgenError("benchmark modules built with warnings:\n" + "\n".join(warnings))

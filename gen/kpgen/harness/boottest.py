@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import elfcheck, generate, kbuild, kernel as kmod, render, snapshot, spec, splat, vm
+from .. import elfcheck, generate, kbuild, kernel as kmod, pipeline, render, snapshot, spec, splat, vm
 from ..errors import KpgenError
 from ..model import CoreModel
 from ..resources import GUEST, TEST_MODULES, TEST_PATCHES, build_root
-from . import diffcases, kpatchsuite
+from . import delivery, diffcases, kpatchsuite
 
 GUEST_RUNNER = GUEST / "run.sh"
 # The make variables of the core's test build (fault injection).
@@ -81,11 +81,15 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
     render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
     patches = [spec.load(p) for p in generate.sample_specs() + test_specs()]
     # Independent builds run side by side: a small module's build is mostly make, modpost and
-    # BTF steps that use one CPU each. The core comes first: the patches link against it.
+    # BTF steps that use one CPU each. The core comes first: the patches link against it. The
+    # core and the patches are built as `kpgen build` builds them, post-link steps included.
+    def build(module_dir: Path, core_dir: Path | None = None, variables: tuple[str, ...] = ()) -> kbuild.BuildResult:
+        return pipeline.build(kernel, module_dir, core_dir, variables).result
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        tree.builds += pool.map(lambda args: kbuild.build(kernel, args[0], variables=args[1]),
+        tree.builds += pool.map(lambda args: build(args[0], variables=args[1]),
                                 [(core, ()), (root / "core-faults", FAULTS_BUILD)])
-        later = [pool.submit(kbuild.build, kernel, root / "patches" / p.name, core) for p in patches]
+        later = [pool.submit(build, root / "patches" / p.name, core) for p in patches]
         later += [pool.submit(kbuild.build, kernel, d) for d in sorted((root / "modules").iterdir())]
         later.append(pool.submit(build_foreign, kernel, root))
         tree.builds += [f.result() for f in later]
@@ -97,6 +101,9 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None, diffs: Path | None
             elfcheck.check_module(pdir / f"{patch.name}.ko", kernel, core / "Module.symvers",
                                   tuple(f.replacement for f in patch.functions), patch.backend)
         )
+    # the delivery scenarios' signed modules and packages
+    if delivery.wanted(kernel):
+        delivery.build(kernel, root)
     if diffs is not None:
         kname = diffcases.matrix_name(kernel)
         cases = diffcases.load(diffs)

@@ -153,7 +153,7 @@ def corpus_kdirs(root: str) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     """`python3 -m kpgen.harness.diffcases CORPUS OUT [KDIR]`: build every case, print the figures."""
-    from .. import generate, kbuild, render
+    from .. import generate, pipeline, render
 
     corpus, out = Path(argv[0]), Path(argv[1])
     kdir = Path(argv[2]) if len(argv) > 2 else kmod.default_kdir()
@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
         print(f"{k.release} is not a kernel of the matrix")
         return 2
     render.write(out, generate.core_files(k))
-    kbuild.build(k, out / "core")
+    pipeline.build(k, out / "core")
     built = build(k, kname, load(corpus), out, out / "core", jobs=1)
     print(bench_table(kname, k.release, built))
     return 0

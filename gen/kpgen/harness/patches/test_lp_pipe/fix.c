@@ -135,6 +135,8 @@ static ssize_t test_pipe_read(struct kiocb *iocb, struct iov_iter *to)
 				tail = test_pipe_update_tail(pipe, buf, tail);
 			total_len -= chars;
 			if (!total_len)
+				break;	/* the read is done */
+			if (!pipe_empty(head, tail))
 				continue;
 		}
 		if (!pipe->writers)
