@@ -111,8 +111,15 @@ def test_ratio_interval_is_the_widest_the_two_intervals_allow():
 
 # --- parsing ---------------------------------------------------------------------------------
 
-def _run_text(rounds: list[list[int]]) -> str:
-    return "# " + " ".join(bench.MODULE_CASES) + "\n" + "".join(" ".join(map(str, r)) + "\n" for r in rounds)
+def _run_text(rounds: list[dict[str, int]]) -> str:
+    """/proc/kpgen_bench's text: each round's case times, in the module's column order (30000 ns
+    for a case the round does not name)."""
+    return "# " + " ".join(bench.MODULE_CASES) + "\n" + "".join(
+        " ".join(str(r.get(c, 30000)) for c in bench.MODULE_CASES) + "\n" for r in rounds)
+
+
+ROUND = {"stub": 2000, "unpatched": 2000, "ftrace_empty": 6000, "kpgen_1": 10000, "kpgen_2": 10000,
+         "kpgen_10": 10000, "livepatch": 14000, "lp_backend": 14000}
 
 
 def test_parse_run_gives_ns_per_call_of_two_chunks():
@@ -144,9 +151,9 @@ def _runs(kpgen: float, livepatch: float, other_1000: float, slow_round: float =
             k = slow_round if i % 3 == 0 else 1.0
             scale = second_pass if p % 2 == 0 else 1.0
             kp = (other_1000 if phase == "other_1000" else kpgen) * (later_boots if bench.boot_of(p) > 1 else 1.0)
-            row = {"stub": 10.0, "unpatched": 10.0, "ftrace_empty": 30.0, "kpgen_1": 10 + kp * scale,
-                   "kpgen_2": 10 + kp, "kpgen_10": 10 + kp, "livepatch": 10 + livepatch,
-                   "lp_backend": 10 + livepatch}
+            row = dict.fromkeys(bench.MODULE_CASES, 30.0) | {
+                "stub": 10.0, "unpatched": 10.0, "kpgen_1": 10 + kp * scale, "kpgen_2": 10 + kp,
+                "kpgen_10": 10 + kp, "livepatch": 10 + livepatch, "lp_backend": 10 + livepatch}
             rows.append({c: v * k for c, v in row.items()})
         runs[(p, phase)] = rows
     return runs
@@ -182,7 +189,7 @@ def test_boots_are_compared_apart_from_passes():
 
 
 def test_read_runs_takes_each_boot_from_its_directory(tmp_path):
-    text = _run_text([[2000, 2000, 6000, 10000, 10000, 10000, 14000, 14000]] * 3)
+    text = _run_text([ROUND] * 3)
     for b in (1, 2):
         d = bench.percall_dir(tmp_path, b)
         d.mkdir()
@@ -196,7 +203,7 @@ def test_read_runs_takes_each_boot_from_its_directory(tmp_path):
 
 
 def test_parse_run_and_figures_from_module_text():
-    text = _run_text([[2000, 2000, 6000, 10000, 10000, 10000, 14000, 14000]] * 5)
+    text = _run_text([ROUND] * 5)
     rows = bench.parse_run(text, calls=100)
     assert rows[0]["stub"] == 10.0 and rows[0]["livepatch"] == 70.0
 

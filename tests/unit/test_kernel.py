@@ -19,7 +19,6 @@ def test_features_of_6_1():
     assert k.features.ftrace_ip_setter == "ftrace_instruction_pointer_set"
     assert k.features.ksym_cb_has_mod and not k.features.module_ksym_takes_modname
     assert not k.features.has_ibt
-    assert k.features.recursion_lock_disables_preemption
 
 
 def test_features_of_6_12():
@@ -28,7 +27,6 @@ def test_features_of_6_12():
     assert k.features.ftrace_ip_setter == "ftrace_regs_set_instruction_pointer"
     assert not k.features.ksym_cb_has_mod and k.features.module_ksym_takes_modname
     assert k.features.has_ibt
-    assert k.features.recursion_lock_disables_preemption
 
 
 def fake_kdir(tmp_path: Path) -> Path:
