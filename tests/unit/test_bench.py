@@ -28,6 +28,8 @@ def test_written_specs_are_valid(tmp_path):
     many = loaded["bench_many_1000"].functions
     assert len(many) == 1000 and {f.object for f in many} == {bench.FUNCS_MODULE}
     assert many[7].target == "kpgen_bench_fn_007" and many[7].replacement == "bench_many_1000_fn_007"
+    direct = loaded[bench.DIRECT_PATCH].functions
+    assert [f.target for f in direct] == ["kpgen_bench_kpgen_direct"] and direct[0].object == "kpgen_bench"
 
 
 def test_module_columns_match_the_c_table():
@@ -221,7 +223,11 @@ def test_apply_spread_and_failures():
     assert (a.insmod_ms.median, a.insmod_ms.min, a.insmod_ms.max) == (2.0, 1.0, 3.0)
     assert a.pause_us is not None and (a.pause_us.median, a.pause_us.lo, a.pause_us.hi) == (6.5, 5.0, 7.0)
     assert a.tasks_checked == 82 and a.unwound == 5 and a.trusted == 76
+    assert a.rmmod_ms is None
     assert rows[("livepatch", 1)].pause_us is None
+    timed = bench.parse_apply("case=kpgen_direct functions=1 extra_tasks=0 insmod_ns=1000000 rmmod_ns=4000000 "
+                              "pause_ns=5000 result=0\n")[0]
+    assert timed.rmmod_ms is not None and timed.rmmod_ms.median == 4.0
     with pytest.raises(KpgenError, match="failed"):
         bench.parse_apply("case=kpgen functions=1 extra_tasks=0 insmod_ns=1 pause_ns=1 result=-16\n")
 

@@ -136,25 +136,23 @@ def write_specs(root: Path) -> list[Path]:
                          f'\n[[function]]\ntarget = "kpgen_bench_fn_{i}"\nobject = "{FUNCS_MODULE}"\n'
                          f'replacement = "{name}_fn_{i}"\n' for i in funcs))
         specs.append(_write_spec(root, name, spec_text, src))
-    name = LP_BACKEND_PATCH
-    src = (f"{_HEADER}/* The bench module's livepatch-backend target again: the same work. */\n"
-           "#include <linux/jiffies.h>\n\n"
-           f"static unsigned int {name}_fn(const unsigned long j)\n{{\n"
-           "\treturn (MSEC_PER_SEC / HZ) * j + 8;\n}\n")
-    spec_text = (f'name = "{name}"\ndescription = "Benchmark: one function, livepatch backend"\n'
-                 'backend = "livepatch"\nsources = ["fix.c"]\n\n[[function]]\n'
-                 f'target = "kpgen_bench_lp_backend"\nobject = "kpgen_bench"\nreplacement = "{name}_fn"\n')
-    specs.append(_write_spec(root, name, spec_text, src))
-    name = DIRECT_PATCH
-    src = (f"{_HEADER}/* The bench module's direct-call target again: the same work. */\n"
-           "#include <linux/jiffies.h>\n\n"
-           f"static unsigned int {name}_fn(const unsigned long j)\n{{\n"
-           "\treturn (MSEC_PER_SEC / HZ) * j + 9;\n}\n")
-    spec_text = (f'name = "{name}"\ndescription = "Benchmark: one function, hooked with a direct call"\n'
-                 'sources = ["fix.c"]\n\n[[function]]\n'
-                 f'target = "kpgen_bench_kpgen_direct"\nobject = "kpgen_bench"\nreplacement = "{name}_fn"\n')
-    specs.append(_write_spec(root, name, spec_text, src))
+    specs.append(_one_function_spec(root, LP_BACKEND_PATCH, "lp_backend", 8, "livepatch backend",
+                                    'backend = "livepatch"\n'))
+    specs.append(_one_function_spec(root, DIRECT_PATCH, "kpgen_direct", 9, "hooked with a direct call"))
     return specs
+
+
+def _one_function_spec(root: Path, name: str, target: str, constant: int, what: str, keys: str = "") -> Path:
+    """The spec of a patch of one target of the bench module, kpgen_bench_TARGET, whose
+    replacement does the same work as the original (which adds `constant`)."""
+    src = (f"{_HEADER}/* The bench module's {target} target again: the same work. */\n"
+           "#include <linux/jiffies.h>\n\n"
+           f"static unsigned int {name}_fn(const unsigned long j)\n{{\n"
+           f"\treturn (MSEC_PER_SEC / HZ) * j + {constant};\n}}\n")
+    spec_text = (f'name = "{name}"\ndescription = "Benchmark: one function, {what}"\n{keys}'
+                 'sources = ["fix.c"]\n\n[[function]]\n'
+                 f'target = "kpgen_bench_{target}"\nobject = "kpgen_bench"\nreplacement = "{name}_fn"\n')
+    return _write_spec(root, name, spec_text, src)
 
 
 def bench_funcs_c(n: int = max(MANY)) -> str:
