@@ -32,8 +32,8 @@
  *
  * What it costs: ftrace allows one direct call per function, so a BPF
  * trampoline (fentry/fexit programs) cannot attach to a function hooked
- * this way, where it can share one hooked by the handler; and unregistering
- * a batch waits for two tasks-RCU grace periods.
+ * this way, where it can share one hooked by the handler; and a function
+ * of a batch that stays is still hooked after its last version goes.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
