@@ -6,6 +6,7 @@ Everything the templates branch on is decided here from the kernel's own files
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -27,6 +28,8 @@ REQUIRED_OPTIONS: dict[str, str] = {
 }
 # At least one of these: the handler changes the instruction pointer.
 FTRACE_IP_OPTIONS = ("CONFIG_DYNAMIC_FTRACE_WITH_ARGS", "CONFIG_DYNAMIC_FTRACE_WITH_REGS")
+# The ftrace direct-call APIs that take an ftrace_ops and an address, newest first.
+DIRECT_APIS = ("register_ftrace_direct", "register_ftrace_direct_multi")
 # Exports the generated C calls directly (the rest it finds through kallsyms).
 REQUIRED_EXPORTS = (
     "register_ftrace_function",
@@ -49,8 +52,6 @@ class KernelFeatures:
     ftrace_ip_setter: str
     ksym_cb_has_mod: bool
     module_ksym_takes_modname: bool
-    # ftrace_test_recursion_trylock() disables preemption itself (5.15 and later)
-    recursion_lock_disables_preemption: bool = False
     # struct module keeps its memory in mem[MOD_TEXT...] (6.4 and later), not in core_layout
     module_mem: bool = False
     # the arguments of a sched_switch tracepoint probe after its data pointer: 2 for (preempt,
@@ -60,6 +61,12 @@ class KernelFeatures:
     # the kernel has clear_relocate_add(): livepatch clears a module's klp relocations when the
     # module goes (6.3 and later); before, x86's apply_relocate_add() refuses to write them again
     clears_klp_relocs: bool = False
+    # ftrace direct calls of the functions of one ftrace_ops to one address (direct_calls=1):
+    # "register_ftrace_direct" (6.5 and later), "register_ftrace_direct_multi" (5.16 to 6.4),
+    # each with its unregister_*; "" when the kernel has neither, or does not export them
+    ftrace_direct: str = ""
+    # its unregister_* takes a third argument, whether to free the ftrace_ops' filters (6.5 and later)
+    ftrace_direct_unregister_frees: bool = False
 
     @property
     def ksym_cb_params(self) -> str:
@@ -230,12 +237,19 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
     m = re.search(r"int kallsyms_on_each_symbol\(int \(\*fn\)\(([^)]*)\)", kallsyms_h)
     if not m:
         raise KernelError("include/linux/kallsyms.h declares no kallsyms_on_each_symbol()")
-    recursion_h = _read_header(roots, "include/linux/trace_recursion.h")
-    trylock = re.search(r"trace_test_and_set_recursion\(.*?\n}", recursion_h, flags=re.S)
     module_h = _read_header(roots, "include/linux/module.h")
     m2 = re.search(r"int module_kallsyms_on_each_symbol\(([^;]*)\);", module_h)
     if not m2:
         raise KernelError("include/linux/module.h declares no module_kallsyms_on_each_symbol()")
+    linux_ftrace_h = _read_header(roots, "include/linux/ftrace.h")
+    ftrace_direct, direct_frees = "", False
+    if config.get("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS") == "y":
+        for name in DIRECT_APIS:
+            args = r"\(struct ftrace_ops \*ops, unsigned long addr"
+            unreg = re.search(rf"\bint un{name}{args}(,\s*bool free_filters)?\);", linux_ftrace_h)
+            if unreg and re.search(rf"\bint {name}{args}\);", linux_ftrace_h):
+                ftrace_direct, direct_frees = name, bool(unreg.group(1))
+                break
     sched_h = _read_header(roots, "include/trace/events/sched.h")
     m3 = re.search(r"TRACE_EVENT\(sched_switch,\s*TP_PROTO\(([^)]*)\)", sched_h)
     sched_switch_args = 0
@@ -252,10 +266,11 @@ def probe_features(config: dict[str, str], roots: list[Path]) -> KernelFeatures:
         ftrace_ip_setter=setter,
         ksym_cb_has_mod="struct module" in m.group(1),
         module_ksym_takes_modname="const char *modname" in m2.group(1),
-        recursion_lock_disables_preemption=bool(trylock and "preempt_disable_notrace()" in trylock.group(0)),
         module_mem=bool(re.search(r"struct module_memory\s+mem\[", module_h)),
         sched_switch_args=sched_switch_args,
         clears_klp_relocs=bool(re.search(r"\bvoid clear_relocate_add\(", loader_h)),
+        ftrace_direct=ftrace_direct,
+        ftrace_direct_unregister_frees=direct_frees,
     )
 
 
@@ -298,6 +313,8 @@ def probe(kdir: Path) -> Kernel:
     if absent:
         raise KernelError(f"{kdir}/Module.symvers does not export {', '.join(absent)}")
     features = probe_features(config, header_roots(kdir))
+    if features.ftrace_direct and not all(f"{p}{features.ftrace_direct}" in exports for p in ("", "un")):
+        features = dataclasses.replace(features, ftrace_direct="")
     return Kernel(kdir=kdir, release=release, config=config, exports=exports, features=features)
 
 

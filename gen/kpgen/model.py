@@ -56,12 +56,12 @@ def kdir_hint(release: str) -> str:
 # The core's files, in the order they are rendered: the public API header, the internal one,
 # the header of probed kernel facts (the only one whose C differs from kernel to kernel), the
 # C files by responsibility, and the Kbuild file.
-CORE_FILES = ("kpatch.h", "core.h", "probed.h", "core.c", "patch.c", "transition.c", "stacks.h", "stacks.c",
-              "precheck.c", "busy.c", "nmi.c", "symbols.c", "internals.c", "relocs.c", "module.c", "callbacks.c",
-              "replace.c", "release.c", "sysfs.c", "faults.c", "Kbuild")
+CORE_FILES = ("kpatch.h", "core.h", "probed.h", "slots.h", "core.c", "patch.c", "direct.c", "direct_caller.S",
+              "transition.c", "stacks.h", "stacks.c", "precheck.c", "busy.c", "nmi.c", "symbols.c", "internals.c",
+              "relocs.c", "module.c", "callbacks.c", "replace.c", "release.c", "sysfs.c", "faults.c", "Kbuild")
 # The test build's fault points (faults.c, `make KPATCH_FAULTS=y`).
 FAULT_POINTS = ("alloc", "lookup", "filter", "filter_remove", "register", "unregister", "redirect_unregister",
-                "activeness", "sysfs", "nmi", "relocs")
+                "direct", "activeness", "sysfs", "nmi", "slots", "relocs")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@
 
 #include "kpatch.h"
 #include "probed.h"
+#include "slots.h"
 
 #if !defined(CONFIG_DYNAMIC_FTRACE_WITH_REGS) && !defined(CONFIG_DYNAMIC_FTRACE_WITH_ARGS)
 #error "kpatch needs CONFIG_DYNAMIC_FTRACE_WITH_REGS or CONFIG_DYNAMIC_FTRACE_WITH_ARGS"
@@ -44,7 +45,6 @@
 #error "kpatch needs CONFIG_TASKS_RCU"
 #endif
 
-#define KPATCH_HASH_BITS		10
 #define KPATCH_MAX_STACK_ENTRIES	128
 #define KPATCH_UNREGISTER_TRIES		50
 #define KPATCH_UNREGISTER_RETRY_MS	100
@@ -198,9 +198,21 @@ kpatch_find_older(struct kpatch_func *func)
 	return NULL;
 }
 
+unsigned long kpatch_target_slow(unsigned long ip);
+void kpatch_slots_hide(const struct kpatch_change *change);
+void kpatch_slots_show(const struct kpatch_change *change);
 unsigned long kpatch_ftrace_location(unsigned long addr);
 int kpatch_switch(struct kpatch_change *change);
 bool kpatch_patch_exit(void);
+
+/* direct.c, direct_caller.S: hooking through ftrace direct calls (direct_calls=1) */
+void kpatch_direct_caller(void);
+unsigned long kpatch_direct_target(unsigned long ip);
+bool kpatch_direct_wanted(void);
+bool kpatch_direct_hooked(unsigned long ip);
+int kpatch_direct_hook(struct kpatch_change *change);
+void kpatch_direct_prune(void);
+bool kpatch_direct_exit(void);
 
 /* nmi.c: the NMI protocol */
 struct kpatch_func *kpatch_find_func_nmi(unsigned long ip);
@@ -347,7 +359,7 @@ void kpatch_force_disable(struct kpatch_patch *patch);
 #ifdef KPATCH_FAULT_INJECTION
 bool kpatch_fail(const char *point);
 void kpatch_park(const char *point);
-void kpatch_park_in_handler(const struct kpatch_func *func);
+void kpatch_park_in_handler(unsigned long ip);
 void kpatch_fake_nmi(struct kpatch_change *change);
 #else
 static inline bool kpatch_fail(const char *point)
@@ -359,8 +371,7 @@ static inline void kpatch_park(const char *point)
 {
 }
 
-static __always_inline void
-kpatch_park_in_handler(const struct kpatch_func *func)
+static __always_inline void kpatch_park_in_handler(unsigned long ip)
 {
 }
 

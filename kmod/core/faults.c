@@ -18,17 +18,20 @@
  *
  *   fail_at=POINT	every pass through POINT fails (alloc, lookup, filter,
  *			filter_remove, register, unregister, redirect_unregister,
- *			activeness, sysfs; relocs: once a module's first klp
- *			relocation section is written);
+ *			direct, activeness, sysfs; relocs: once a module's
+ *			first klp relocation section is written);
  *			for nmi, runs the NMI lookup halfway through the switch;
- *			for precheck, skips the activeness check's first pass
+ *			for precheck, skips the activeness check's first pass;
+ *			for slots, leaves the slot table empty, so that every
+ *			call takes the hash
  *   park_at=POINT	every pass through POINT sleeps park_ms (register,
  *			enable, coming, precheck: between the activeness check's
  *			first pass and stop_machine(); release: after a disabled
  *			patch's grace period, before its module reference goes)
  *   park_call=FUNC	the next call of the patched function FUNC stops in
- *			the handler, on its way to the replacement, for
- *			park_ms, preemptible but without sleeping
+ *			the handler (or a direct call's slow path), on its way
+ *			to the replacement, for park_ms, preemptible but
+ *			without sleeping
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -77,17 +80,24 @@ void kpatch_park(const char *point)
 }
 
 /*
- * Holds the calling task where the handler has set the replacement as the
- * address to return to: it spins with preemption enabled (cond_resched()
- * gives way, and is no tasks-RCU quiescent state), like a task preempted in
- * the ftrace trampoline, which the core must not let run into freed code.
+ * Holds the calling task where the handler (or the slow path of a direct
+ * call) has set the replacement as the address to return to: it spins with
+ * preemption enabled (cond_resched() gives way, and is no tasks-RCU
+ * quiescent state), like a task preempted in the ftrace trampoline, which
+ * the core must not let run into freed code.
  */
-notrace void kpatch_park_in_handler(const struct kpatch_func *func)
+notrace void kpatch_park_in_handler(unsigned long ip)
 {
+	const struct kpatch_func *func;
 	unsigned long end;
 
-	if (!park_call[0] || !sysfs_streq(park_call, func->old_name) ||
-	    !preemptible())
+	if (!park_call[0] || !preemptible())
+		return;
+	preempt_disable_notrace();
+	func = kpatch_find_func(ip);
+	preempt_enable_notrace();
+	/* the replacement's module stays while this task is on its way there */
+	if (!func || !sysfs_streq(park_call, func->old_name))
 		return;
 	park_call[0] = '\0';
 	pr_notice("parked task '%s' (pid %d) on its way to the replacement of '%s'\n",

@@ -13,6 +13,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
+#include <linux/kprobes.h>
 #include <linux/rcupdate.h>
 
 #include "core.h"
@@ -40,6 +41,11 @@
  * An NMI that began before UPDATING was set ends before its CPU can join
  * stop_machine(), so before the callback changes anything: it saw only the
  * old version.
+ *
+ * The slot table (patch.c) answers most calls before any of this: the
+ * functions of a change leave it before UPDATING is set and come back once
+ * the state is IDLE again, so in between an NMI finds there only functions
+ * the change does not switch, and for the others follows the protocol.
  */
 enum {
 	KPATCH_STATE_IDLE,
@@ -73,12 +79,18 @@ notrace struct kpatch_func *kpatch_find_func_nmi(unsigned long ip)
 		func = kpatch_find_older(func);
 	return func;
 }
+NOKPROBE_SYMBOL(kpatch_find_func_nmi);
 
-/* Marks the functions of @change, then lets NMI handlers know: UPDATING. */
+/*
+ * Takes the functions of @change out of the slot table (so that their calls,
+ * NMIs' included, ask the hash), marks them, then lets NMI handlers know:
+ * UPDATING.
+ */
 void kpatch_nmi_begin(struct kpatch_change *change)
 {
 	unsigned int i;
 
+	kpatch_slots_hide(change);
 	for (i = 0; i < change->nr_add; i++)
 		change->add[i]->op = KPATCH_OP_PATCH;
 	for (i = 0; i < change->nr_del; i++)
@@ -114,7 +126,10 @@ void kpatch_nmi_force_commit(void)
 	atomic_set(&kpatch_state, KPATCH_STATE_COMMITTED);
 }
 
-/* After stop_machine(): the hash is final, the ops no longer matter. */
+/*
+ * After stop_machine(): the hash is final, the ops no longer matter, and the
+ * functions of @change go back into the slot table.
+ */
 void kpatch_nmi_end(struct kpatch_change *change)
 {
 	unsigned int i;
@@ -122,6 +137,7 @@ void kpatch_nmi_end(struct kpatch_change *change)
 	/* the hash changes before the state: IDLE means the hash is final */
 	smp_wmb();
 	atomic_set(&kpatch_state, KPATCH_STATE_IDLE);
+	kpatch_slots_show(change);
 	/* no NMI handler may still look at the ops when they are cleared */
 	synchronize_rcu();
 	for (i = 0; i < change->nr_add; i++)

@@ -16,6 +16,7 @@
 #include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/hashtable.h>
+#include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #ifdef CONFIG_X86_KERNEL_IBT
@@ -32,8 +33,9 @@
  */
 DEFINE_HASHTABLE(kpatch_func_hash, KPATCH_HASH_BITS);
 
-/* Functions in kpatch_func_hash. */
+/* Functions in kpatch_func_hash, and those of them hooked by kpatch_ftrace_ops. */
 static unsigned int kpatch_nr_applied;
+static unsigned int kpatch_nr_filtered;
 
 /*
  * Whether kpatch_ftrace_ops is registered: while any function is applied,
@@ -59,40 +61,74 @@ unsigned long kpatch_ftrace_location(unsigned long addr)
 	return addr;
 }
 
+/* The slot table (slots.h): written under kpatch_mutex only. */
+unsigned long kpatch_slots[1 << KPATCH_SLOT_BITS];
+
+/*
+ * The newest replacement of the function ftrace hooks at @ip, from the hash,
+ * or 0: for a call the slot table cannot answer.  An NMI takes the view the
+ * NMI protocol (nmi.c) gives it, so that it never sees a change half made.
+ * Called with preemption disabled.
+ */
+notrace unsigned long kpatch_target_slow(unsigned long ip)
+{
+	struct kpatch_func *func;
+
+	if (likely(!in_nmi()))
+		func = kpatch_find_func(ip);
+	else
+		func = kpatch_find_func_nmi(ip);
+	return func ? (unsigned long)func->new_func : 0;
+}
+NOKPROBE_SYMBOL(kpatch_target_slow);
+
+/* The handler's end when the slot table did not answer: the hash does. */
+static noinline notrace void kpatch_handler_slow(unsigned long ip,
+						 struct ftrace_regs *fregs)
+{
+	unsigned long target;
+
+	target = kpatch_target_slow(ip);
+	if (target)
+		kpatch_set_ip(fregs, target);
+	preempt_enable_notrace();
+	if (target)
+		kpatch_park_in_handler(ip);
+}
+NOKPROBE_SYMBOL(kpatch_handler_slow);
+
 /*
  * Called by ftrace at the start of every hooked function: sends the call to
- * the newest applied replacement.  An NMI takes the view the NMI protocol of
- * transition.c gives it, so it never sees a change half made.
+ * the newest applied replacement, which the slot table gives with one load,
+ * or else the hash.
+ *
+ * It disables preemption, which the switch in stop_machine() relies on, but
+ * takes no ftrace recursion guard: nothing it runs can be traced or probed
+ * (every function is notrace and NOKPROBE_SYMBOL, every helper inline), so
+ * it cannot call itself but from a context that interrupted it, which is
+ * sound.  The guard cost more than the lookup (docs/design.md, "Where the
+ * time of a call goes").
  */
 static void notrace kpatch_ftrace_handler(unsigned long ip,
 					  unsigned long parent_ip,
 					  struct ftrace_ops *fops,
 					  struct ftrace_regs *fregs)
 {
-	struct kpatch_func *func;
-	int bit;
+	unsigned long slot;
 
-	bit = ftrace_test_recursion_trylock(ip, parent_ip);
-	if (WARN_ON_ONCE(bit < 0))
-		return;
-#if !KPATCH_RECURSION_LOCK_DISABLES_PREEMPTION
 	preempt_disable_notrace();
-#endif
-	if (likely(!in_nmi()))
-		func = kpatch_find_func(ip);
-	else
-		func = kpatch_find_func_nmi(ip);
-	if (func)
-		kpatch_set_ip(fregs, (unsigned long)func->new_func);
-#if !KPATCH_RECURSION_LOCK_DISABLES_PREEMPTION
+	slot = kpatch_slot_read(ip);
+	if (unlikely(!kpatch_slot_holds(slot, ip))) {
+		kpatch_handler_slow(ip, fregs);
+		return;
+	}
+	kpatch_set_ip(fregs, kpatch_slot_replacement(slot));
 	preempt_enable_notrace();
-#endif
-	ftrace_test_recursion_unlock(bit);
 
 	/* test build: a task parked here is on its way to the replacement */
-	if (func)
-		kpatch_park_in_handler(func);
+	kpatch_park_in_handler(ip);
 }
+NOKPROBE_SYMBOL(kpatch_ftrace_handler);
 
 #ifdef CONFIG_DYNAMIC_FTRACE_WITH_ARGS
 #define KPATCH_FTRACE_OPS_FLAGS	(FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
@@ -106,13 +142,91 @@ static struct ftrace_ops kpatch_ftrace_ops __read_mostly = {
 	.flags = KPATCH_FTRACE_OPS_FLAGS,
 };
 
+/* The slot table ------------------------------------------------------------ */
+
+/* Whether @func's ftrace location and replacement fit in a slot (slots.h). */
+static bool kpatch_slot_fits(const struct kpatch_func *func)
+{
+	unsigned long new_func = (unsigned long)func->new_func;
+
+	return func->ip == (unsigned long)(long)(s32)func->ip &&
+	       new_func == (unsigned long)(long)(s32)new_func;
+}
+
+/* Empties the slot of @ip if @ip holds it. */
+static void kpatch_slot_clear(unsigned long ip)
+{
+	unsigned long *slot = &kpatch_slots[kpatch_slot_index(ip)];
+
+	if ((u32)*slot == (u32)ip)
+		WRITE_ONCE(*slot, 0);
+}
+
+/*
+ * Gives the empty slot @index to the first function of kpatch_func_hash it
+ * belongs to (of those patched now, the one patched first), with that
+ * function's newest version.
+ */
+static void kpatch_slot_fill(unsigned int index)
+{
+	struct hlist_head *head;
+	struct kpatch_func *func;
+
+	/* test build: every call takes the hash */
+	if (kpatch_slots[index] || kpatch_fail("slots"))
+		return;
+	head = &kpatch_func_hash[index >> (KPATCH_SLOT_BITS - KPATCH_HASH_BITS)];
+	hlist_for_each_entry(func, head, node) {
+		if (kpatch_slot_index(func->ip) != index)
+			continue;
+		if (kpatch_slot_fits(func))
+			WRITE_ONCE(kpatch_slots[index],
+				   (u32)func->ip |
+				   (unsigned long)func->new_func << 32);
+		return;
+	}
+}
+
+/*
+ * Before a change: the functions it switches leave the slot table, so that
+ * their calls ask the hash until the change is over (and an NMI the NMI
+ * protocol).  A call that read its slot before is answered with the version
+ * before the change, as if it had come earlier.
+ */
+void kpatch_slots_hide(const struct kpatch_change *change)
+{
+	unsigned int i;
+
+	for (i = 0; i < change->nr_add; i++)
+		kpatch_slot_clear(change->add[i]->ip);
+	for (i = 0; i < change->nr_del; i++)
+		kpatch_slot_clear(change->del[i]->ip);
+}
+
+/*
+ * After a change, once the hash is final: the slots of the functions it
+ * switched, and those they freed, show the hash's answer again.
+ */
+void kpatch_slots_show(const struct kpatch_change *change)
+{
+	unsigned int i;
+
+	BUILD_BUG_ON(KPATCH_SLOT_BITS < KPATCH_HASH_BITS);
+	BUILD_BUG_ON(KPATCH_GOLDEN_RATIO_64 != GOLDEN_RATIO_64);
+	for (i = 0; i < change->nr_add; i++)
+		kpatch_slot_fill(kpatch_slot_index(change->add[i]->ip));
+	for (i = 0; i < change->nr_del; i++)
+		kpatch_slot_fill(kpatch_slot_index(change->del[i]->ip));
+}
+
 /* Filters ------------------------------------------------------------------ */
 
 /*
- * Collects into @change->ips the ftrace locations of @funcs that no function
- * in kpatch_func_hash hooks: before an apply, those the filter must gain;
- * after a removal, those it can lose.  Filters change in one batch, so that
- * ftrace rewrites the kernel's code once, not once per function.
+ * Collects into @change->ips the ftrace locations of @funcs that nothing
+ * hooks for a function in kpatch_func_hash, nor a direct call: before an
+ * apply, those to hook; after a removal, those the filter can lose.  Filters
+ * change in one batch, so that ftrace rewrites the kernel's code once, not
+ * once per function.
  */
 static void kpatch_collect_ips(struct kpatch_change *change,
 			       struct kpatch_func **funcs, unsigned int nr)
@@ -121,7 +235,8 @@ static void kpatch_collect_ips(struct kpatch_change *change,
 
 	change->nr_ips = 0;
 	for (i = 0; i < nr; i++) {
-		if (kpatch_find_func(funcs[i]->ip))
+		if (kpatch_find_func(funcs[i]->ip) ||
+		    kpatch_direct_hooked(funcs[i]->ip))
 			continue;
 		/* a cumulative patch may remove several versions of one function */
 		for (j = 0; j < change->nr_ips && change->ips[j] != funcs[i]->ip; j++)
@@ -177,7 +292,7 @@ static void kpatch_report_filters(struct kpatch_change *change, int batch_ret)
 
 	for (i = 0; i < change->nr_add; i++) {
 		func = change->add[i];
-		if (kpatch_find_func(func->ip))
+		if (kpatch_find_func(func->ip) || kpatch_direct_hooked(func->ip))
 			continue;
 		ret = ftrace_set_filter_ip(&kpatch_ftrace_ops, func->ip, 0, 0);
 		if (!ret) {
@@ -274,8 +389,14 @@ int kpatch_switch(struct kpatch_change *change)
 	if (ret)
 		return ret;
 
+	/* functions hooked by nothing yet: a direct call, or the filter */
 	kpatch_collect_ips(change, change->add, change->nr_add);
-	if (change->nr_ips) {
+	if (change->nr_ips && kpatch_direct_wanted()) {
+		ret = kpatch_direct_hook(change);
+		if (ret)
+			return ret;
+		change->nr_ips = 0;
+	} else if (change->nr_ips) {
 		ret = kpatch_fail("filter") ? -EINVAL :
 		      ftrace_set_filter_ips(&kpatch_ftrace_ops, change->ips,
 					    change->nr_ips, 0, 0);
@@ -285,7 +406,7 @@ int kpatch_switch(struct kpatch_change *change)
 		}
 	}
 
-	if (!kpatch_ops_registered && change->nr_add) {
+	if (!kpatch_ops_registered && change->nr_ips) {
 		ret = kpatch_register_ops();
 		if (ret)
 			goto err_filters;
@@ -295,29 +416,38 @@ int kpatch_switch(struct kpatch_change *change)
 	if (ret)
 		goto err_filters;
 
-	for (i = 0; i < change->nr_add; i++)
+	for (i = 0; i < change->nr_add; i++) {
 		change->add[i]->applied = true;
-	for (i = 0; i < change->nr_del; i++)
+		if (!kpatch_direct_hooked(change->add[i]->ip))
+			kpatch_nr_filtered++;
+	}
+	for (i = 0; i < change->nr_del; i++) {
 		change->del[i]->applied = false;
+		if (!kpatch_direct_hooked(change->del[i]->ip))
+			kpatch_nr_filtered--;
+	}
 	kpatch_nr_applied += change->nr_add;
 	kpatch_nr_applied -= change->nr_del;
-	if (!kpatch_nr_applied) {
+	kpatch_collect_ips(change, change->del, change->nr_del);
+	kpatch_direct_prune();
+	if (!kpatch_nr_filtered) {
 		if (kpatch_ops_registered)
 			kpatch_unregister_ops();
 		return 0;
 	}
-	kpatch_collect_ips(change, change->del, change->nr_del);
 	kpatch_remove_filters(change);
 	return 0;
 
 err_filters:
 	/* the hash has not changed: the collected filters are those added */
-	if (kpatch_ops_registered && !kpatch_nr_applied)
+	if (kpatch_ops_registered && !kpatch_nr_filtered)
 		kpatch_unregister_ops();
 	else if (kpatch_ops_registered)
 		kpatch_remove_filters(change);
 	else
 		kpatch_reset_filters();
+	/* a direct call hooked for the change goes */
+	kpatch_direct_prune();
 	return ret;
 }
 
@@ -347,5 +477,5 @@ bool kpatch_patch_exit(void)
 			       " (ftrace is disabled for good: it will not end)" : "");
 		msleep(KPATCH_UNREGISTER_RETRY_MS);
 	}
-	return !kpatch_nr_applied;
+	return !kpatch_nr_applied && kpatch_direct_exit();
 }

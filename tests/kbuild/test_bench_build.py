@@ -19,7 +19,7 @@ def test_bench_tree_builds(tmp_path: Path) -> None:
     tree = bench.build_tree(k, tmp_path / "bench")  # raises on any build warning
     kos = sorted(p.name for p in tree.root.rglob("*.ko"))
     assert {"kpatch.ko", "kpgen_bench.ko", f"{bench.FUNCS_MODULE}.ko", "kpgen_bench_klp.ko", "bench_many_1000.ko",
-            "bench_stack_10.ko", f"{bench.LP_BACKEND_PATCH}.ko"} <= set(kos)
+            "bench_stack_10.ko", f"{bench.LP_BACKEND_PATCH}.ko", f"{bench.DIRECT_PATCH}.ko"} <= set(kos)
     # the livepatch backend's patch is an upstream livepatch module, without the core
     lp = tree.root / "patches" / bench.LP_BACKEND_PATCH / f"{bench.LP_BACKEND_PATCH}.ko"
     assert elfcheck.check_module(lp, k, backend="livepatch").ok

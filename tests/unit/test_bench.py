@@ -28,6 +28,8 @@ def test_written_specs_are_valid(tmp_path):
     many = loaded["bench_many_1000"].functions
     assert len(many) == 1000 and {f.object for f in many} == {bench.FUNCS_MODULE}
     assert many[7].target == "kpgen_bench_fn_007" and many[7].replacement == "bench_many_1000_fn_007"
+    direct = loaded[bench.DIRECT_PATCH].functions
+    assert [f.target for f in direct] == ["kpgen_bench_kpgen_direct"] and direct[0].object == "kpgen_bench"
 
 
 def test_module_columns_match_the_c_table():
@@ -96,6 +98,14 @@ def test_normalise_divides_by_the_stub_of_the_same_round():
         bench.normalise([{"stub": 0.0, "a": 1.0}])
 
 
+def test_a_round_is_divided_by_the_faster_unhooked_copy():
+    # a boot where the stub's translated code is slow: the other unhooked copy is the plain call
+    rows = [{"stub": 43.5, "unpatched": 14.5, "a": 58.0}]
+    assert bench.normalise(rows) == [{"unpatched": 1.0, "a": 4.0}]
+    assert bench.baseline(rows[0]) == 14.5
+    assert bench.baseline({"stub": 10.0, "unpatched": 10.5}) == 10.0
+
+
 def test_pass_diff_pct():
     assert bench.pass_diff_pct(2.0, 2.1) == pytest.approx(5.0)
     assert bench.pass_diff_pct(2.0, 1.9) == pytest.approx(5.0)
@@ -111,8 +121,15 @@ def test_ratio_interval_is_the_widest_the_two_intervals_allow():
 
 # --- parsing ---------------------------------------------------------------------------------
 
-def _run_text(rounds: list[list[int]]) -> str:
-    return "# " + " ".join(bench.MODULE_CASES) + "\n" + "".join(" ".join(map(str, r)) + "\n" for r in rounds)
+def _run_text(rounds: list[dict[str, int]]) -> str:
+    """/proc/kpgen_bench's text: each round's case times, in the module's column order (30000 ns
+    for a case the round does not name)."""
+    return "# " + " ".join(bench.MODULE_CASES) + "\n" + "".join(
+        " ".join(str(r.get(c, 30000)) for c in bench.MODULE_CASES) + "\n" for r in rounds)
+
+
+ROUND = {"stub": 2000, "unpatched": 2000, "ftrace_empty": 6000, "kpgen_1": 10000, "kpgen_2": 10000,
+         "kpgen_10": 10000, "livepatch": 14000, "lp_backend": 14000}
 
 
 def test_parse_run_gives_ns_per_call_of_two_chunks():
@@ -144,9 +161,9 @@ def _runs(kpgen: float, livepatch: float, other_1000: float, slow_round: float =
             k = slow_round if i % 3 == 0 else 1.0
             scale = second_pass if p % 2 == 0 else 1.0
             kp = (other_1000 if phase == "other_1000" else kpgen) * (later_boots if bench.boot_of(p) > 1 else 1.0)
-            row = {"stub": 10.0, "unpatched": 10.0, "ftrace_empty": 30.0, "kpgen_1": 10 + kp * scale,
-                   "kpgen_2": 10 + kp, "kpgen_10": 10 + kp, "livepatch": 10 + livepatch,
-                   "lp_backend": 10 + livepatch}
+            row = dict.fromkeys(bench.MODULE_CASES, 30.0) | {
+                "stub": 10.0, "unpatched": 10.0, "kpgen_1": 10 + kp * scale, "kpgen_2": 10 + kp,
+                "kpgen_10": 10 + kp, "livepatch": 10 + livepatch, "lp_backend": 10 + livepatch}
             rows.append({c: v * k for c, v in row.items()})
         runs[(p, phase)] = rows
     return runs
@@ -182,7 +199,7 @@ def test_boots_are_compared_apart_from_passes():
 
 
 def test_read_runs_takes_each_boot_from_its_directory(tmp_path):
-    text = _run_text([[2000, 2000, 6000, 10000, 10000, 10000, 14000, 14000]] * 3)
+    text = _run_text([ROUND] * 3)
     for b in (1, 2):
         d = bench.percall_dir(tmp_path, b)
         d.mkdir()
@@ -196,7 +213,7 @@ def test_read_runs_takes_each_boot_from_its_directory(tmp_path):
 
 
 def test_parse_run_and_figures_from_module_text():
-    text = _run_text([[2000, 2000, 6000, 10000, 10000, 10000, 14000, 14000]] * 5)
+    text = _run_text([ROUND] * 5)
     rows = bench.parse_run(text, calls=100)
     assert rows[0]["stub"] == 10.0 and rows[0]["livepatch"] == 70.0
 
@@ -214,7 +231,11 @@ def test_apply_spread_and_failures():
     assert (a.insmod_ms.median, a.insmod_ms.min, a.insmod_ms.max) == (2.0, 1.0, 3.0)
     assert a.pause_us is not None and (a.pause_us.median, a.pause_us.lo, a.pause_us.hi) == (6.5, 5.0, 7.0)
     assert a.tasks_checked == 82 and a.unwound == 5 and a.trusted == 76
+    assert a.rmmod_ms is None
     assert rows[("livepatch", 1)].pause_us is None
+    timed = bench.parse_apply("case=kpgen_direct functions=1 extra_tasks=0 insmod_ns=1000000 rmmod_ns=4000000 "
+                              "pause_ns=5000 result=0\n")[0]
+    assert timed.rmmod_ms is not None and timed.rmmod_ms.median == 4.0
     with pytest.raises(KpgenError, match="failed"):
         bench.parse_apply("case=kpgen functions=1 extra_tasks=0 insmod_ns=1 pause_ns=1 result=-16\n")
 

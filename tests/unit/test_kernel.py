@@ -19,7 +19,9 @@ def test_features_of_6_1():
     assert k.features.ftrace_ip_setter == "ftrace_instruction_pointer_set"
     assert k.features.ksym_cb_has_mod and not k.features.module_ksym_takes_modname
     assert not k.features.has_ibt
-    assert k.features.recursion_lock_disables_preemption
+    # 6.1's per-ip register_ftrace_direct(ip, addr) is not the ops-based API the core uses
+    assert k.features.ftrace_direct == "register_ftrace_direct_multi"
+    assert not k.features.ftrace_direct_unregister_frees
 
 
 def test_features_of_6_12():
@@ -28,7 +30,18 @@ def test_features_of_6_12():
     assert k.features.ftrace_ip_setter == "ftrace_regs_set_instruction_pointer"
     assert not k.features.ksym_cb_has_mod and k.features.module_ksym_takes_modname
     assert k.features.has_ibt
-    assert k.features.recursion_lock_disables_preemption
+    assert k.features.ftrace_direct == "register_ftrace_direct"
+    assert k.features.ftrace_direct_unregister_frees
+
+
+def test_direct_calls_need_their_exports(tmp_path):
+    """A kernel whose Module.symvers lacks the direct-call exports has no direct calls: the
+    core's direct_calls parameter then refuses 1."""
+    kdir = fake_kdir(tmp_path)
+    symvers = kdir / "Module.symvers"
+    symvers.write_text("".join(line for line in symvers.read_text().splitlines(keepends=True)
+                               if "unregister_ftrace_direct" not in line))
+    assert kernel.probe(kdir).features.ftrace_direct == ""
 
 
 def fake_kdir(tmp_path: Path) -> Path:

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
 IBT_FEATURES = KernelFeatures(
     has_ibt=True, ftrace_with_args=True, ftrace_ip_setter="ftrace_regs_set_instruction_pointer",
-    ksym_cb_has_mod=False, module_ksym_takes_modname=True, recursion_lock_disables_preemption=True,
-    module_mem=True, clears_klp_relocs=True,
+    ksym_cb_has_mod=False, module_ksym_takes_modname=True, module_mem=True, clears_klp_relocs=True,
+    ftrace_direct="register_ftrace_direct", ftrace_direct_unregister_frees=True,
 )
 IBT_RELEASE = "6.12.0-golden-amd64"
 

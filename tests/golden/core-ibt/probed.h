@@ -29,9 +29,6 @@
 /* Whether module_kallsyms_on_each_symbol() takes the module's name first. */
 #define KPATCH_MODULE_KSYM_TAKES_MODNAME 1
 
-/* Whether ftrace_test_recursion_trylock() disables preemption itself. */
-#define KPATCH_RECURSION_LOCK_DISABLES_PREEMPTION 1
-
 /* Whether struct module keeps its memory in mem[] (else in core_layout). */
 #define KPATCH_MODULE_MEM 1
 
@@ -47,5 +44,14 @@
  * relocation section wrote (relocs.c; else the core does it itself).
  */
 #define KPATCH_KERNEL_CLEARS_RELOCS 1
+
+/*
+ * ftrace direct calls (direct.c): sending the functions of an ftrace_ops to
+ * one address, and taking them back (the filters stay, for the caller to
+ * free); 0 when this kernel offers no such API.
+ */
+#define KPATCH_DIRECT_CALLS 1
+#define kpatch_register_direct(ops, addr) register_ftrace_direct(ops, addr)
+#define kpatch_unregister_direct(ops, addr) unregister_ftrace_direct(ops, addr, false)
 
 #endif /* _KPATCH_PROBED_H */

@@ -124,12 +124,17 @@ load kpgen_bench
 load kpgen_bench_funcs
 
 # --- per-call overhead ----------------------------------------------------------------------
-# every case hooked at once: the empty callback, 1, 2 and 10 stacked kpgen patches, livepatch
+# every case hooked at once: the bench module's own callbacks (the empty one, the handler's
+# pieces), 1, 2 and 10 stacked kpgen patches, a kpgen patch through a direct call, livepatch
 run_percall() {
 	local i run pass phase m
 	isolate_cpu1
 	echo "ftrace 1" >"$PROC"
 	load kpatch
+	# the direct-call case: its function is hooked while direct_calls is 1
+	echo 1 >"$PARAMS/direct_calls"
+	load bench_direct
+	echo 0 >"$PARAMS/direct_calls"
 	for i in 01 02 03 04 05 06 07 08 09 10; do
 		load "bench_stack_$i"
 	done
@@ -158,6 +163,7 @@ run_percall() {
 	for i in 10 09 08 07 06 05 04 03 02 01; do
 		unload "bench_stack_$i"
 	done
+	unload bench_direct
 	echo "ftrace 0" >"$PROC"
 	rmmod kpatch
 	release_cpus
@@ -165,18 +171,22 @@ run_percall() {
 
 # --- apply cost -----------------------------------------------------------------------------
 # `apply_kpgen CASE N TASKS REPS`: REPS loads of the patch of N functions, with TASKS extra
-# sleeping tasks running.
+# sleeping tasks running, each followed by its unload (disable and rmmod), timed too.
 apply_kpgen() {
-	local r start end change
+	local r start end change insmod_ns
 	step "apply case: $1, $2 functions, $3 extra tasks"
 	for ((r = 0; r < $4; r++)); do
 		start=$(now_ns)
 		load "bench_many_$2"
 		end=$(now_ns)
+		insmod_ns=$((end - start))
 		# read apart from the echo: a failed read must stop the run, not write a short line
 		change=$(cat "$SYS/last_change")
-		echo "case=$1 functions=$2 extra_tasks=$3 insmod_ns=$((end - start)) $change" >>"$RESULTS/apply.txt"
+		start=$(now_ns)
 		unload "bench_many_$2"
+		end=$(now_ns)
+		echo "case=$1 functions=$2 extra_tasks=$3 insmod_ns=$insmod_ns rmmod_ns=$((end - start)) $change" \
+			>>"$RESULTS/apply.txt"
 	done
 }
 
@@ -210,6 +220,12 @@ run_apply() {
 		apply_klp kpgen_livepatch bench_lp "$tasks"
 		stop_sleepers
 	done
+	# the same patches hooked with direct calls
+	echo 1 >"$PARAMS/direct_calls"
+	for n in 1 100 1000; do
+		apply_kpgen kpgen_direct "$n" 0 "$APPLY_REPS"
+	done
+	echo 0 >"$PARAMS/direct_calls"
 
 	rmmod kpatch
 

@@ -3,12 +3,14 @@
  * kpgen_bench: measures what a call of a patched function costs.
  *
  * The module holds identical small functions, the targets, each hooked in
- * its own way by the benchmark (one unpatched, one with an empty ftrace
- * callback, one patched by one kpgen patch, one by 2 and one by 10 stacked
- * kpgen patches, one by a hand-written upstream livepatch, one by a patch
- * kpgen's livepatch backend made), and the stub: one more copy,
- * never hooked, the baseline.  Each is called through a function pointer read
- * anew at each call (a volatile access).
+ * its own way by the benchmark (one unpatched, one patched by one kpgen
+ * patch, one by 2 and one by 10 stacked kpgen patches, one by a kpgen patch
+ * hooked with an ftrace direct call, one by a
+ * hand-written upstream livepatch, one by a patch kpgen's livepatch backend
+ * made; and those the module hooks itself, pieces.c: an empty ftrace
+ * callback and the pieces of a handler), and the stub: one more copy, never
+ * hooked, the baseline.  Each is called through a function pointer read anew
+ * at each call (a volatile access).
  *
  * A run is made of rounds.  Each round times one chunk of CALLS calls of the
  * stub and of every target in one order and then again in the reverse order
@@ -24,13 +26,12 @@
  *
  * /proc/kpgen_bench accepts:
  *   "run ROUNDS CALLS"  a run of ROUNDS rounds, CALLS calls per chunk
- *   "ftrace 1|0"        hook or unhook the empty callback on its target
+ *   "ftrace 1|0"        hook or unhook the callbacks of pieces.c
  * Reading it shows the last run: a "#" line naming the cases, then one line
  * per round, the nanoseconds of each case's two chunks added up.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/ftrace.h>
 #include <linux/irqflags.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
@@ -43,11 +44,11 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
+#include "kpgen_bench.h"
+
 #define KPGEN_BENCH_MAX_ROUNDS	20000
 /* with interrupts off: a chunk of this many calls stays well below 1 ms */
 #define KPGEN_BENCH_MAX_CALLS	5000
-
-typedef unsigned int (*kpgen_bench_fn)(const unsigned long j);
 
 /*
  * The stub and the targets: the same work, distinct functions (noinline, and
@@ -62,11 +63,6 @@ static noinline unsigned int kpgen_bench_stub(const unsigned long j)
 static noinline unsigned int kpgen_bench_plain(const unsigned long j)
 {
 	return (MSEC_PER_SEC / HZ) * j + 2;
-}
-
-static noinline unsigned int kpgen_bench_ftrace(const unsigned long j)
-{
-	return (MSEC_PER_SEC / HZ) * j + 3;
 }
 
 static noinline unsigned int kpgen_bench_kpgen_1(const unsigned long j)
@@ -84,6 +80,11 @@ static noinline unsigned int kpgen_bench_kpgen_10(const unsigned long j)
 	return (MSEC_PER_SEC / HZ) * j + 6;
 }
 
+static noinline unsigned int kpgen_bench_kpgen_direct(const unsigned long j)
+{
+	return (MSEC_PER_SEC / HZ) * j + 9;
+}
+
 static noinline unsigned int kpgen_bench_livepatch(const unsigned long j)
 {
 	return (MSEC_PER_SEC / HZ) * j + 7;
@@ -96,15 +97,20 @@ static noinline unsigned int kpgen_bench_lp_backend(const unsigned long j)
 
 /* In the order of the "#" line; the stub first. */
 static const char *const kpgen_bench_names[] = {
-	"stub", "unpatched", "ftrace_empty", "kpgen_1", "kpgen_2", "kpgen_10",
+	"stub", "unpatched", "ftrace_empty", "preempt", "guard", "guard_nmi",
+	"redirect",
+	"hash", "slot", "klp", "kpgen_1", "kpgen_2", "kpgen_10", "kpgen_direct",
 	"livepatch", "lp_backend",
 };
 
 /* Read with READ_ONCE() at each call: the compiler can neither inline nor hoist. */
 static kpgen_bench_fn kpgen_bench_ptrs[] = {
 	kpgen_bench_stub, kpgen_bench_plain, kpgen_bench_ftrace,
+	kpgen_bench_preempt, kpgen_bench_guard, kpgen_bench_guard_nmi,
+	kpgen_bench_redirect,
+	kpgen_bench_hash, kpgen_bench_slot, kpgen_bench_klp,
 	kpgen_bench_kpgen_1, kpgen_bench_kpgen_2, kpgen_bench_kpgen_10,
-	kpgen_bench_livepatch, kpgen_bench_lp_backend,
+	kpgen_bench_kpgen_direct, kpgen_bench_livepatch, kpgen_bench_lp_backend,
 };
 
 #define KPGEN_BENCH_CASES	ARRAY_SIZE(kpgen_bench_ptrs)
@@ -114,46 +120,6 @@ static unsigned long kpgen_bench_sink;
 static DEFINE_MUTEX(kpgen_bench_mutex);
 static u64 *kpgen_bench_results;
 static unsigned int kpgen_bench_rounds;
-
-/* The empty ftrace callback ------------------------------------------------ */
-
-static void notrace kpgen_bench_empty(unsigned long ip, unsigned long parent_ip,
-				      struct ftrace_ops *op,
-				      struct ftrace_regs *fregs)
-{
-}
-
-static struct ftrace_ops kpgen_bench_ops = {
-	.func = kpgen_bench_empty,
-};
-
-static bool kpgen_bench_hooked;
-
-static int kpgen_bench_hook(bool on)
-{
-	int ret;
-
-	if (on == kpgen_bench_hooked)
-		return 0;
-	if (!on) {
-		ret = unregister_ftrace_function(&kpgen_bench_ops);
-		if (ret)
-			return ret;
-		kpgen_bench_hooked = false;
-		return ftrace_set_filter(&kpgen_bench_ops, NULL, 0, 1);
-	}
-	ret = ftrace_set_filter(&kpgen_bench_ops, "kpgen_bench_ftrace",
-				strlen("kpgen_bench_ftrace"), 1);
-	if (ret)
-		return ret;
-	ret = register_ftrace_function(&kpgen_bench_ops);
-	if (ret) {
-		ftrace_set_filter(&kpgen_bench_ops, NULL, 0, 1);
-		return ret;
-	}
-	kpgen_bench_hooked = true;
-	return 0;
-}
 
 /* Measuring ---------------------------------------------------------------- */
 
