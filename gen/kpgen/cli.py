@@ -180,7 +180,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     _patch_name(name, k, "--name" if args.name else f"the name made from {patch.name} (--name)")
     out = Path(args.output) if args.output else Path(name)
     render.require_writable([out, out / "module", out / "core"] if args.build else [out])
-    ownership.refuse_existing([out / f"{name}.toml", out / "fix.c"], args.force)
+    ownership.refuse_existing([out / f"{name}.toml", out / "fix.c", out / diff.DIFF_FILE], args.force)
     src = source.find(k, Path(args.source) if args.source else None,
                       progress=lambda line: print(line, flush=True))
     with progress.step(f"comparing the code {patch.name} changes in {k.release}"):
@@ -191,8 +191,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"kpgen: applied {f.line()}")
     for d in plan.decisions:
         print(f"kpgen: {d.line()}")
-    written = render.write(out, [render.OutputFile(Path(f"{name}.toml"), diff.spec_text(plan).encode()),
-                                 render.OutputFile(Path("fix.c"), plan.fix_c.encode())], args.force)
+    files = [render.OutputFile(Path(f"{name}.toml"), diff.spec_text(plan).encode()),
+             render.OutputFile(Path("fix.c"), plan.fix_c.encode())]
+    if plan.spec is not None and plan.spec.diff is not None:
+        # the module carries the diff it implements (kpgen info, packages)
+        files.append(render.OutputFile(plan.spec.diff, patch.read_bytes()))
+    written = render.write(out, files, args.force)
     for path in written:
         print(f"kpgen: wrote {path}")
     if args.build:

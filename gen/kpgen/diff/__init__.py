@@ -29,11 +29,11 @@ from .build import build, set_backend
 from .closure import extract_unit
 from .compare import compile_one
 from .decisions import PREFIX, Action, Decision, Plan, SymbolUse, Target
-from .emit import spec_text, write
+from .emit import DIFF_FILE, spec_text, write
 from .finish import finish
 
-__all__ = ["Action", "Decision", "DiffRefused", "Plan", "SymbolUse", "Target", "build", "looks_like_a_diff",
-           "module_name", "plan", "plan_function", "set_backend", "spec_text", "write"]
+__all__ = ["DIFF_FILE", "Action", "Decision", "DiffRefused", "Plan", "SymbolUse", "Target", "build",
+           "looks_like_a_diff", "module_name", "plan", "plan_function", "set_backend", "spec_text", "write"]
 
 module_name = _apply.module_name
 looks_like_a_diff = _apply.looks_like_a_diff

@@ -5,7 +5,6 @@ checked against the kernel as any spec's are (checks.run)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from ..errors import BuildError, DiffRefused
@@ -18,14 +17,13 @@ from .decisions import Plan
 def finish(k: Kernel, p: Plan, parts: list[ExtractedUnit], work: Path) -> None:
     """Sets fix.c and the spec; refuses C that does not compile as a module, or a klp symbol
     the kernel does not have."""
-    from .. import checks, generate
+    from .. import checks, generate, spec
 
     p.fix_c = emit.fix_c(p, k, parts)
     p.spec = emit.patch_spec(p)
     where = work / "check"
-    where.mkdir(parents=True, exist_ok=True)
-    (where / "fix.c").write_text(p.fix_c)
-    patch = dataclasses.replace(p.spec, path=where / f"{p.name}.toml", sources=(where / "fix.c",), diff=None)
+    emit.write(p, where)
+    patch = spec.load(where / f"{p.name}.toml")
     try:
         generate.plan_patch(k, patch, where / "module", where / "core", "module", generate.core_files(k),
                             checks.Report())
