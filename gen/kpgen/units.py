@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import objects
 from .errors import BuildError, DefinitionError, UsageError
 from .kernel import Kernel, header_roots
 from .resources import KPATCH_API
@@ -228,25 +229,10 @@ def wait_compile(proc: subprocess.Popen, what: str) -> None:
         raise BuildError(f"compiling {what} failed:\n" + "\n".join(errors[:15]))
 
 
-DEFINITION_RE = r"^[A-Za-z_][^;=]*\b{name}\s*\("
-# The parts of the tree a function to copy is looked for in.
-SOURCE_DIRS = ("kernel", "fs", "mm", "lib", "net", "drivers", "arch/x86", "block", "security", "ipc", "init",
-               "crypto", "sound", "io_uring", "virt")
-
-
 def find_definition(tree: Path, func: str) -> str:
     """Returns the .c file of the tree that defines `func`; refuses (DefinitionError) when no
     file or several do, naming them."""
-    pattern = DEFINITION_RE.format(name=re.escape(func))
-    dirs = [str(tree / d) for d in SOURCE_DIRS if (tree / d).is_dir()]
-    proc = subprocess.run(["grep", "-rlE", "--include=*.c", pattern, *dirs],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
-    files = sorted(str(Path(f).relative_to(tree)) for f in proc.stdout.split())
-    if len(files) > 1:
-        # a weak default is not the kernel's function when another file defines it
-        weak = re.compile(pattern.replace("^[A-Za-z_]", "^.*?(?:__weak|weak)"), re.M)
-        strong = [f for f in files if not weak.search((tree / f).read_text(errors="replace"))]
-        files = strong or files
+    files = objects.defining_files(tree, func)
     if not files:
         raise DefinitionError(func, [], f"no .c file of the kernel source defines {func}(): check the name, "
                               "or give --file")
