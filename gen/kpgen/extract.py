@@ -421,3 +421,32 @@ def declaration_references(p: Parsed, e: Entity) -> set[tuple[str, str]]:
         if e.start <= off < head_end and ("macro", name) in p.entities:
             deps.add(("macro", name))
     return {d for d in deps if d in p.entities and d != e.key}
+
+
+HEADER_RE = re.compile(r"/((?:arch/[^/]+/)?include/.*)$")
+
+
+def header_definition(p: Parsed, name: str) -> tuple[str, str, bool] | None:
+    """Where a kernel header (not the unit's own files) defines or declares `name` for the
+    unit, that text as fix.c can repeat it (a macro's `#define`, a function's or a variable's
+    declaration, an inline function's whole definition), and whether it is a declaration;
+    None when no header does."""
+    import clang.cindex as ci
+
+    K = ci.CursorKind
+    for c in p.tu.cursor.get_children():
+        if c.spelling != name or c.kind not in (K.MACRO_DEFINITION, K.FUNCTION_DECL, K.VAR_DECL):
+            continue
+        f = c.location.file
+        if f is None or str(f.name) in p.local_files:
+            continue
+        m = HEADER_RE.search(str(f.name))
+        if m is None:
+            continue
+        text = p.text(str(f.name), c.extent.start.offset, c.extent.end.offset)
+        if c.kind == K.MACRO_DEFINITION:
+            return m.group(1), f"#define {text}", False
+        if c.kind == K.FUNCTION_DECL and c.is_definition():
+            return m.group(1), text, False
+        return m.group(1), text.rstrip(";") + ";", True
+    return None

@@ -148,3 +148,15 @@ def test_a_changed_anonymous_member_is_a_layout_change(tmp_path: Path) -> None:
     assert (info.value.where, info.value.problem) == (
         "fs/x/a.c: struct shape", "the diff changes its layout (an anonymous member changes its type), "
         "and objects of it already exist in the running kernel")
+
+
+def test_the_names_gcc_found_missing() -> None:
+    from kpgen.diff.finish import _missing
+
+    log = ("kernel/fork.c:800:2: error: implicit declaration of function \u2018flush_tlb_mm\u2019; did you mean "
+           "\u2018flush_cache_mm\u2019? [-Werror=implicit-function-declaration]\n"
+           "fix.c:3:5: error: \u2018TLB_FLUSH_ALL\u2019 undeclared (first use in this function)\n"
+           "fix.c:9:5: error: 'plain' undeclared here (not in a function)\n"
+           "fix.c:12:2: error: implicit declaration of function \u2018flush_tlb_mm\u2019\n"
+           "fix.c:14:2: error: expected \u2018;\u2019 before \u2018}\u2019 token\n")
+    assert _missing(log) == ["flush_tlb_mm", "TLB_FLUSH_ALL", "plain"]

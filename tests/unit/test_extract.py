@@ -83,3 +83,27 @@ def test_an_extern_declaration_needs_the_files_own_types(tmp_path: Path) -> None
     p = parse(tmp_path, unit=unit)
     assert extract.declaration_references(p, p.entities[("var", "busy")]) == {("type", "struct chan")}
     assert extract.declaration_references(p, p.entities[("func", "show")]) == {("type", "struct chan")}
+
+
+def test_what_a_kernel_header_keeps_from_modules(tmp_path: Path) -> None:
+    """fix.c is compiled as a module: what a header defines under #ifndef MODULE, which the
+    unit (compiled for the kernel) had, is found there to be repeated in fix.c."""
+    (tmp_path / "arch/x86/include/asm").mkdir(parents=True)
+    (tmp_path / "arch/x86/include/asm/tlb.h").write_text(
+        "#ifndef MODULE\n"
+        "void flush_range(unsigned long start,\n\t\t unsigned long end);\n"
+        "#define flush_all() \\\n\tflush_range(0, ~0UL)\n"
+        "static inline int pages(int n) { return n * 2; }\n"
+        "#endif\n")
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm/b.c").write_text("#include <asm/tlb.h>\nvoid f(void) { flush_all(); pages(1); }\n")
+    p = extract.parse(tmp_path / "mm/b.c", ["gcc", f"-I{tmp_path / 'arch/x86/include'}", "-c",
+                                            str(tmp_path / "mm/b.c")], [tmp_path])
+    assert extract.header_definition(p, "flush_all") == (
+        "arch/x86/include/asm/tlb.h", "#define flush_all() \\\n\tflush_range(0, ~0UL)", False)
+    assert extract.header_definition(p, "flush_range") == (
+        "arch/x86/include/asm/tlb.h", "void flush_range(unsigned long start,\n\t\t unsigned long end);", True)
+    assert extract.header_definition(p, "pages") == (
+        "arch/x86/include/asm/tlb.h", "static inline int pages(int n) { return n * 2; }", False)
+    assert extract.header_definition(p, "f") is None  # the unit's own
+    assert extract.header_definition(p, "nowhere") is None

@@ -84,6 +84,17 @@ class SymbolUse:
     sympos: int
 
 
+@dataclass(frozen=True)
+class HeaderCopy:
+    """A definition or declaration that a kernel header gives the kernel's own code only
+    (under `#ifndef MODULE`), copied into fix.c after the includes."""
+
+    name: str
+    header: str  # as the tree names it: arch/x86/include/asm/tlbflush.h
+    text: str
+    declaration: bool  # a function's or a variable's declaration: the kernel's own, reached by a klp relocation
+
+
 @dataclass
 class Plan:
     """What kpgen diff makes of a diff: the functions it replaces, the kernel symbols and
@@ -97,6 +108,7 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     applied: list[AppliedFile] = field(default_factory=list)  # where each file's hunks landed
     objects: dict[str, dict[str, str]] = field(default_factory=dict)  # object -> callback kind -> function
+    header_copies: list[HeaderCopy] = field(default_factory=list)
     fix_c: str = ""
     spec: PatchSpec | None = None
 

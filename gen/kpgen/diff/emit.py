@@ -325,6 +325,11 @@ def fix_c(p: Plan, k: Kernel, parts: list[ExtractedUnit]) -> str:
                 " * externally declared symbol says why. Change the body to make the fix."]
     lines = ["// SPDX-License-Identifier: GPL-2.0-only", "/*", *head, " */", ""]
     lines += [f"#include {i}" for i in incs]
+    for hc in p.header_copies:
+        why = (f"{hc.header} declares it for the kernel's own code only, not for modules: the kernel's own, "
+               "called through a klp relocation" if hc.declaration else
+               f"{hc.header} gives it to the kernel's own code only, not to modules: copied from there")
+        lines += ["", comment(f"{hc.name}: {why}"), hc.text]
     mapped = False  # whether the lines that follow are numbered as the source's
 
     def back() -> None:
