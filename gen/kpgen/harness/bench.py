@@ -47,6 +47,7 @@ FAULTS_BUILD = ("KPATCH_FAULTS=y",)
 
 STACKED = 10
 # the module of the other functions the many-function patches hook
+SET_IP_MODULE = "kpgen_bench"  # its Kbuild gets the kernel's ftrace_regs instruction-pointer setter
 FUNCS_MODULE = "kpgen_bench_funcs"
 MANY = (1, 100, 1000)
 ROUNDS = 500
@@ -204,14 +205,17 @@ def build_tree(kernel: kmod.Kernel, root: Path | None = None) -> BenchTree:
     # the same sources with faults.c: its fail_at=precheck shows the pause without the first pass
     render.write(root, render.render_core(CoreModel(kernel.features, kernel.release), "core-faults"))
     builds.append(pipeline.build(kernel, root / "core-faults", variables=FAULTS_BUILD).result)
-    # the bench module's callbacks redirect with the kernel's own instruction-pointer setter
-    module_vars = {"kpgen_bench": (f"KPGEN_BENCH_SET_IP={kernel.features.ftrace_ip_setter}",)}
     for mod in sorted(BENCH_MODULES.iterdir()):
-        shutil.copytree(mod, root / "modules" / mod.name)
+        where = root / "modules" / mod.name
+        shutil.copytree(mod, where)
         if mod.name == FUNCS_MODULE:
-            (root / "modules" / mod.name / "funcs.c").write_text(bench_funcs_c())
-        variables = module_vars.get(mod.name, ())
-        builds.append(pipeline.build(kernel, root / "modules" / mod.name, variables=variables).result)
+            (where / "funcs.c").write_text(bench_funcs_c())
+        if mod.name == SET_IP_MODULE:
+            # its callbacks redirect with the kernel's own instruction-pointer setter: in its
+            # Kbuild, so that every build of the directory (sparse's too) has it
+            with (where / "Kbuild").open("a") as kbuild_file:
+                kbuild_file.write(f"ccflags-y += -DKPGEN_BENCH_SET_IP={kernel.features.ftrace_ip_setter}\n")
+        builds.append(pipeline.build(kernel, where).result)
     for path in specs:
         builds.append(pipeline.build(kernel, root / "patches" / path.stem, core_dir=core).result)
     warnings = [w for b in builds for w in b.warnings]

@@ -43,7 +43,7 @@
 #include "kpgen_bench.h"
 
 #ifndef KPGEN_BENCH_SET_IP
-#error "build with KPGEN_BENCH_SET_IP set to the kernel's ftrace_regs instruction-pointer setter (kpgen bench does)"
+#error "KPGEN_BENCH_SET_IP: the kernel's ftrace_regs instruction-pointer setter (kpgen bench adds it to Kbuild)"
 #endif
 
 /* The targets: a distinct constant each, so that no two bodies merge. */
