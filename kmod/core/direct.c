@@ -108,6 +108,7 @@ notrace unsigned long kpatch_direct_target(unsigned long ip)
 		kpatch_park_in_handler(ip);
 	return target;
 }
+
 NOKPROBE_SYMBOL(kpatch_direct_target);
 
 static int kpatch_ip_cmp(const void *a, const void *b)

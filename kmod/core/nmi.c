@@ -79,6 +79,7 @@ notrace struct kpatch_func *kpatch_find_func_nmi(unsigned long ip)
 		func = kpatch_find_older(func);
 	return func;
 }
+
 NOKPROBE_SYMBOL(kpatch_find_func_nmi);
 
 /*

@@ -80,6 +80,7 @@ notrace unsigned long kpatch_target_slow(unsigned long ip)
 		func = kpatch_find_func_nmi(ip);
 	return func ? (unsigned long)func->new_func : 0;
 }
+
 NOKPROBE_SYMBOL(kpatch_target_slow);
 
 /* The handler's end when the slot table did not answer: the hash does. */
@@ -95,6 +96,7 @@ static noinline notrace void kpatch_handler_slow(unsigned long ip,
 	if (target)
 		kpatch_park_in_handler(ip);
 }
+
 NOKPROBE_SYMBOL(kpatch_handler_slow);
 
 /*
@@ -128,6 +130,7 @@ static void notrace kpatch_ftrace_handler(unsigned long ip,
 	/* test build: a task parked here is on its way to the replacement */
 	kpatch_park_in_handler(ip);
 }
+
 NOKPROBE_SYMBOL(kpatch_ftrace_handler);
 
 #ifdef CONFIG_DYNAMIC_FTRACE_WITH_ARGS

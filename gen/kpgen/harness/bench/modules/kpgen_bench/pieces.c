@@ -43,7 +43,7 @@
 #include "kpgen_bench.h"
 
 #ifndef KPGEN_BENCH_SET_IP
-#error "KPGEN_BENCH_SET_IP: the kernel's ftrace_regs instruction-pointer setter (kpgen bench adds it to Kbuild)"
+#error "KPGEN_BENCH_SET_IP: the ftrace_regs IP setter (kpgen bench adds it to Kbuild)"
 #endif
 
 /* The targets: a distinct constant each, so that no two bodies merge. */
@@ -238,8 +238,10 @@ static void notrace kpgen_bench_klp_cb(unsigned long ip, unsigned long parent_ip
 				      struct kpgen_bench_klp_func, stack_node);
 	if (WARN_ON_ONCE(!func))
 		goto unlock;
+	/* as livepatch: read func->transition after the func (klp_init_transition) */
 	smp_rmb();
 	if (unlikely(func->transition)) {
+		/* as livepatch: read patch_state after func->transition */
 		smp_rmb();
 		if (current->patch_state == 0) {
 			func = list_entry_rcu(func->stack_node.next,
