@@ -10,7 +10,7 @@ PYTEST ?= $(PYTHON) -m pytest
 KDIR_DEFAULT = $(shell $(PYTHON) -c 'from kpgen import kernel; print(kernel.matrix_kdir())' 2>/dev/null)
 
 .PHONY: help provision provisioned install generate check-generated golden build test test-unit \
-	test-vm test-diffs diff-speed container-test docker-test lint boot-test stress bench demo clean
+	test-vm test-kpatch-suite test-harness test-diffs diff-speed container-test docker-test lint boot-test stress bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -37,8 +37,14 @@ golden: ## refresh the golden files of tests/golden (review the diff!)
 build: ## build everything for every kernel of gen/kpgen/data/kernels.toml, with checks
 	$(PYTEST) -v -m kbuild
 
-test: provisioned ## all tests: unit, golden, regeneration, Kbuild, container, one QEMU boot per kernel
-	$(PYTEST) -v --junitxml=build/reports/junit.xml
+test: provisioned ## every commit's tests: unit, golden, regeneration, Kbuild, container, one QEMU boot per kernel
+	$(PYTEST) -v -m "not kpatch_suite and not harness" --junitxml=build/reports/junit.xml
+
+test-kpatch-suite: provisioned ## kpatch's integration suite: built for 6.1 and 6.12, both backends, loaded in their boots
+	$(PYTEST) -v -m kpatch_suite
+
+test-harness: provisioned ## the boot harness's own tests (a guest made to hang is stopped in time)
+	$(PYTEST) -v -m harness
 
 test-unit: ## the tests that need no kernel build, boot or container
 	$(PYTEST) -v -m "not kbuild and not vm and not container"

@@ -56,9 +56,11 @@ def probed() -> Callable[[str], kernel.Kernel]:
 
 
 @pytest.fixture(scope="session")
-def built(probed: Callable[[str], kernel.Kernel]) -> Callable[[str], boottest.BuiltTree]:
-    # the diff corpus is repository test data: the harness builds its cases into the tree
-    suite = (KPATCH_SUITE, KPATCH_NOTES) if KPATCH_SUITE is not None else None
+def built(probed: Callable[[str], kernel.Kernel], pytestconfig: pytest.Config) -> Callable[[str], boottest.BuiltTree]:
+    # the diff corpus is repository test data: the harness builds its cases into the tree;
+    # kpatch's suite only when the run has its tests (make test-kpatch-suite, not make test)
+    wanted = pytestconfig.stash.get(_HAS_SUITE, True)
+    suite = (KPATCH_SUITE, KPATCH_NOTES) if KPATCH_SUITE is not None and wanted else None
 
     def build(name: str) -> boottest.BuiltTree:
         tree = boottest.build_tree(probed(name), diffs=DIFF_CORPUS, suite=suite)
@@ -181,9 +183,13 @@ HOSTILE_SPEC_TESTS: list[str] = []
 
 
 _HAS_CONTAINER = pytest.StashKey[bool]()
+_HAS_SUITE = pytest.StashKey[bool]()
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # after -m has deselected: whether the boot trees need kpatch's suite
+    config.stash[_HAS_SUITE] = any(item.get_closest_marker("kpatch_suite") for item in items)
     # the container's test goes last: its image builds in the background during the boots
     container = [item for item in items if item.get_closest_marker("container")]
     config.stash[_HAS_CONTAINER] = bool(container)

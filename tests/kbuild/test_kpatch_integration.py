@@ -13,7 +13,7 @@ import pytest
 
 from kpgen.harness import boottest, kpatchsuite
 
-pytestmark = pytest.mark.kbuild
+pytestmark = [pytest.mark.kbuild, pytest.mark.kpatch_suite]
 
 KERNELS = ("6.1", "6.12")
 SUITE = kpatchsuite.find(Path(__file__))

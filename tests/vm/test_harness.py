@@ -16,7 +16,7 @@ import pytest
 from kpgen import kernel, splat
 from kpgen.harness import boottest
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 TIMEOUT = 150
 MARK = "kpgen-harness-test: about to hang"

@@ -12,7 +12,7 @@ import pytest
 
 from kpgen.harness import boottest, kpatchsuite
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.kpatch_suite]
 
 SUITE = kpatchsuite.find(Path(__file__))
 NOTES = Path(__file__).parents[1] / "kpatch_suite"
