@@ -289,16 +289,25 @@ def local_static_name(cu: CompiledUnit, func: str, var: str) -> str | None:
     return None
 
 
+def _exported(k: Kernel, p: extract.Parsed, e: extract.Entity, plain: str) -> tuple[Emit, str] | None:
+    """How a symbol the kernel exports is emitted (nothing when a kernel header declares it,
+    else a plain extern, said with `plain`); None for one it does not export."""
+    if extract.is_static(e) or e.name not in k.exports:
+        return None
+    if extract.declared_in_header(p, e):
+        return Emit.HEADER, "exported, declared by a kernel header"
+    return Emit.PLAIN_EXTERN, plain
+
+
 def decide_function(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ksyms.ObjectSymbols,
                     rel: str) -> tuple[Emit, str]:
     """Returns how a function the code calls is emitted, and why; refuses one the module
     cannot reach."""
     name = e.name
     static = extract.is_static(e)
-    if not static and name in k.exports:
-        if extract.declared_in_header(p, e):
-            return Emit.HEADER, "exported, declared by a kernel header"
-        return Emit.PLAIN_EXTERN, "exported by the kernel: called as it is"
+    exported = _exported(k, p, e, "exported by the kernel: called as it is")
+    if exported is not None:
+        return exported
     if objsyms.positions(name):
         where = "static in " + rel if static else "not exported"
         return Emit.EXTERN, f"{where}: the running kernel's own function, called through a klp relocation"
@@ -314,10 +323,9 @@ def decide_variable(k: Kernel, p: extract.Parsed, e: extract.Entity, objsyms: ks
     cannot reach."""
     name = e.name
     static = extract.is_static(e)
-    if not static and name in k.exports:
-        if extract.declared_in_header(p, e):
-            return Emit.HEADER, "exported, declared by a kernel header"
-        return Emit.PLAIN_EXTERN, "exported by the kernel"
+    exported = _exported(k, p, e, "exported by the kernel")
+    if exported is not None:
+        return exported
     if objsyms.positions(name, text=False):
         where = "static in " + rel if static else "not exported"
         return Emit.EXTERN, f"{where}: the running kernel's own variable, used through a klp relocation"
