@@ -249,12 +249,8 @@ def unit_text(eu: ExtractedUnit) -> list[Piece]:
 
 def _declaration(eu: ExtractedUnit, key: tuple[str, str]) -> Piece:
     """The declaration of a symbol the unit's code uses and does not define."""
-    parsed, e = eu.parsed, eu.parsed.entities[key]
-    name = eu.renames.get(e.name, e.name)
-    if e.ns == "func":
-        decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
-    else:
-        decl = extract.declaration(parsed, e, name)
+    e = eu.parsed.entities[key]
+    decl = _declared(eu, key)
     if eu.emits[key] == Emit.DECLARE:
         decl = "static " + decl.removeprefix("extern ")
     return Piece(key[1], decl, comment(f"{e.name}: {eu.why[key]}"))
@@ -262,13 +258,16 @@ def _declaration(eu: ExtractedUnit, key: tuple[str, str]) -> Piece:
 
 def _forward(eu: ExtractedUnit, key: tuple[str, str]) -> str:
     """A file-local definition declared ahead of a use."""
+    return "static " + _declared(eu, key).removeprefix("extern ")
+
+
+def _declared(eu: ExtractedUnit, key: tuple[str, str]) -> str:
+    """The extern declaration of a function or variable, under the name fix.c gives it."""
     parsed, e = eu.parsed, eu.parsed.entities[key]
     name = eu.renames.get(e.name, e.name)
     if e.ns == "func":
-        decl = re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
-    else:
-        decl = extract.declaration(parsed, e, name)
-    return "static " + decl.removeprefix("extern ")
+        return re.sub(rf"\b{re.escape(e.name)}\b", name, extract.prototype(parsed, e), count=1)
+    return extract.declaration(parsed, e, name)
 
 
 def object_helper() -> Piece:
